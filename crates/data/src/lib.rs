@@ -1,0 +1,69 @@
+//! Text → tokens → batches: the lecture's data pipeline, with no model code.
+//!
+//! - [`source`]: where text comes from (a local file or a named, checksummed dataset).
+//! - [`tokenizer`]: the lecture's character-level tokenizer behind a [`Tokenizer`] trait.
+//! - [`tokens`]: the compact token store and the 90/10 train/val split.
+//! - [`batcher`]: random `block_size` chunks and the Burn [`Batcher`](burn::data::dataloader::batcher::Batcher)
+//!   that stacks them into `(inputs, targets)`, as the lecture's `get_batch`.
+
+pub mod batcher;
+pub mod source;
+pub mod tokenizer;
+pub mod tokens;
+
+pub use batcher::{Chunk, ConsecutiveWindows, LmBatch, LmBatcher, RandomChunks, mix_seed};
+pub use source::{TextSource, load_text};
+pub use tokenizer::{CharTokenizer, Tokenizer};
+pub use tokens::{Split, TokenStore, Tokens};
+
+/// Everything that can go wrong between a path on disk and a batch of tokens.
+/// Each message is meant to be shown to a user as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is empty: there is no text to train on")]
+    Empty { path: String },
+    #[error("{path} is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 { path: String, offset: usize },
+    #[error(
+        "character {ch:?} at position {position} is not in the vocabulary ({vocab_size} characters seen in the training text)"
+    )]
+    UnknownChar {
+        ch: char,
+        position: usize,
+        vocab_size: usize,
+    },
+    #[error("token id {id} is outside the vocabulary of {vocab_size}")]
+    UnknownToken { id: u32, vocab_size: usize },
+    #[error("unknown dataset {name:?} (known: {known}); pass a text file with --data PATH instead")]
+    UnknownDataset { name: String, known: String },
+    #[error(
+        "could not download {name} from {url}: {reason}. With no network, point --data PATH at a local copy or set BURNGPT_DATA_DIR to a folder holding {name}/input.txt"
+    )]
+    Download {
+        name: String,
+        url: String,
+        reason: String,
+    },
+    #[error("{path} does not match the {name} manifest: {reason}")]
+    Checksum {
+        name: String,
+        path: String,
+        reason: String,
+    },
+    #[error(
+        "the {split} split has {len} tokens, too few for block_size {block_size} (needs at least {needed}); use more text or a smaller block_size"
+    )]
+    TooShort {
+        split: &'static str,
+        len: usize,
+        block_size: usize,
+        needed: usize,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, DataError>;

@@ -1,0 +1,264 @@
+//! Where the training text comes from: a local file, or a named dataset described by a
+//! manifest in `datasets/` (URL, size, sha256), found locally or downloaded once into a cache.
+
+use crate::{DataError, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Either a text file the user names, or one of the datasets in `datasets/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextSource {
+    Path(PathBuf),
+    Named(String),
+}
+
+impl fmt::Display for TextSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TextSource::Path(p) => write!(f, "{}", p.display()),
+            TextSource::Named(n) => write!(f, "dataset {n}"),
+        }
+    }
+}
+
+/// The dataset manifests, compiled in so the binary needs no checkout to find them.
+const MANIFESTS: &[&str] = &[include_str!(
+    "../../../datasets/tinyshakespeare/manifest.toml"
+)];
+
+/// One `datasets/<name>/manifest.toml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub file: String,
+    pub url: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl Manifest {
+    /// The manifest of a named dataset.
+    pub fn named(name: &str) -> Result<Manifest> {
+        let all: Vec<Manifest> = MANIFESTS
+            .iter()
+            .map(|m| toml::from_str(m).expect("the compiled-in manifests are valid TOML"))
+            .collect();
+        let known = all
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        all.iter()
+            .find(|m| m.name == name)
+            .cloned()
+            .ok_or_else(|| DataError::UnknownDataset {
+                name: name.to_string(),
+                known,
+            })
+    }
+
+    /// Checks `bytes` against the manifest's size and sha256.
+    fn verify(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let reason = if bytes.len() as u64 != self.size {
+            format!("{} bytes, expected {}", bytes.len(), self.size)
+        } else {
+            let digest = format!("{:x}", Sha256::digest(bytes));
+            if digest == self.sha256 {
+                return Ok(());
+            }
+            format!("sha256 {digest}, expected {}", self.sha256)
+        };
+        Err(DataError::Checksum {
+            name: self.name.clone(),
+            path: path.display().to_string(),
+            reason,
+        })
+    }
+}
+
+/// Reads the text of `source`. Named datasets are looked up in `$BURNGPT_DATA_DIR`, then
+/// the cache (`$BURNGPT_CACHE`, else the platform cache dir), then downloaded.
+pub fn load_text(source: &TextSource) -> Result<String> {
+    match source {
+        TextSource::Path(path) => read_text(path),
+        TextSource::Named(name) => {
+            let manifest = Manifest::named(name)?;
+            let data_dir = std::env::var_os("BURNGPT_DATA_DIR").map(PathBuf::from);
+            let path = locate(&manifest, data_dir.as_deref(), &cache_dir())?;
+            read_text(&path)
+        }
+    }
+}
+
+/// The cache for downloaded datasets.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("BURNGPT_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("burngpt")))
+        .unwrap_or_else(|| PathBuf::from(".cache/burngpt"))
+}
+
+/// Finds a verified local copy of a named dataset, downloading it into `cache` if needed.
+pub fn locate(manifest: &Manifest, data_dir: Option<&Path>, cache: &Path) -> Result<PathBuf> {
+    if let Some(dir) = data_dir {
+        let path = dir.join(&manifest.name).join(&manifest.file);
+        if path.exists() {
+            manifest.verify(&path, &read_bytes(&path)?)?;
+            return Ok(path);
+        }
+    }
+    let path = cache.join(&manifest.name).join(&manifest.file);
+    if path.exists() {
+        manifest.verify(&path, &read_bytes(&path)?)?;
+        return Ok(path);
+    }
+    download(manifest, &path)?;
+    Ok(path)
+}
+
+/// Downloads to a temporary file beside `dest`, verifies it, then renames it into place,
+/// so an interrupted download never leaves a file that looks complete.
+fn download(manifest: &Manifest, dest: &Path) -> Result<()> {
+    let fail = |reason: String| DataError::Download {
+        name: manifest.name.clone(),
+        url: manifest.url.clone(),
+        reason,
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(std::time::Duration::from_secs(10)))
+        .timeout_global(Some(std::time::Duration::from_secs(120)))
+        .build()
+        .into();
+    let mut bytes = Vec::new();
+    agent
+        .get(&manifest.url)
+        .call()
+        .map_err(|e| fail(e.to_string()))?
+        .into_body()
+        .into_reader()
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    manifest.verify(Path::new(&manifest.url), &bytes)?;
+    let dir = dest.parent().expect("a cache path has a parent");
+    let io_err = |source| DataError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io_err)?;
+    let tmp = dest.with_extension("download.tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
+    file.write_all(&bytes).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    std::fs::rename(&tmp, dest).map_err(io_err)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Reads a UTF-8 text file, refusing empty and non-UTF-8 files with a clear message.
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = read_bytes(path)?;
+    let name = || path.display().to_string();
+    if bytes.is_empty() {
+        return Err(DataError::Empty { path: name() });
+    }
+    String::from_utf8(bytes).map_err(|e| DataError::NotUtf8 {
+        path: name(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The shared copy of Tiny Shakespeare that tests and CI use (never committed).
+    pub(crate) fn shakespeare_dir() -> PathBuf {
+        std::env::var_os("BURNGPT_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
+            })
+    }
+
+    pub(crate) fn shakespeare() -> String {
+        let manifest = Manifest::named("tinyshakespeare").unwrap();
+        let path = locate(
+            &manifest,
+            Some(&shakespeare_dir()),
+            Path::new("/nonexistent"),
+        )
+        .unwrap();
+        read_text(&path).unwrap()
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("burngpt-data-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn finds_and_verifies_the_shared_copy() {
+        assert_eq!(shakespeare().len(), 1_115_394);
+    }
+
+    #[test]
+    fn unknown_dataset_lists_the_known_ones() {
+        let msg = Manifest::named("wikitext").unwrap_err().to_string();
+        assert!(
+            msg.contains("tinyshakespeare") && msg.contains("--data"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn no_network_fails_fast_naming_the_flag() {
+        let mut manifest = Manifest::named("tinyshakespeare").unwrap();
+        // Port 9 (discard) on loopback refuses at once, like a machine without network.
+        manifest.url = "http://127.0.0.1:9/input.txt".into();
+        let cache = temp_dir("cache");
+        let start = std::time::Instant::now();
+        let msg = locate(&manifest, None, &cache).unwrap_err().to_string();
+        assert!(start.elapsed().as_secs() < 10);
+        assert!(
+            msg.contains("--data PATH") && msg.contains("BURNGPT_DATA_DIR"),
+            "{msg}"
+        );
+        assert!(!cache.join("tinyshakespeare/input.txt").exists());
+    }
+
+    #[test]
+    fn a_corrupt_cached_copy_is_refused() {
+        let manifest = Manifest::named("tinyshakespeare").unwrap();
+        let cache = temp_dir("corrupt");
+        std::fs::create_dir_all(cache.join("tinyshakespeare")).unwrap();
+        std::fs::write(cache.join("tinyshakespeare/input.txt"), "not shakespeare").unwrap();
+        let msg = locate(&manifest, None, &cache).unwrap_err().to_string();
+        assert!(msg.contains("expected 1115394"), "{msg}");
+    }
+
+    #[test]
+    fn empty_and_non_utf8_files_are_refused() {
+        let dir = temp_dir("bad");
+        let empty = dir.join("empty.txt");
+        std::fs::write(&empty, "").unwrap();
+        assert!(matches!(read_text(&empty), Err(DataError::Empty { .. })));
+        let binary = dir.join("binary.bin");
+        std::fs::write(&binary, [b'o', b'k', 0xff, 0xfe]).unwrap();
+        assert!(matches!(
+            read_text(&binary),
+            Err(DataError::NotUtf8 { offset: 2, .. })
+        ));
+        let missing = dir.join("missing.txt");
+        assert!(matches!(read_text(&missing), Err(DataError::Io { .. })));
+    }
+}

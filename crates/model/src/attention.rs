@@ -1,0 +1,115 @@
+//! Causal multi-head self-attention, the heart of the GPT.
+//!
+//! Every token emits a query ("what am I looking for?"), a key ("what do I contain?") and a
+//! value ("what I will tell you if you attend to me"). A token's output is the average of
+//! the values of the tokens before it, weighted by how well their keys match its query.
+//! All heads run at once as one more batch dimension (the lecture's exercise 1): one matmul
+//! projects q, k and v for every head, instead of a Python loop over `Head` modules.
+
+use crate::GptConfig;
+use crate::init::linear;
+use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+#[derive(Module, Debug)]
+pub struct CausalSelfAttention<B: Backend> {
+    /// Query, key and value projections for all heads, side by side: C → 3C.
+    c_attn: Linear<B>,
+    /// Mixes the concatenated heads back into the residual stream: C → C.
+    c_proj: Linear<B>,
+    attn_dropout: Dropout,
+    resid_dropout: Dropout,
+    n_head: usize,
+}
+
+impl<B: Backend> CausalSelfAttention<B> {
+    pub fn new(config: &GptConfig, device: &B::Device) -> Self {
+        let c = config.n_embd;
+        Self {
+            c_attn: linear(c, 3 * c, false, device),
+            c_proj: linear(c, c, config.bias, device),
+            attn_dropout: DropoutConfig::new(config.dropout).init(),
+            resid_dropout: DropoutConfig::new(config.dropout).init(),
+            n_head: config.n_head,
+        }
+    }
+
+    /// `x` (B, T, C) → (B, T, C).
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, c] = x.dims();
+        let (nh, hs) = (self.n_head, c / self.n_head);
+        let heads = |x: Tensor<B, 3>| x.reshape([b, t, nh, hs]).swap_dims(1, 2); // (B, nh, T, hs)
+        let mut qkv = self.c_attn.forward(x).chunk(3, 2); // 3 × (B, T, C)
+        let v = heads(qkv.pop().expect("three chunks"));
+        let k = heads(qkv.pop().expect("three chunks"));
+        let q = heads(qkv.pop().expect("three chunks"));
+        let y = self.attend(q, k, v); // (B, nh, T, hs)
+        let y = y.swap_dims(1, 2).reshape([b, t, c]); // heads side by side again
+        self.resid_dropout.forward(self.c_proj.forward(y))
+    }
+
+    /// Scaled dot-product attention with a causal mask, on (B, nh, T, hs) tensors.
+    ///
+    /// Why scale by 1/sqrt(head_size): with unit-variance q and k, each score q·k is a sum of
+    /// head_size products, so its variance grows like head_size. Large scores make softmax
+    /// saturate towards one-hot, and each token would listen to a single other token from
+    /// the start. Dividing by sqrt(head_size) keeps the scores at unit variance.
+    ///
+    /// Why the mask: a decoder predicts the next token, so position t must not see t+1…;
+    /// scores above the diagonal become -inf and their softmax weight exactly 0.
+    fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, nh, t, hs] = q.dims();
+        let scale = (hs as f64).powf(-0.5);
+        let att = q.matmul(k.swap_dims(2, 3)) * scale; // (B, nh, T, T)
+        let future = Tensor::<B, 2, Bool>::tril_mask([t, t], 0, &att.device()) // true above the diagonal
+            .reshape([1, 1, t, t])
+            .expand([b, nh, t, t]);
+        let att = softmax(att.mask_fill(future, f32::NEG_INFINITY), 3);
+        self.attn_dropout.forward(att).matmul(v) // (B, nh, T, hs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::TestBackend as B;
+    use burn::tensor::Distribution;
+
+    /// The batched computation must equal the lecture's version: each head on its own
+    /// (its slice of the q/k/v weights), outputs concatenated, then the projection.
+    #[test]
+    fn batched_heads_equal_one_head_at_a_time() {
+        let device = Default::default();
+        let config = GptConfig {
+            n_embd: 32,
+            n_head: 4,
+            dropout: 0.0,
+            ..GptConfig::default()
+        };
+        let attn = CausalSelfAttention::<B>::new(&config, &device);
+        let (t, c, hs) = (7, 32, 8);
+        let x = Tensor::<B, 3>::random([2, t, c], Distribution::Normal(0.0, 1.0), &device);
+        let batched = attn.forward(x.clone());
+
+        let w = attn.c_attn.weight.val(); // (C, 3C): [Wq | Wk | Wv], head h at columns h*hs..
+        let mask = Tensor::<B, 2, Bool>::tril_mask([t, t], 0, &device)
+            .reshape([1, t, t])
+            .expand([2, t, t]);
+        let heads: Vec<Tensor<B, 3>> = (0..4)
+            .map(|h| {
+                let proj = |part: usize| {
+                    let cols = part * c + h * hs..part * c + (h + 1) * hs;
+                    x.clone().matmul(w.clone().slice([0..c, cols]).unsqueeze()) // (B, T, hs)
+                };
+                let (q, k, v) = (proj(0), proj(1), proj(2));
+                let wei = q.matmul(k.swap_dims(1, 2)) / (hs as f64).sqrt();
+                softmax(wei.mask_fill(mask.clone(), f32::NEG_INFINITY), 2).matmul(v)
+            })
+            .collect();
+        let one_by_one = attn.c_proj.forward(Tensor::cat(heads, 2));
+        batched
+            .into_data()
+            .assert_approx_eq::<f32>(&one_by_one.into_data(), Default::default());
+    }
+}

@@ -1,0 +1,44 @@
+//! A transformer block: communication (attention) followed by computation (MLP).
+//!
+//! Both halves are residual branches, `x + f(ln(x))`: the gradient flows unchanged along
+//! the residual stream from the loss to the input, so deep stacks train from the start.
+//! LayerNorm comes *before* each branch (pre-norm, the lecture's and GPT-2's deviation
+//! from the original paper), keeping every branch's input at unit scale.
+
+use crate::GptConfig;
+use crate::attention::CausalSelfAttention;
+use crate::mlp::Mlp;
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    ln_1: LayerNorm<B>,
+    attn: CausalSelfAttention<B>,
+    ln_2: LayerNorm<B>,
+    mlp: Mlp<B>,
+}
+
+impl<B: Backend> Block<B> {
+    pub fn new(config: &GptConfig, device: &B::Device) -> Self {
+        Self {
+            ln_1: layer_norm(config, device),
+            attn: CausalSelfAttention::new(config, device),
+            ln_2: layer_norm(config, device),
+            mlp: Mlp::new(config, device),
+        }
+    }
+
+    /// `x` (B, T, C) → (B, T, C).
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x));
+        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    }
+}
+
+/// LayerNorm over the embedding, with or without bias per the config.
+pub(crate) fn layer_norm<B: Backend>(config: &GptConfig, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(config.n_embd)
+        .with_bias(config.bias)
+        .init(device)
+}

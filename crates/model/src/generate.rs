@@ -1,0 +1,220 @@
+//! Sampling text from a trained model, one token at a time (the lecture's `generate`).
+//!
+//! Each step crops the context to the model's `block_size` (the position table has no
+//! rows beyond it), takes the logits at the last position, divides them by the
+//! temperature, keeps the `top_k` largest, and draws from their softmax. The draw uses a
+//! seeded RNG on the host, so a seed gives the same text on every backend.
+
+use crate::{LanguageModel, ModelError, Result};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How to draw each next token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    pub max_new_tokens: usize,
+    /// < 1 sharpens the distribution, > 1 flattens it. Must be > 0.
+    pub temperature: f32,
+    /// Sample only among the k most likely tokens; `Some(1)` is greedy decoding.
+    pub top_k: Option<usize>,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            max_new_tokens: 500,
+            temperature: 1.0,
+            top_k: None,
+            seed: 1337,
+        }
+    }
+}
+
+impl Sampling {
+    fn validate(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(ModelError::InvalidSampling(format!(
+                "temperature must be > 0, got {}",
+                self.temperature
+            )));
+        }
+        if self.top_k == Some(0) {
+            return Err(ModelError::InvalidSampling("top_k must be ≥ 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Extends `prompt` by `sampling.max_new_tokens` tokens, calling `on_token` with each as
+/// soon as it is drawn (so a caller can stream text), and returns the new tokens.
+pub fn generate<B: Backend, M: LanguageModel<B>>(
+    model: &M,
+    prompt: &[u32],
+    sampling: &Sampling,
+    device: &B::Device,
+    mut on_token: impl FnMut(u32),
+) -> Result<Vec<u32>> {
+    sampling.validate()?;
+    if prompt.is_empty() {
+        return Err(ModelError::EmptyPrompt);
+    }
+    // A bigram model reads only the last token, so that is all it is given.
+    let context = model.context_size().unwrap_or(1);
+    let mut rng = StdRng::seed_from_u64(sampling.seed);
+    let mut idx = prompt.to_vec();
+    for _ in 0..sampling.max_new_tokens {
+        let ctx = &idx[idx.len().saturating_sub(context)..];
+        let t = ctx.len();
+        let ids: Vec<i64> = ctx.iter().map(|&id| id as i64).collect();
+        let input = Tensor::from_data(TensorData::new(ids, [1, t]).convert::<B::IntElem>(), device);
+        let logits = model.logits(input)?; // (1, T, V)
+        let vocab = logits.dims()[2];
+        let last = logits.slice([0..1, t - 1..t]).reshape([vocab]); // (V,)
+        let last: Vec<f32> = last
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("converted to f32");
+        let next = sample_next(&last, sampling.temperature, sampling.top_k, &mut rng);
+        idx.push(next);
+        on_token(next);
+    }
+    Ok(idx.split_off(prompt.len()))
+}
+
+/// Draws one token id from `logits` scaled by `temperature`, restricted to the `top_k`
+/// largest (ties at the k-th value are kept, as in nanoGPT).
+pub fn sample_next(
+    logits: &[f32],
+    temperature: f32,
+    top_k: Option<usize>,
+    rng: &mut StdRng,
+) -> u32 {
+    let mut scaled: Vec<f32> = logits.iter().map(|l| l / temperature).collect();
+    if let Some(k) = top_k.filter(|&k| k < scaled.len()) {
+        let mut sorted = scaled.clone();
+        sorted.sort_unstable_by(|a, b| b.total_cmp(a));
+        let kth = sorted[k - 1];
+        for l in scaled.iter_mut().filter(|l| **l < kth) {
+            *l = f32::NEG_INFINITY;
+        }
+    }
+    // Softmax, stabilised by subtracting the max; then invert the CDF at a uniform draw.
+    let max = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = scaled.iter().map(|&l| ((l - max) as f64).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (id, w) in weights.iter().enumerate() {
+        if u < *w {
+            return id as u32;
+        }
+        u -= w;
+    }
+    // Rounding left `u` past the end: the last token with any weight.
+    weights
+        .iter()
+        .rposition(|&w| w > 0.0)
+        .expect("softmax has a positive weight") as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::TestBackend as B;
+    use crate::{GptConfig, Model};
+
+    fn model() -> Model<B> {
+        let config = GptConfig {
+            block_size: 8,
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 16,
+            dropout: 0.0,
+            ..GptConfig::default()
+        };
+        Model::new(&config, &Default::default()).unwrap()
+    }
+
+    fn run(model: &Model<B>, sampling: &Sampling) -> Vec<u32> {
+        generate(model, &[1, 2, 3], sampling, &Default::default(), |_| {}).unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_text_and_exact_length() {
+        let m = model();
+        // Past block_size (8): the context is cropped, and generation goes on.
+        let s = Sampling {
+            max_new_tokens: 20,
+            ..Sampling::default()
+        };
+        let a = run(&m, &s);
+        assert_eq!(a.len(), 20);
+        assert_eq!(a, run(&m, &s));
+        assert_ne!(a, run(&m, &Sampling { seed: 7, ..s }));
+    }
+
+    #[test]
+    fn streams_every_token_in_order() {
+        let m = model();
+        let mut streamed = Vec::new();
+        let s = Sampling {
+            max_new_tokens: 5,
+            ..Sampling::default()
+        };
+        let out = generate(&m, &[0], &s, &Default::default(), |t| streamed.push(t)).unwrap();
+        assert_eq!(out, streamed);
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let m = model();
+        let greedy = |seed| {
+            run(
+                &m,
+                &Sampling {
+                    max_new_tokens: 10,
+                    top_k: Some(1),
+                    seed,
+                    ..Sampling::default()
+                },
+            )
+        };
+        assert_eq!(greedy(1), greedy(2));
+        let mut rng = StdRng::seed_from_u64(0);
+        assert_eq!(
+            sample_next(&[0.1, 3.0, 2.9, -1.0], 1.0, Some(1), &mut rng),
+            1
+        );
+    }
+
+    #[test]
+    fn top_k_never_samples_outside_the_k_best() {
+        let mut rng = StdRng::seed_from_u64(0);
+        let logits = [0.0, 1.0, 0.5, 0.9, -2.0];
+        for _ in 0..200 {
+            let id = sample_next(&logits, 5.0, Some(2), &mut rng);
+            assert!(id == 1 || id == 3, "{id}");
+        }
+    }
+
+    #[test]
+    fn bad_options_are_errors() {
+        let m = model();
+        let gen_err = |prompt: &[u32], s: &Sampling| {
+            generate(&m, prompt, s, &Default::default(), |_| {}).unwrap_err()
+        };
+        assert_eq!(gen_err(&[], &Sampling::default()), ModelError::EmptyPrompt);
+        let cold = Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        };
+        assert!(gen_err(&[1], &cold).to_string().contains("temperature"));
+        let k0 = Sampling {
+            top_k: Some(0),
+            ..Sampling::default()
+        };
+        assert!(gen_err(&[1], &k0).to_string().contains("top_k"));
+    }
+}

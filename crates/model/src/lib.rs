@@ -1,0 +1,62 @@
+//! The networks of the lecture, generic over any Burn [`Backend`](burn::prelude::Backend):
+//! the bigram baseline and the GPT it grows into. No I/O and no training loop here.
+//!
+//! Reading order follows the lecture: [`bigram`] → [`attention`] → [`mlp`] → [`block`] →
+//! [`gpt`], then [`loss`] and [`generate`]. [`config`] holds the hyperparameters.
+
+pub mod attention;
+pub mod bigram;
+pub mod block;
+pub mod config;
+pub mod generate;
+pub mod gpt;
+mod init;
+pub mod lm;
+pub mod loss;
+pub mod mlp;
+
+pub use bigram::BigramLanguageModel;
+pub use config::{GptConfig, ModelKind};
+pub use generate::{Sampling, generate};
+pub use gpt::Gpt;
+pub use lm::{LanguageModel, Model};
+pub use loss::cross_entropy;
+
+/// Mistakes in a model's configuration or use, worded for the person who made them.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid model config: {0}")]
+    InvalidConfig(String),
+    #[error("sequence of {t} tokens is longer than block_size {block_size}")]
+    SequenceTooLong { t: usize, block_size: usize },
+    #[error("cannot generate from an empty prompt: give at least one token")]
+    EmptyPrompt,
+    #[error("invalid sampling option: {0}")]
+    InvalidSampling(String),
+}
+
+pub type Result<T> = std::result::Result<T, ModelError>;
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    use burn::backend::{Autodiff, Flex};
+    use burn::prelude::*;
+
+    pub type TestBackend = Flex;
+    pub type TestAutodiff = Autodiff<Flex>;
+
+    /// Random token ids in `0..vocab`, reproducible from `seed`.
+    pub fn random_ids<B: Backend>(
+        shape: [usize; 2],
+        vocab: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Tensor<B, 2, Int> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let ids: Vec<i64> = (0..shape[0] * shape[1])
+            .map(|_| rng.random_range(0..vocab as i64))
+            .collect();
+        Tensor::from_data(TensorData::new(ids, shape).convert::<B::IntElem>(), device)
+    }
+}

@@ -1,0 +1,68 @@
+//! What training and sampling need from a network, so one loop serves both the bigram
+//! baseline and the GPT.
+
+use crate::{BigramLanguageModel, Gpt, GptConfig, ModelKind, Result};
+use burn::prelude::*;
+
+/// A next-token predictor: token ids in, logits out.
+pub trait LanguageModel<B: Backend> {
+    /// `idx` (B, T) → logits (B, T, vocab_size).
+    fn logits(&self, idx: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>>;
+    /// The longest context the model accepts; `None` when it looks at one token only.
+    fn context_size(&self) -> Option<usize>;
+}
+
+/// Either network, chosen by `GptConfig::model`. A Burn module like any other, so it
+/// trains, saves and loads the same way whichever it holds.
+#[derive(Module, Debug)]
+pub enum Model<B: Backend> {
+    Bigram(BigramLanguageModel<B>),
+    Gpt(Gpt<B>),
+}
+
+impl<B: Backend> Model<B> {
+    pub fn new(config: &GptConfig, device: &B::Device) -> Result<Self> {
+        Ok(match config.model {
+            ModelKind::Bigram => Model::Bigram(BigramLanguageModel::new(config, device)?),
+            ModelKind::Gpt => Model::Gpt(Gpt::new(config, device)?),
+        })
+    }
+}
+
+impl<B: Backend> LanguageModel<B> for Model<B> {
+    fn logits(&self, idx: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+        match self {
+            Model::Bigram(m) => Ok(m.forward(idx)),
+            Model::Gpt(m) => m.forward(idx),
+        }
+    }
+
+    fn context_size(&self) -> Option<usize> {
+        match self {
+            Model::Bigram(_) => None,
+            Model::Gpt(m) => Some(m.block_size()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cross_entropy;
+    use crate::test_util::{TestBackend as B, random_ids};
+
+    #[test]
+    fn bigram_initial_loss_is_ln_vocab() {
+        let device = Default::default();
+        let config = GptConfig {
+            model: ModelKind::Bigram,
+            ..GptConfig::default()
+        };
+        let model = Model::<B>::new(&config, &device).unwrap();
+        let x = random_ids::<B>([32, 8], 65, 1, &device);
+        let y = random_ids::<B>([32, 8], 65, 2, &device);
+        let loss: f32 = cross_entropy(model.logits(x).unwrap(), y).into_scalar();
+        assert!((loss - 65f32.ln()).abs() < 0.2, "loss {loss}");
+        assert_eq!(model.context_size(), None);
+    }
+}

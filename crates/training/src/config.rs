@@ -1,0 +1,294 @@
+//! A run's configuration: the model's shape and the training recipe, read from a TOML
+//! preset in `experiments/` and overridden key by key from the command line.
+//!
+//! ```toml
+//! [model]            # model::GptConfig
+//! n_layer = 4
+//! [train]            # TrainConfig
+//! max_iters = 2000
+//! ```
+//! `--set max_iters=3000` or `--set train.max_iters=3000` changes one key; a bare key is
+//! looked up in whichever section has it.
+
+use crate::TrainError;
+use model::GptConfig;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The training recipe, named as in nanoGPT's `train.py`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// A named dataset (`tinyshakespeare`) or a path to a text file.
+    pub dataset: String,
+    pub batch_size: usize,
+    pub max_iters: usize,
+    /// Evaluate (and checkpoint) every this many iterations.
+    pub eval_interval: usize,
+    /// Batches per split in each evaluation (the lecture's `estimate_loss`).
+    pub eval_iters: usize,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Warmup then cosine decay to `min_lr` (nanoGPT's `get_lr`); false = constant lr.
+    pub decay_lr: bool,
+    pub warmup_iters: usize,
+    /// Iterations over which the cosine runs; 0 means `max_iters`.
+    pub lr_decay_iters: usize,
+    pub min_lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this; 0 disables clipping.
+    pub grad_clip: f64,
+    pub seed: u64,
+    /// Checkpoints kept in the run directory (the newest ones, plus the best by val loss).
+    pub keep_checkpoints: usize,
+}
+
+impl Default for TrainConfig {
+    /// The lecture's `gpt.py` recipe with PyTorch's AdamW defaults.
+    fn default() -> Self {
+        Self {
+            dataset: "tinyshakespeare".into(),
+            batch_size: 64,
+            max_iters: 5000,
+            eval_interval: 500,
+            eval_iters: 200,
+            learning_rate: 3e-4,
+            decay_lr: false,
+            warmup_iters: 0,
+            lr_decay_iters: 0,
+            min_lr: 3e-5,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            grad_clip: 0.0,
+            seed: 1337,
+            keep_checkpoints: 2,
+        }
+    }
+}
+
+/// Everything a run needs to be reproduced, saved as `config.toml` in its directory.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    pub model: GptConfig,
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Reads a preset (or the defaults when `path` is `None`) and applies `key=value`
+    /// overrides, then validates the result.
+    pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, TrainError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    TrainError::Config(format!("cannot read config {}: {e}", p.display()))
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    TrainError::Config(format!(
+                        "{} is not valid TOML: {}",
+                        p.display(),
+                        e.message()
+                    ))
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        for kv in overrides {
+            set(&mut table, kv)?;
+        }
+        let what = path.map_or("the defaults".to_string(), |p| p.display().to_string());
+        let config: RunConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(format!("{what}: {}", e.message())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a saved `config.toml` without overrides.
+    pub fn from_toml(text: &str) -> Result<Self, TrainError> {
+        toml::from_str(text).map_err(|e| TrainError::Config(e.message().to_string()))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a RunConfig always serialises")
+    }
+
+    /// Refuses recipes that cannot work. (The model's shape is checked by the model crate,
+    /// once `vocab_size` is known.)
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let t = &self.train;
+        let bad = |m: String| Err(TrainError::Config(m));
+        for (name, v) in [
+            ("batch_size", t.batch_size),
+            ("eval_interval", t.eval_interval),
+            ("eval_iters", t.eval_iters),
+            ("keep_checkpoints", t.keep_checkpoints),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be > 0"));
+            }
+        }
+        if !(t.learning_rate > 0.0) {
+            return bad(format!(
+                "learning_rate must be > 0, got {}",
+                t.learning_rate
+            ));
+        }
+        if t.decay_lr && !(0.0..=t.learning_rate).contains(&t.min_lr) {
+            return bad(format!(
+                "min_lr must be in [0, learning_rate], got {}",
+                t.min_lr
+            ));
+        }
+        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
+            return bad("beta1 and beta2 must be in [0, 1)".into());
+        }
+        if t.weight_decay < 0.0 || t.grad_clip < 0.0 || !(t.eps > 0.0) {
+            return bad("weight_decay and grad_clip must be ≥ 0, eps > 0".into());
+        }
+        let mut model = self.model.clone();
+        model.vocab_size = model.vocab_size.max(1); // not known until the text is read
+        model
+            .validate()
+            .map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    /// The cosine's length: `lr_decay_iters`, or `max_iters` when 0.
+    pub fn lr_decay_iters(&self) -> usize {
+        match self.train.lr_decay_iters {
+            0 => self.train.max_iters,
+            n => n,
+        }
+    }
+}
+
+/// Applies one `key=value` override. The value is parsed as TOML (`3e-4`, `true`,
+/// `"text"`), falling back to a plain string so `dataset=path/to/file.txt` works.
+fn set(table: &mut toml::Table, kv: &str) -> Result<(), TrainError> {
+    let (key, raw) = kv
+        .split_once('=')
+        .ok_or_else(|| TrainError::Config(format!("--set expects key=value, got {kv:?}")))?;
+    let key = key.trim();
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let (section, name) = match key.split_once('.') {
+        Some((s, n)) => (s.to_string(), n.to_string()),
+        None => (section_of(key)?, key.to_string()),
+    };
+    let defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
+    let default = defaults
+        .get(&section)
+        .and_then(|s| s.as_table())
+        .and_then(|s| s.get(&name))
+        .ok_or_else(|| TrainError::Config(format!("unknown key {key:?} in --set {kv}")))?;
+    let value = coerce(value, default, raw).ok_or_else(|| {
+        TrainError::Config(format!("--set {kv}: {key} expects {}", default.type_str()))
+    })?;
+    let entry = table
+        .entry(section)
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let section = entry
+        .as_table_mut()
+        .ok_or_else(|| TrainError::Config(format!("{key:?} is not inside a table")))?;
+    section.insert(name, value);
+    Ok(())
+}
+
+/// Gives an override the type of the key's default: an integer where a float is expected
+/// becomes a float, anything where a string is expected is the raw text; other
+/// mismatches are refused (`None`).
+fn coerce(value: toml::Value, default: &toml::Value, raw: &str) -> Option<toml::Value> {
+    use toml::Value::{Float, Integer, String};
+    match (default, value) {
+        (String(_), String(s)) => Some(String(s)),
+        (String(_), _) => Some(String(raw.trim().to_string())),
+        (Float(_), Integer(i)) => Some(Float(i as f64)),
+        (d, v) if d.same_type(&v) => Some(v),
+        _ => None,
+    }
+}
+
+/// The section (`model` or `train`) that holds a bare key.
+fn section_of(key: &str) -> Result<String, TrainError> {
+    let defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
+    defaults
+        .iter()
+        .find(|(_, v)| v.as_table().is_some_and(|t| t.contains_key(key)))
+        .map(|(s, _)| s.clone())
+        .ok_or_else(|| TrainError::Config(format!("unknown key {key:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(overrides: &[&str]) -> Result<RunConfig, TrainError> {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        RunConfig::load(None, &o)
+    }
+
+    #[test]
+    fn overrides_bare_and_dotted_keys() {
+        let c = load(&[
+            "max_iters=7",
+            "model.n_layer=2",
+            "learning_rate=1e-3",
+            "dataset=a/b.txt",
+        ])
+        .unwrap();
+        assert_eq!(c.train.max_iters, 7);
+        assert_eq!(c.model.n_layer, 2);
+        assert_eq!(c.train.learning_rate, 1e-3);
+        assert_eq!(c.train.dataset, "a/b.txt");
+    }
+
+    #[test]
+    fn bad_overrides_are_clear_errors() {
+        let msg = |o: &[&str]| load(o).unwrap_err().to_string();
+        assert!(msg(&["max_itres=7"]).contains("unknown key \"max_itres\""));
+        assert!(msg(&["max_iters"]).contains("key=value"));
+        assert!(msg(&["max_iters=lots"]).contains("max_iters"));
+        assert!(msg(&["n_head=5"]).contains("divisible by n_head"));
+        assert!(msg(&["learning_rate=0"]).contains("learning_rate must be > 0"));
+        assert!(msg(&["dropout=1.5"]).contains("dropout"));
+    }
+
+    #[test]
+    fn unknown_keys_in_files_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("burngpt-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("x.toml");
+        std::fs::write(&path, "[train]\nmax_iter = 5\n").unwrap();
+        let msg = RunConfig::load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(msg.contains("max_iter"), "{msg}");
+        std::fs::write(&path, "[train]\nmax_iters = \"five\"\n").unwrap();
+        let msg = RunConfig::load(Some(&path), &[]).unwrap_err().to_string();
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn presets_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+        for name in [
+            "bigram.toml",
+            "shakespeare_char.toml",
+            "shakespeare_char_cpu.toml",
+        ] {
+            RunConfig::load(Some(&dir.join(name)), &[]).unwrap();
+        }
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = load(&["n_layer=3"]).unwrap();
+        assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+    }
+}

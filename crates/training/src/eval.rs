@@ -1,0 +1,71 @@
+//! Measuring a trained model: the lecture's `estimate_loss` (mean over random batches)
+//! and the deterministic loss over every consecutive window of a split.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use data::{
+    Chunk, ConsecutiveWindows, LmBatch, LmBatcher, RandomChunks, Split, TokenStore, Tokens,
+    mix_seed,
+};
+use model::{LanguageModel, Model, cross_entropy};
+use std::sync::Arc;
+
+/// Mean loss over `eval_iters` random batches of `split` (`estimate_loss` for one split).
+pub fn estimate_loss<B: Backend>(
+    model: &Model<B>,
+    store: &TokenStore,
+    split: Split,
+    (block_size, batch_size, eval_iters): (usize, usize, usize),
+    seed: u64,
+    device: &B::Device,
+) -> f64 {
+    let chunks = RandomChunks::new(
+        store.split(split).clone(),
+        block_size,
+        eval_iters * batch_size,
+        mix_seed(seed, split as u64),
+    );
+    mean_loss(model, &chunks, batch_size, device).0
+}
+
+/// Mean next-token loss over every consecutive, non-overlapping `block_size` window of
+/// `tokens` (the last partial window dropped), and the number of tokens scored.
+pub fn full_split_loss<B: Backend>(
+    model: &Model<B>,
+    tokens: Arc<Tokens>,
+    block_size: usize,
+    batch_size: usize,
+    device: &B::Device,
+) -> (f64, usize) {
+    mean_loss(
+        model,
+        &ConsecutiveWindows::new(tokens, block_size),
+        batch_size,
+        device,
+    )
+}
+
+/// Token-weighted mean loss over a dataset of chunks, in batches.
+fn mean_loss<B: Backend>(
+    model: &Model<B>,
+    chunks: &impl Dataset<Chunk>,
+    batch_size: usize,
+    device: &B::Device,
+) -> (f64, usize) {
+    let (mut total, mut count) = (0.0, 0);
+    for start in (0..chunks.len()).step_by(batch_size) {
+        let items: Vec<Chunk> = (start..(start + batch_size).min(chunks.len()))
+            .filter_map(|i| chunks.get(i))
+            .collect();
+        let n = items.len() * (items[0].tokens.len() - 1);
+        let batch: LmBatch<B> = LmBatcher.batch(items, device);
+        let logits = model
+            .logits(batch.inputs)
+            .expect("chunks are block_size long");
+        let loss: f64 = cross_entropy(logits, batch.targets).into_scalar().elem();
+        total += loss * n as f64;
+        count += n;
+    }
+    (total / count.max(1) as f64, count)
+}

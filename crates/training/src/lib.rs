@@ -1,0 +1,41 @@
+//! burn-train glue: nanoGPT's training recipe run by burn-train's Learner.
+//!
+//! - [`config`]: the run's config (model + recipe), presets and `--set` overrides.
+//! - [`loader`]: nanoGPT's iterations and evaluations expressed as burn-train epochs.
+//! - [`step`]: the train/eval step (forward, cross-entropy, backward, global-norm clip).
+//! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping.
+//! - [`metrics`], [`log`], [`renderer`]: what is measured, logged and shown.
+//! - [`run`], [`recorder`]: the run directory and its crash-safe checkpoints.
+//! - [`train()`] and [`eval`]: the entry points the CLI calls.
+
+pub mod clip;
+pub mod config;
+pub mod eval;
+pub mod loader;
+pub mod log;
+pub mod metrics;
+pub mod recorder;
+pub mod renderer;
+pub mod run;
+pub mod schedule;
+pub mod step;
+pub mod train;
+
+pub use config::{RunConfig, TrainConfig};
+pub use run::RunDir;
+pub use train::{TrainOptions, TrainReport, train};
+
+/// Everything that can stop a run, worded for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Model(#[from] model::ModelError),
+    #[error("{0}")]
+    Run(String),
+    #[error("{0}")]
+    Checkpoint(String),
+}

@@ -1,0 +1,231 @@
+//! nanoGPT's iteration schedule as burn-train epochs.
+//!
+//! burn-train thinks in epochs; nanoGPT in iterations with an evaluation every
+//! `eval_interval`. So one "epoch" here is `eval_interval` training iterations (fewer in
+//! the last one if `max_iters` is not a multiple), and each epoch's validation pass is the
+//! lecture's `estimate_loss`: `eval_iters` random batches of train, then of val.
+//!
+//! Every pass draws fresh random chunks from a seed derived from (run seed, stream,
+//! epoch). The epoch counter starts at the number of epochs already done, so a resumed
+//! run continues the same sequence of batches and never replays one it already saw.
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
+use burn::data::dataset::Dataset;
+use burn::prelude::*;
+use data::{LmBatch, LmBatcher, RandomChunks, Split, TokenStore, mix_seed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A batch and the split it was drawn from.
+#[derive(Debug, Clone)]
+pub struct SplitBatch<B: Backend> {
+    pub split: Split,
+    pub batch: LmBatch<B>,
+}
+
+/// Which pass a loader serves; also separates their random streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// `eval_interval` batches of train per epoch.
+    Train,
+    /// `eval_iters` batches of train, then of val, per epoch.
+    Eval,
+}
+
+#[derive(Clone)]
+pub struct EpochLoader<B: Backend> {
+    pass: Pass,
+    tokens: TokenStore,
+    block_size: usize,
+    batch_size: usize,
+    /// Batches per split in each epoch, given the epoch index.
+    batches: Arc<dyn Fn(usize) -> usize + Send + Sync>,
+    seed: u64,
+    /// The next epoch to serve; shared by clones so `to_device` copies stay in step.
+    epoch: Arc<AtomicUsize>,
+    device: B::Device,
+}
+
+impl<B: Backend> EpochLoader<B> {
+    /// `start_epoch` is the number of epochs already trained (0 for a new run).
+    pub fn new(
+        pass: Pass,
+        tokens: TokenStore,
+        config: &crate::RunConfig,
+        start_epoch: usize,
+        device: &B::Device,
+    ) -> Self {
+        let t = config.train.clone();
+        let batches: Arc<dyn Fn(usize) -> usize + Send + Sync> = match pass {
+            Pass::Train => Arc::new(move |epoch| {
+                t.max_iters
+                    .saturating_sub(epoch * t.eval_interval)
+                    .min(t.eval_interval)
+            }),
+            Pass::Eval => Arc::new(move |_| t.eval_iters),
+        };
+        Self {
+            pass,
+            tokens,
+            block_size: config.model.block_size,
+            batch_size: config.train.batch_size,
+            batches,
+            seed: config.train.seed,
+            epoch: Arc::new(AtomicUsize::new(start_epoch)),
+            device: device.clone(),
+        }
+    }
+
+    fn splits(&self) -> &'static [Split] {
+        match self.pass {
+            Pass::Train => &[Split::Train],
+            Pass::Eval => &[Split::Train, Split::Val],
+        }
+    }
+}
+
+impl<B: Backend> DataLoader<B, SplitBatch<B>> for EpochLoader<B> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<SplitBatch<B>> + 'a> {
+        let epoch = self.epoch.fetch_add(1, Ordering::SeqCst);
+        let n = (self.batches)(epoch);
+        let stream = mix_seed(self.seed, self.pass as u64);
+        let parts = self
+            .splits()
+            .iter()
+            .map(|&split| {
+                let seed = mix_seed(mix_seed(stream, epoch as u64), split as u64);
+                let chunks = RandomChunks::new(
+                    self.tokens.split(split).clone(),
+                    self.block_size,
+                    n * self.batch_size,
+                    seed,
+                );
+                (split, chunks)
+            })
+            .collect();
+        Box::new(EpochIter {
+            parts,
+            batch_size: self.batch_size,
+            batches_per_part: n,
+            next: 0,
+            device: self.device.clone(),
+        })
+    }
+
+    fn num_items(&self) -> usize {
+        let n = (self.batches)(self.epoch.load(Ordering::SeqCst));
+        n * self.batch_size * self.splits().len()
+    }
+
+    fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, SplitBatch<B>>> {
+        Arc::new(Self {
+            device: device.clone(),
+            ..self.clone()
+        })
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, SplitBatch<B>>> {
+        // Random batches have no order to cut: a slice is a loader of the same kind with
+        // a share of the batches and its own seed.
+        let share = (end - start).div_ceil(self.batch_size);
+        let whole = self.num_items().div_ceil(self.batch_size).max(1);
+        let batches = self.batches.clone();
+        Arc::new(Self {
+            batches: Arc::new(move |epoch| batches(epoch) * share / whole),
+            seed: mix_seed(self.seed, start as u64),
+            ..self.clone()
+        })
+    }
+}
+
+struct EpochIter<B: Backend> {
+    parts: Vec<(Split, RandomChunks)>,
+    batch_size: usize,
+    batches_per_part: usize,
+    next: usize,
+    device: B::Device,
+}
+
+impl<B: Backend> Iterator for EpochIter<B> {
+    type Item = SplitBatch<B>;
+
+    fn next(&mut self) -> Option<SplitBatch<B>> {
+        let (part, i) = (
+            self.next / self.batches_per_part.max(1),
+            self.next % self.batches_per_part.max(1),
+        );
+        let (split, chunks) = self.parts.get(part).filter(|_| self.batches_per_part > 0)?;
+        self.next += 1;
+        let items = (i * self.batch_size..(i + 1) * self.batch_size)
+            .map(|j| chunks.get(j).expect("index within the epoch's chunks"))
+            .collect();
+        Some(SplitBatch {
+            split: *split,
+            batch: LmBatcher.batch(items, &self.device),
+        })
+    }
+}
+
+impl<B: Backend> DataLoaderIterator<SplitBatch<B>> for EpochIter<B> {
+    fn progress(&self) -> Progress {
+        Progress {
+            items_processed: self.next * self.batch_size,
+            items_total: self.parts.len() * self.batches_per_part * self.batch_size,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RunConfig;
+    use burn::backend::Flex;
+
+    fn loader(pass: Pass, start_epoch: usize) -> EpochLoader<Flex> {
+        let ids: Vec<u32> = (0..5000).map(|i| i % 97).collect();
+        let mut config = RunConfig::default();
+        config.model.block_size = 8;
+        config.train.batch_size = 4;
+        config.train.max_iters = 25;
+        config.train.eval_interval = 10;
+        config.train.eval_iters = 3;
+        EpochLoader::new(
+            pass,
+            TokenStore::new(&ids, 97),
+            &config,
+            start_epoch,
+            &Default::default(),
+        )
+    }
+
+    fn epoch_inputs(l: &EpochLoader<Flex>) -> Vec<Vec<i64>> {
+        l.iter()
+            .map(|b| b.batch.inputs.into_data().iter::<i64>().collect())
+            .collect()
+    }
+
+    #[test]
+    fn epochs_follow_eval_interval_and_max_iters() {
+        let l = loader(Pass::Train, 0);
+        let sizes: Vec<usize> = (0..4).map(|_| l.iter().count()).collect();
+        assert_eq!(sizes, vec![10, 10, 5, 0]);
+    }
+
+    #[test]
+    fn eval_pass_is_eval_iters_of_each_split() {
+        let l = loader(Pass::Eval, 0);
+        let splits: Vec<Split> = l.iter().map(|b| b.split).collect();
+        assert_eq!(splits, [[Split::Train; 3], [Split::Val; 3]].concat());
+    }
+
+    #[test]
+    fn resuming_continues_the_batch_sequence() {
+        let fresh = loader(Pass::Train, 0);
+        let _first = epoch_inputs(&fresh);
+        let second = epoch_inputs(&fresh);
+        let resumed = loader(Pass::Train, 1);
+        assert_eq!(epoch_inputs(&resumed), second);
+        assert_ne!(epoch_inputs(&loader(Pass::Train, 0)), second);
+    }
+}

@@ -1,0 +1,316 @@
+//! The run's own record of its evaluations: one row per eval point in `metrics.csv`
+//! (what `gpt info` and `gpt plot` read), a plain console line per eval when stdout is not
+//! a terminal, and the checkpoint policy that keeps the newest checkpoints plus the best.
+
+use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
+use burn::train::logger::MetricLogger;
+use burn::train::metric::store::{EpochSummary, EventStoreClient, MetricsUpdate, Split};
+use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The columns of `metrics.csv`.
+pub const HEADER: &str = "epoch,iter,train_loss,val_loss,batch_loss,lr,tokens_per_s,elapsed_s";
+
+/// One evaluation: the lecture's `estimate_loss` on both splits, plus training stats since
+/// the previous evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalRow {
+    /// Evaluations done so far (burn-train's epoch).
+    pub epoch: usize,
+    /// Training iterations done so far.
+    pub iter: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    /// Mean loss of the training batches since the previous evaluation.
+    pub batch_loss: f64,
+    /// Learning rate of the last iteration.
+    pub lr: f64,
+    pub tokens_per_s: f64,
+    /// Wall time of training so far, across resumes.
+    pub elapsed_s: f64,
+}
+
+impl EvalRow {
+    fn to_csv(&self) -> String {
+        format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6e},{:.1},{:.1}",
+            self.epoch,
+            self.iter,
+            self.train_loss,
+            self.val_loss,
+            self.batch_loss,
+            self.lr,
+            self.tokens_per_s,
+            self.elapsed_s
+        )
+    }
+
+    fn from_csv(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| f.get(i)?.parse::<f64>().ok();
+        Some(Self {
+            epoch: f.first()?.parse().ok()?,
+            iter: f.get(1)?.parse().ok()?,
+            train_loss: num(2)?,
+            val_loss: num(3)?,
+            batch_loss: num(4)?,
+            lr: num(5)?,
+            tokens_per_s: num(6)?,
+            elapsed_s: num(7)?,
+        })
+    }
+
+    /// The console line for this evaluation.
+    pub fn line(&self) -> String {
+        format!(
+            "iter {:>6}: train loss {:.4}, val loss {:.4} | lr {:.2e} | {:.0} tok/s | {:.1} s",
+            self.iter, self.train_loss, self.val_loss, self.lr, self.tokens_per_s, self.elapsed_s
+        )
+    }
+}
+
+/// Reads `metrics.csv` (empty when missing); malformed lines are skipped.
+pub fn read_rows(path: &Path) -> Vec<EvalRow> {
+    std::fs::read_to_string(path)
+        .map(|text| text.lines().skip(1).filter_map(EvalRow::from_csv).collect())
+        .unwrap_or_default()
+}
+
+/// Rewrites `metrics.csv` with `rows` (used to drop rows past a resumed checkpoint).
+pub fn write_rows(path: &Path, rows: &[EvalRow]) -> std::io::Result<()> {
+    let mut text = format!("{HEADER}\n");
+    for r in rows {
+        text.push_str(&r.to_csv());
+        text.push('\n');
+    }
+    crate::recorder::write_atomically(path, text.as_bytes())
+}
+
+/// The rows written so far, shared between the logger and the checkpoint policy.
+#[derive(Debug, Clone, Default)]
+pub struct History(Arc<Mutex<Vec<EvalRow>>>);
+
+impl History {
+    pub fn new(rows: Vec<EvalRow>) -> Self {
+        Self(Arc::new(Mutex::new(rows)))
+    }
+
+    pub fn rows(&self) -> Vec<EvalRow> {
+        self.0.lock().expect("history lock").clone()
+    }
+
+    fn push(&self, row: EvalRow) {
+        self.0.lock().expect("history lock").push(row);
+    }
+
+    /// The epoch with the lowest val loss.
+    pub fn best_epoch(&self) -> Option<usize> {
+        self.rows()
+            .iter()
+            .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+            .map(|r| r.epoch)
+    }
+}
+
+/// A burn-train metric logger that turns each epoch's metrics into an [`EvalRow`].
+pub struct RunLog {
+    path: PathBuf,
+    history: History,
+    names: HashMap<MetricId, String>,
+    /// Latest running (epoch-mean) value of each metric, by split.
+    running: HashMap<(bool, String), f64>,
+    epoch: usize,
+    iter: usize,
+    elapsed_before: f64,
+    start: Instant,
+    echo: bool,
+}
+
+impl RunLog {
+    /// `history` holds the rows of earlier sessions of this run; `echo` prints a line per
+    /// evaluation (for logs and pipes, where the TUI is off).
+    pub fn new(path: PathBuf, history: History, echo: bool) -> Self {
+        let last = history.rows().last().cloned();
+        Self {
+            path,
+            history,
+            names: HashMap::new(),
+            running: HashMap::new(),
+            epoch: last.as_ref().map_or(0, |r| r.epoch),
+            iter: last.as_ref().map_or(0, |r| r.iter),
+            elapsed_before: last.map_or(0.0, |r| r.elapsed_s),
+            start: Instant::now(),
+            echo,
+        }
+    }
+
+    fn value(&self, valid: bool, name: &str) -> f64 {
+        self.running
+            .get(&(valid, name.to_string()))
+            .copied()
+            .unwrap_or(f64::NAN)
+    }
+
+    fn append(&self, row: &EvalRow) -> std::io::Result<()> {
+        let new = !self.path.exists();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        if new {
+            writeln!(file, "{HEADER}")?;
+        }
+        writeln!(file, "{}", row.to_csv())?;
+        file.sync_data()
+    }
+}
+
+impl MetricLogger for RunLog {
+    fn log(&mut self, update: MetricsUpdate, _epoch: usize, split: &Split) {
+        let valid = matches!(split, Split::Valid);
+        if !valid {
+            self.iter += 1; // one update per training batch
+        }
+        for u in update.entries_numeric {
+            if let Some(name) = self.names.get(&u.entry.metric_id) {
+                let v = match u.running_entry {
+                    NumericEntry::Value(v) => v,
+                    NumericEntry::Aggregated {
+                        aggregated_value, ..
+                    } => aggregated_value,
+                };
+                self.running.insert((valid, name.clone()), v);
+            }
+        }
+    }
+
+    fn read_numeric(
+        &mut self,
+        _name: &str,
+        _epoch: usize,
+        _split: &Split,
+    ) -> Result<Vec<NumericEntry>, String> {
+        Err("RunLog keeps per-epoch rows in metrics.csv, not per-batch entries".into())
+    }
+
+    fn log_metric_definition(&mut self, definition: MetricDefinition) {
+        self.names.insert(definition.metric_id, definition.name);
+    }
+
+    fn log_epoch_summary(&mut self, summary: EpochSummary) {
+        if !matches!(summary.split, Split::Valid) {
+            return;
+        }
+        self.epoch += 1;
+        let row = EvalRow {
+            epoch: self.epoch,
+            iter: self.iter,
+            train_loss: self.value(true, "train_loss"),
+            val_loss: self.value(true, "val_loss"),
+            batch_loss: self.value(false, "loss"),
+            lr: self.value(false, "Learning Rate"),
+            tokens_per_s: self.value(false, "tokens_per_s"),
+            elapsed_s: self.elapsed_before + self.start.elapsed().as_secs_f64(),
+        };
+        if let Err(e) = self.append(&row) {
+            eprintln!("warning: could not append to {}: {e}", self.path.display());
+        }
+        if self.echo {
+            println!("{}", row.line());
+        }
+        self.history.push(row);
+        self.running.clear();
+    }
+}
+
+/// Keeps the newest `keep` checkpoints and the one with the best val loss; deletes an old
+/// checkpoint only after a newer one has been saved.
+pub struct KeepRecentAndBest {
+    keep: usize,
+    history: History,
+    saved: Vec<usize>,
+}
+
+impl KeepRecentAndBest {
+    /// `existing`: epochs already on disk (a resumed run's earlier checkpoints).
+    pub fn new(keep: usize, history: History, existing: Vec<usize>) -> Self {
+        Self {
+            keep: keep.max(1),
+            history,
+            saved: existing,
+        }
+    }
+}
+
+impl KeepRecentAndBest {
+    /// Save `epoch`'s checkpoint, and delete those that are neither recent nor the best.
+    fn plan(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
+        self.saved.push(epoch);
+        self.saved.sort_unstable();
+        self.saved.dedup();
+        let best = self.history.best_epoch();
+        let recent = self.saved.len().saturating_sub(self.keep);
+        let (old, _) = self.saved.split_at(recent);
+        let delete: Vec<usize> = old.iter().copied().filter(|&e| Some(e) != best).collect();
+        self.saved.retain(|e| !delete.contains(e));
+        std::iter::once(CheckpointingAction::Save)
+            .chain(delete.into_iter().map(CheckpointingAction::Delete))
+            .collect()
+    }
+}
+
+impl CheckpointingStrategy for KeepRecentAndBest {
+    fn checkpointing(&mut self, epoch: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
+        self.plan(epoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize, val_loss: f64) -> EvalRow {
+        EvalRow {
+            epoch,
+            iter: epoch * 10,
+            train_loss: 1.0,
+            val_loss,
+            batch_loss: 1.0,
+            lr: 1e-3,
+            tokens_per_s: 100.0,
+            elapsed_s: 1.0,
+        }
+    }
+
+    #[test]
+    fn csv_round_trip() {
+        let dir = std::env::temp_dir().join(format!("burngpt-log-{}", std::process::id()));
+        let path = dir.join("metrics.csv");
+        let rows = vec![row(1, 2.5), row(2, 2.25)];
+        write_rows(&path, &rows).unwrap();
+        let back = read_rows(&path);
+        assert_eq!(back.len(), 2);
+        assert_eq!(back[1].iter, 20);
+        assert!((back[1].val_loss - 2.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn keeps_recent_and_best() {
+        let history = History::new(vec![row(1, 3.0), row(2, 1.0), row(3, 2.0)]);
+        let mut s = KeepRecentAndBest::new(2, history, vec![1, 2]);
+        // epochs on disk: 1, 2; saving 3 keeps 2 (best) and 3, deletes 1.
+        let actions = s.plan(3);
+        assert_eq!(
+            actions,
+            vec![CheckpointingAction::Save, CheckpointingAction::Delete(1)]
+        );
+        // saving 4 keeps 3, 4 and the best (2).
+        let actions = s.plan(4);
+        assert_eq!(actions, vec![CheckpointingAction::Save]);
+        assert_eq!(s.saved, vec![2, 3, 4]);
+    }
+}

@@ -1,0 +1,232 @@
+//! What each step reports, and the metrics burn-train computes from it.
+//!
+//! A step's output is just its loss (kept on the device until burn-train's metric thread
+//! reads it), the number of tokens, and which split the batch came from. Evaluation
+//! batches come from both splits (the lecture's `estimate_loss`), so the loss metrics are
+//! per split.
+
+use burn::prelude::*;
+use burn::train::metric::state::{FormatOptions, NumericMetricState};
+use burn::train::metric::{
+    Adaptor, ItemLazy, Metric, MetricAttributes, MetricMetadata, MetricName, Numeric,
+    NumericAttributes, NumericEntry, SerializedEntry,
+};
+use data::Split;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One step's result, still on the device.
+pub struct StepOutput<B: Backend> {
+    pub loss: Tensor<B, 1>,
+    pub tokens: usize,
+    pub split: Split,
+}
+
+/// One step's result, read back to the host for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct StepStats {
+    pub loss: f64,
+    pub tokens: usize,
+    pub split: Split,
+}
+
+impl<B: Backend> ItemLazy for StepOutput<B> {
+    type ItemSync = StepStats;
+
+    fn sync(self) -> StepStats {
+        StepStats {
+            loss: self.loss.into_scalar().elem(),
+            tokens: self.tokens,
+            split: self.split,
+        }
+    }
+}
+
+impl Adaptor<StepStats> for StepStats {
+    fn adapt(&self) -> StepStats {
+        *self
+    }
+}
+
+/// Mean loss over the batches of one split (or of every batch when `split` is `None`).
+/// Batches of the other split leave it unchanged, so during evaluation `train_loss` and
+/// `val_loss` each average only their own `eval_iters` batches.
+#[derive(Clone)]
+pub struct SplitLoss {
+    name: MetricName,
+    split: Option<Split>,
+    state: NumericMetricState,
+    last: Option<SerializedEntry>,
+}
+
+impl SplitLoss {
+    /// The training loss of each step (`loss`).
+    pub fn all() -> Self {
+        Self::new("loss", None)
+    }
+
+    /// The evaluation loss on one split (`train_loss` / `val_loss`).
+    pub fn of(split: Split) -> Self {
+        Self::new(&format!("{}_loss", split.name()), Some(split))
+    }
+
+    fn new(name: &str, split: Option<Split>) -> Self {
+        Self {
+            name: Arc::new(name.to_string()),
+            split,
+            state: NumericMetricState::new(),
+            last: None,
+        }
+    }
+}
+
+impl Metric for SplitLoss {
+    type Input = StepStats;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn update(&mut self, item: &StepStats, _: &MetricMetadata) -> SerializedEntry {
+        if self.split.is_none_or(|s| s == item.split) {
+            let format = FormatOptions::new(self.name()).precision(4);
+            self.last = Some(self.state.update(item.loss, 1, format));
+        }
+        self.last
+            .clone()
+            .unwrap_or_else(|| SerializedEntry::new("-".into(), "NaN".into()))
+    }
+
+    fn clear(&mut self) {
+        self.state.reset();
+        self.last = None;
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes {
+            unit: None,
+            higher_is_better: false,
+        }
+        .into()
+    }
+}
+
+impl Numeric for SplitLoss {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}
+
+/// Training throughput: tokens per second of wall time between consecutive steps.
+#[derive(Clone)]
+pub struct TokensPerSecond {
+    name: MetricName,
+    state: NumericMetricState,
+    last: Option<Instant>,
+}
+
+impl Default for TokensPerSecond {
+    fn default() -> Self {
+        Self {
+            name: Arc::new("tokens_per_s".into()),
+            state: NumericMetricState::new(),
+            last: None,
+        }
+    }
+}
+
+impl Metric for TokensPerSecond {
+    type Input = StepStats;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn update(&mut self, item: &StepStats, _: &MetricMetadata) -> SerializedEntry {
+        let now = Instant::now();
+        let format = FormatOptions::new(self.name()).unit("tok/s").precision(0);
+        let rate = match self.last.replace(now) {
+            Some(prev) => item.tokens as f64 / now.duration_since(prev).as_secs_f64().max(1e-9),
+            None => 0.0, // no interval yet
+        };
+        self.state.update(rate, 1, format)
+    }
+
+    fn clear(&mut self) {
+        self.state.reset();
+        self.last = None;
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes {
+            unit: Some("tok/s".into()),
+            higher_is_better: true,
+        }
+        .into()
+    }
+}
+
+impl Numeric for TokensPerSecond {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}
+
+/// exp(loss): the number of equally likely tokens the model is choosing between.
+#[derive(Clone)]
+pub struct Perplexity {
+    name: MetricName,
+    state: NumericMetricState,
+}
+
+impl Default for Perplexity {
+    fn default() -> Self {
+        Self {
+            name: Arc::new("perplexity".into()),
+            state: NumericMetricState::new(),
+        }
+    }
+}
+
+impl Metric for Perplexity {
+    type Input = StepStats;
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn update(&mut self, item: &StepStats, _: &MetricMetadata) -> SerializedEntry {
+        let format = FormatOptions::new(self.name()).precision(2);
+        self.state.update(item.loss.exp(), 1, format)
+    }
+
+    fn clear(&mut self) {
+        self.state.reset();
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes {
+            unit: None,
+            higher_is_better: false,
+        }
+        .into()
+    }
+}
+
+impl Numeric for Perplexity {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}

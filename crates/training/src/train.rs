@@ -1,0 +1,177 @@
+//! `train`: from a config and a text to a trained run directory, through burn-train.
+
+use crate::loader::{EpochLoader, Pass};
+use crate::log::{History, KeepRecentAndBest, RunLog, write_rows};
+use crate::metrics::{Perplexity, SplitLoss, TokensPerSecond};
+use crate::recorder::AtomicRecorder;
+use crate::renderer::PlainRenderer;
+use crate::run::RunDir;
+use crate::schedule::NanoGptSchedule;
+use crate::step::Trainee;
+use crate::{RunConfig, TrainError};
+use burn::optim::AdamWConfig;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::metric::LearningRateMetric;
+use burn::train::{Interrupter, Learner, SupervisedTraining};
+use data::{CharTokenizer, Split, TextSource, TokenStore, Tokenizer, load_text, mix_seed};
+use model::Model;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What `gpt train` asked for.
+pub struct TrainOptions {
+    /// For a resumed run: the overrides are applied on top of the run's own config.
+    pub config: RunConfig,
+    /// Overrides the config's `dataset`.
+    pub data: Option<TextSource>,
+    pub out_dir: PathBuf,
+    pub resume: bool,
+    /// Replace a run already in `out_dir`.
+    pub overwrite: bool,
+    /// Show burn-train's TUI dashboard (stdout is a terminal); else plain lines.
+    pub tui: bool,
+    /// Stops training after the current iteration (Ctrl-C, `q` in the TUI).
+    pub interrupter: Interrupter,
+}
+
+/// How a training session ended.
+#[derive(Debug)]
+pub struct TrainReport {
+    pub run: RunDir,
+    /// Iterations done in total (across resumes), as of the last evaluation.
+    pub iter: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    /// Seconds spent training in this session.
+    pub seconds: f64,
+    pub interrupted: bool,
+}
+
+/// Where the text comes from: `--data`, else the config's `dataset` (a name or a path).
+pub fn text_source(config: &RunConfig, data: Option<TextSource>) -> TextSource {
+    data.unwrap_or_else(|| {
+        let d = &config.train.dataset;
+        if d.contains('/') || d.contains('.') {
+            TextSource::Path(d.into())
+        } else {
+            TextSource::Named(d.clone())
+        }
+    })
+}
+
+/// Tokenizes the text; for a new run the vocabulary comes from the text itself.
+pub fn prepare_tokens(
+    text: &str,
+    tokenizer: &CharTokenizer,
+    block_size: usize,
+) -> Result<TokenStore, TrainError> {
+    let ids = tokenizer.encode(text)?;
+    let store = TokenStore::new(&ids, tokenizer.vocab_size());
+    store.check_block_size(block_size)?;
+    Ok(store)
+}
+
+/// Trains (or resumes) a run. Blocks until `max_iters` or an interrupt.
+pub fn train<B: AutodiffBackend>(
+    opts: TrainOptions,
+    device: &B::Device,
+) -> Result<TrainReport, TrainError> {
+    let run = RunDir::new(&opts.out_dir);
+    let mut config = opts.config;
+    let source = text_source(&config, opts.data);
+    let text = load_text(&source)?;
+    let (tokenizer, start_epoch) = if opts.resume {
+        let done = RunDir::open(&opts.out_dir)?;
+        let epoch = done.checkpoint_epochs().pop().unwrap_or(0);
+        (done.tokenizer()?, epoch)
+    } else {
+        if run.has_run() && !opts.overwrite {
+            return Err(TrainError::Run(format!(
+                "{} already holds a run: continue it with --resume, or replace it with --overwrite",
+                run.path().display()
+            )));
+        }
+        if opts.overwrite && run.path().exists() {
+            std::fs::remove_dir_all(run.path()).map_err(|e| crate::run::io(run.path(), e))?;
+        }
+        let tokenizer = CharTokenizer::from_text(&text);
+        config.model.vocab_size = tokenizer.vocab_size();
+        (tokenizer, 0)
+    };
+    let store = prepare_tokens(&text, &tokenizer, config.model.block_size)?;
+    let model = Model::<B>::new(&config.model, device)?;
+    run.save_config(&config)?;
+    run.save_tokenizer(&tokenizer)?;
+
+    // Forget evaluations logged after the checkpoint we resume from (a kill between the
+    // log line and the checkpoint write), so the log and the weights agree.
+    let rows: Vec<_> = run
+        .rows()
+        .into_iter()
+        .filter(|r| r.epoch <= start_epoch)
+        .collect();
+    write_rows(&run.metrics_path(), &rows).map_err(|e| crate::run::io(&run.metrics_path(), e))?;
+    let history = History::new(rows);
+
+    let t = &config.train;
+    let num_epochs = t.max_iters.div_ceil(t.eval_interval);
+    let start = std::time::Instant::now();
+    if start_epoch < num_epochs {
+        B::seed(device, mix_seed(t.seed, start_epoch as u64));
+        let optim = AdamWConfig::new()
+            .with_beta_1(t.beta1 as f32)
+            .with_beta_2(t.beta2 as f32)
+            .with_epsilon(t.eps as f32)
+            .with_weight_decay(t.weight_decay as f32)
+            .init();
+        let learner = Learner::new(
+            Trainee::new(model, t.grad_clip),
+            optim,
+            NanoGptSchedule::new(&config),
+        );
+        let train_dl =
+            EpochLoader::<B>::new(Pass::Train, store.clone(), &config, start_epoch, device);
+        let valid_dl =
+            EpochLoader::<B::InnerBackend>::new(Pass::Eval, store, &config, start_epoch, device);
+        let mut training =
+            SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl))
+                .metric_train_numeric(SplitLoss::all())
+                .metric_train_numeric(Perplexity::default())
+                .metric_train_numeric(LearningRateMetric::new())
+                .metric_train_numeric(TokensPerSecond::default())
+                .metric_valid_numeric(SplitLoss::of(Split::Train))
+                .metric_valid_numeric(SplitLoss::of(Split::Val))
+                .with_metric_logger(RunLog::new(run.metrics_path(), history.clone(), !opts.tui))
+                .with_file_checkpointer(AtomicRecorder)
+                .with_checkpointing_strategy(KeepRecentAndBest::new(
+                    t.keep_checkpoints,
+                    history.clone(),
+                    run.checkpoint_epochs(),
+                ))
+                .with_interrupter(opts.interrupter.clone())
+                .num_epochs(num_epochs);
+        if start_epoch > 0 {
+            training = training.checkpoint(start_epoch);
+        }
+        if !opts.tui {
+            training = training.renderer(PlainRenderer);
+        }
+        let result = training.launch(learner);
+        run.save_model(result.model, &run.model_path())?;
+        if let Some(best) = history.best_epoch() {
+            let from = run.checkpoint_model_path(best);
+            if from.exists() {
+                std::fs::copy(&from, run.best_path()).map_err(|e| crate::run::io(&from, e))?;
+            }
+        }
+    }
+    let last = history.rows().last().cloned();
+    Ok(TrainReport {
+        iter: last.as_ref().map_or(0, |r| r.iter),
+        train_loss: last.as_ref().map_or(f64::NAN, |r| r.train_loss),
+        val_loss: last.as_ref().map_or(f64::NAN, |r| r.val_loss),
+        seconds: start.elapsed().as_secs_f64(),
+        interrupted: opts.interrupter.should_stop(),
+        run,
+    })
+}
