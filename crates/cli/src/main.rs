@@ -1,1 +1,57 @@
-fn main() {}
+//! `gpt`: train, sample, evaluate and inspect the lecture's GPT.
+//!
+//! The backend is fixed when the binary is built (`--features flex|ndarray|wgpu|cuda`);
+//! see `backend.rs`. User mistakes end with one `error:` line and exit code 1.
+
+mod backend;
+mod eval;
+mod info;
+mod plot;
+mod sample;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "gpt",
+    version,
+    about = "A GPT from scratch on Burn: train, sample, evaluate"
+)]
+struct Cli {
+    /// GPU index for the cuda/wgpu backends (ignored on CPU).
+    #[arg(long, global = true)]
+    device: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Train(train::Args),
+    Sample(sample::Args),
+    Eval(eval::Args),
+    Info(info::Args),
+    Plot(plot::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => train::run(a, cli.device),
+        Command::Sample(a) => sample::run(a, cli.device),
+        Command::Eval(a) => eval::run(a, cli.device),
+        Command::Info(a) => info::run(a),
+        Command::Plot(a) => plot::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes, no backtrace.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

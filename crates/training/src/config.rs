@@ -83,25 +83,26 @@ impl RunConfig {
     /// Reads a preset (or the defaults when `path` is `None`) and applies `key=value`
     /// overrides, then validates the result.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, TrainError> {
-        let mut table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
+        let (text, what) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|e| {
                     TrainError::Config(format!("cannot read config {}: {e}", p.display()))
-                })?;
-                text.parse::<toml::Table>().map_err(|e| {
-                    TrainError::Config(format!(
-                        "{} is not valid TOML: {}",
-                        p.display(),
-                        e.message()
-                    ))
-                })?
-            }
-            None => toml::Table::new(),
+                })?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "the defaults".to_string()),
         };
+        Self::parse(&text, &what, overrides)
+    }
+
+    /// Parses TOML `text` (named `what` in errors) and applies `key=value` overrides.
+    pub fn parse(text: &str, what: &str, overrides: &[String]) -> Result<Self, TrainError> {
+        let mut table = text.parse::<toml::Table>().map_err(|e| {
+            TrainError::Config(format!("{what} is not valid TOML: {}", e.message()))
+        })?;
         for kv in overrides {
             set(&mut table, kv)?;
         }
-        let what = path.map_or("the defaults".to_string(), |p| p.display().to_string());
         let config: RunConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| TrainError::Config(format!("{what}: {}", e.message())))?;

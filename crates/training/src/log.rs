@@ -177,7 +177,13 @@ impl MetricLogger for RunLog {
         }
         for u in update.entries_numeric {
             if let Some(name) = self.names.get(&u.entry.metric_id) {
-                let v = match u.running_entry {
+                // The learning rate is a setting, not a measurement: report its latest value.
+                let entry = if name == "Learning Rate" {
+                    u.numeric_entry
+                } else {
+                    u.running_entry
+                };
+                let v = match entry {
                     NumericEntry::Value(v) => v,
                     NumericEntry::Aggregated {
                         aggregated_value, ..
