@@ -157,17 +157,16 @@ fn ci(gpu_checks: bool) -> Result<()> {
     Ok(())
 }
 
-/// Trains the CPU preset briefly on real Tiny Shakespeare, samples from the run, resumes it
-/// for more iterations and checks the iteration count continued.
-fn smoke(features: &[&str], name: &str, iters: usize, max_val: Option<f64>) -> Result<()> {
+/// Trains the CPU preset (with `overrides`) on real Tiny Shakespeare, checks the val loss
+/// fell below `max_val`, samples from the run, resumes it for half as many iterations
+/// again and checks the iteration count continued.
+fn smoke(binary: &Path, name: &str, overrides: &[&str], max_val: Option<f64>) -> Result<()> {
     let out = target_dir().join(name);
     let _ = std::fs::remove_dir_all(&out);
-    let gpt = |args: &[String]| -> Result<String> {
-        let mut cmd = cargo();
-        cmd.args(["run", "--quiet", "-p", "cli"])
-            .args(features)
-            .arg("--")
-            .args(args);
+    let dir = out.display().to_string();
+    let gpt = |args: &[&str]| -> Result<String> {
+        let mut cmd = Command::new(binary);
+        cmd.args(args);
         eprintln!("xtask: {cmd:?}");
         let output = cmd.output()?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -178,83 +177,48 @@ fn smoke(features: &[&str], name: &str, iters: usize, max_val: Option<f64>) -> R
         }
         Ok(stdout)
     };
-    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-    let tiny = max_val.is_none();
-    let mut train = s(&["train", "--out-dir"]);
-    train.push(out.display().to_string());
-    train.extend(s(&[
-        "--set",
-        &format!("max_iters={iters}"),
-        "--set",
-        &format!("eval_interval={}", iters / 2),
-    ]));
-    if tiny {
-        train.extend(s(&[
-            "--set",
-            "n_layer=1",
-            "--set",
-            "n_embd=32",
-            "--set",
-            "n_head=2",
-            "--set",
-            "block_size=16",
-            "--set",
-            "eval_iters=2",
-            "--set",
-            "batch_size=4",
-        ]));
+    let mut train = vec!["train", "--out-dir", &dir, "--sample-tokens", "0"];
+    for kv in overrides {
+        train.extend(["--set", kv]);
     }
     gpt(&train)?;
-    let info = parse_info(&gpt(&s(&[
-        "info",
-        "--json",
-        "--run",
-        &out.display().to_string(),
-    ]))?)?;
-    if info.iter != iters {
-        bail!(
-            "{name}: expected {iters} iterations done, info says {}",
-            info.iter
-        );
+    let info = parse_info(&gpt(&["info", "--json", "--run", &dir])?)?;
+    if let Some(max) = max_val
+        && !(info.val_loss < max)
+    {
+        bail!("{name}: val loss {} is not below {max}", info.val_loss);
     }
-    if let Some(max) = max_val {
-        if info.val_loss > max {
-            bail!("{name}: val loss {} is not below {max}", info.val_loss);
-        }
-    }
-    gpt(&s(&[
+    gpt(&[
         "sample",
         "--run",
-        &out.display().to_string(),
+        &dir,
         "--max-new-tokens",
         "100",
         "--prompt",
         "ROMEO:",
-    ]))?;
-    let more = iters + iters / 2;
-    gpt(&s(&[
+    ])?;
+    let more = format!("max_iters={}", info.iter + info.iter / 2);
+    gpt(&[
         "train",
         "--resume",
         "--out-dir",
-        &out.display().to_string(),
+        &dir,
         "--set",
-        &format!("max_iters={more}"),
-    ]))?;
-    let info = parse_info(&gpt(&s(&[
-        "info",
-        "--json",
-        "--run",
-        &out.display().to_string(),
-    ]))?)?;
-    if info.iter != more {
+        &more,
+        "--sample-tokens",
+        "0",
+    ])?;
+    let resumed = parse_info(&gpt(&["info", "--json", "--run", &dir])?)?;
+    if resumed.iter != info.iter + info.iter / 2 {
         bail!(
-            "{name}: resume should continue to {more} iterations, info says {}",
-            info.iter
+            "{name}: resume went from {} to {} iterations, expected +50%",
+            info.iter,
+            resumed.iter
         );
     }
     eprintln!(
-        "xtask: {name} ok (val loss {:.4} after {} iterations)",
-        info.val_loss, info.iter
+        "xtask: {name} ok (val loss {:.4} after {} iterations, resumed to {})",
+        info.val_loss, info.iter, resumed.iter
     );
     Ok(())
 }

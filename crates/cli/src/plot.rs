@@ -112,6 +112,7 @@ fn draw(rows: &[EvalRow], out: &std::path::Path, title: &str) -> Result<()> {
         .build_cartesian_2d(0.0..max_iter, 0.0..max_lr * 1.1)?;
     lr.configure_mesh()
         .x_desc("iteration")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.1e}"))
         .draw()?;
     lr.draw_series(LineSeries::new(

@@ -38,6 +38,7 @@ pub struct TrainConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// AdamW's decoupled weight decay, on matrices only (see `optim`).
     pub weight_decay: f64,
     /// Clip the global gradient norm to this; 0 disables clipping.
     pub grad_clip: f64,

@@ -3,7 +3,8 @@
 //! - [`config`]: the run's config (model + recipe), presets and `--set` overrides.
 //! - [`loader`]: nanoGPT's iterations and evaluations expressed as burn-train epochs.
 //! - [`step`]: the train/eval step (forward, cross-entropy, backward, global-norm clip).
-//! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping.
+//! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping;
+//!   [`optim`]: AdamW decaying matrices only, as nanoGPT.
 //! - [`metrics`], [`log`], [`renderer`]: what is measured, logged and shown.
 //! - [`run`], [`recorder`]: the run directory and its crash-safe checkpoints.
 //! - [`train()`] and [`eval`]: the entry points the CLI calls.
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod loader;
 pub mod log;
 pub mod metrics;
+pub mod optim;
 pub mod recorder;
 pub mod renderer;
 pub mod run;

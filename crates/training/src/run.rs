@@ -183,3 +183,58 @@ impl RunDir {
 pub(crate) fn io(path: &Path, e: std::io::Error) -> TrainError {
     TrainError::Run(format!("{}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+    use burn::module::Module;
+    use model::GptConfig;
+
+    fn params(model: &Model<Flex>) -> Vec<Vec<f32>> {
+        struct All(Vec<Vec<f32>>);
+        impl burn::module::ModuleVisitor<Flex> for All {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<Flex, D>>) {
+                self.0
+                    .push(p.val().into_data().convert::<f32>().to_vec().unwrap());
+            }
+        }
+        let mut all = All(Vec::new());
+        model.visit(&mut all);
+        all.0
+    }
+
+    #[test]
+    fn checkpoint_round_trips_bit_exactly() {
+        let dir = std::env::temp_dir().join(format!("burngpt-run-{}", std::process::id()));
+        let run = RunDir::new(&dir);
+        let mut config = RunConfig::default();
+        config.model = GptConfig {
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+            block_size: 8,
+            ..GptConfig::default()
+        };
+        run.save_config(&config).unwrap();
+        let device = Default::default();
+        let model = Model::<Flex>::new(&config.model, &device).unwrap();
+        let before = params(&model);
+        run.save_model(Trainee::new(model, 0.0), &run.model_path())
+            .unwrap();
+        let loaded = run.load_model::<Flex>(&device).unwrap();
+        let after = params(&loaded);
+        assert_eq!(before.len(), after.len());
+        for (a, b) in before.iter().zip(&after) {
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b));
+        }
+        // No temporary file is left beside the checkpoint.
+        let leftovers = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .count();
+        assert_eq!(leftovers, 0);
+    }
+}

@@ -3,13 +3,13 @@
 use crate::loader::{EpochLoader, Pass};
 use crate::log::{History, KeepRecentAndBest, RunLog, write_rows};
 use crate::metrics::{Perplexity, SplitLoss, TokensPerSecond};
+use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::PlainRenderer;
 use crate::run::RunDir;
 use crate::schedule::NanoGptSchedule;
 use crate::step::Trainee;
 use crate::{RunConfig, TrainError};
-use burn::optim::AdamWConfig;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Interrupter, Learner, SupervisedTraining};
@@ -118,12 +118,7 @@ pub fn train<B: AutodiffBackend>(
     let start = std::time::Instant::now();
     if start_epoch < num_epochs {
         B::seed(device, mix_seed(t.seed, start_epoch as u64));
-        let optim = AdamWConfig::new()
-            .with_beta_1(t.beta1 as f32)
-            .with_beta_2(t.beta2 as f32)
-            .with_epsilon(t.eps as f32)
-            .with_weight_decay(t.weight_decay as f32)
-            .init();
+        let optim = MatrixDecayAdamW::init(&config);
         let learner = Learner::new(
             Trainee::new(model, t.grad_clip),
             optim,
@@ -166,12 +161,14 @@ pub fn train<B: AutodiffBackend>(
         }
     }
     let last = history.rows().last().cloned();
+    let iter = last.as_ref().map_or(0, |r| r.iter);
     Ok(TrainReport {
-        iter: last.as_ref().map_or(0, |r| r.iter),
+        iter,
         train_loss: last.as_ref().map_or(f64::NAN, |r| r.train_loss),
         val_loss: last.as_ref().map_or(f64::NAN, |r| r.val_loss),
         seconds: start.elapsed().as_secs_f64(),
-        interrupted: opts.interrupter.should_stop(),
+        // (The TUI resets the interrupter when it closes, so ask the iteration count.)
+        interrupted: iter < config.train.max_iters,
         run,
     })
 }

@@ -1,0 +1,338 @@
+//! End-to-end tests of the `gpt` binary on the real Tiny Shakespeare (the shared copy that
+//! `BURNGPT_DATA_DIR` points at): a tiny model trained for a few iterations, sampled,
+//! evaluated, resumed; and every user mistake answered by one clear error line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// Overrides that make a model small enough to train in seconds.
+const TINY: &[&str] = &[
+    "--set",
+    "n_layer=1",
+    "--set",
+    "n_head=2",
+    "--set",
+    "n_embd=16",
+    "--set",
+    "block_size=16",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "eval_iters=2",
+    "--set",
+    "eval_interval=10",
+    "--set",
+    "max_iters=20",
+];
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("BURNGPT_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burngpt-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn gpt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpt"))
+        .args(args)
+        .env("BURNGPT_DATA_DIR", data_dir())
+        // An unreachable cache and no network: named datasets come from BURNGPT_DATA_DIR.
+        .env("BURNGPT_CACHE", tmp("cache"))
+        .output()
+        .expect("the gpt binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = gpt(args);
+    assert!(
+        o.status.success(),
+        "gpt {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout(&o)
+}
+
+/// A tiny trained run shared by the tests that only read it.
+fn trained_run() -> &'static Path {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tmp("trained");
+        let mut args = vec![
+            "train",
+            "--out-dir",
+            dir.to_str().unwrap(),
+            "--sample-tokens",
+            "20",
+        ];
+        args.extend_from_slice(TINY);
+        ok(&args);
+        dir
+    })
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.lines().last().unwrap()).expect("one JSON object")
+}
+
+#[test]
+fn sampling_is_reproducible_with_a_seed() {
+    let run = trained_run().to_str().unwrap();
+    let sample = |seed: &str, top_k: Option<&str>| {
+        let mut a = vec![
+            "sample",
+            "--run",
+            run,
+            "--prompt",
+            "ROMEO:",
+            "--max-new-tokens",
+            "40",
+            "--seed",
+            seed,
+        ];
+        if let Some(k) = top_k {
+            a.extend(["--top-k", k]);
+        }
+        ok(&a)
+    };
+    let a = sample("1", None);
+    assert!(a.starts_with("ROMEO:"));
+    assert_eq!(a.trim_end().chars().count(), "ROMEO:".len() + 40);
+    assert_eq!(a, sample("1", None));
+    assert_ne!(a, sample("2", None));
+    assert_eq!(
+        sample("1", Some("1")),
+        sample("2", Some("1")),
+        "top-k 1 is greedy"
+    );
+}
+
+#[test]
+fn info_eval_and_plot_read_the_run() {
+    let run = trained_run().to_str().unwrap();
+    let info = json(&ok(&["info", "--run", run, "--json"]));
+    assert_eq!(info["iter"], 20);
+    assert_eq!(info["config"]["model"]["n_embd"], 16);
+    let eval = json(&ok(&["eval", "--run", run, "--json", "--full"]));
+    assert_eq!(eval["iter"], 20);
+    let (val, full) = (
+        eval["val_loss"].as_f64().unwrap(),
+        eval["full_val_loss"].as_f64().unwrap(),
+    );
+    assert!(val > 1.0 && val < 4.5 && (full - val).abs() < 0.5, "{eval}");
+    let png = tmp("plot.png");
+    ok(&["plot", "--run", run, "--out", png.to_str().unwrap()]);
+    let bytes = std::fs::read(&png).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+}
+
+#[test]
+fn resume_continues_the_iteration_count_and_same_seed_gives_same_losses() {
+    let dir = tmp("resume");
+    let d = dir.to_str().unwrap();
+    let mut args = vec!["train", "--out-dir", d, "--sample-tokens", "0"];
+    args.extend_from_slice(TINY);
+    ok(&args);
+    ok(&[
+        "train",
+        "--resume",
+        "--out-dir",
+        d,
+        "--set",
+        "max_iters=30",
+        "--sample-tokens",
+        "0",
+    ]);
+    let info = json(&ok(&["info", "--run", d, "--json"]));
+    assert_eq!(info["iter"], 30);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let iters: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(iters, ["10", "20", "30"]);
+
+    // The same config and seed, uninterrupted, gives the same losses at 10 and 20.
+    let again = tmp("again");
+    let mut args = vec![
+        "train",
+        "--out-dir",
+        again.to_str().unwrap(),
+        "--sample-tokens",
+        "0",
+    ];
+    args.extend_from_slice(TINY);
+    ok(&args);
+    let losses = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .take(2)
+            .map(|l| l.split(',').skip(2).take(2).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(losses(&dir), losses(&again));
+}
+
+/// Each user mistake: non-zero exit, one `error:` line naming the problem, no panic.
+#[test]
+fn bad_input_gets_one_clear_error_line() {
+    let dir = tmp("bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let empty = file("empty.txt", b"");
+    let binary = file("binary.txt", &[b'a', 0xff, 0xfe]);
+    let short = file("short.txt", b"to be or not to be");
+    let bad_key = file("bad_key.toml", b"[train]\nmax_iter = 5\n");
+    let bad_type = file("bad_type.toml", b"[model]\nn_layer = \"four\"\n");
+    let out = dir.join("out");
+    let o = out.to_str().unwrap();
+    let run = trained_run().to_str().unwrap();
+    let missing_run = dir.join("nope");
+    let mr = missing_run.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["train", "--out-dir", o, "--data", "/nonexistent/input.txt"],
+            "cannot read /nonexistent/input.txt",
+        ),
+        (vec!["train", "--out-dir", o, "--data", &empty], "is empty"),
+        (
+            vec!["train", "--out-dir", o, "--data", &binary],
+            "is not UTF-8",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--data", &short],
+            "too few for block_size 64",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--set", "dataset=wikitext"],
+            "unknown dataset \"wikitext\"",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--config", &bad_key],
+            "unknown field `max_iter`",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--config", &bad_type],
+            "invalid type",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--config", "/nonexistent.toml"],
+            "cannot read config",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--set", "n_head=5"],
+            "divisible by n_head",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--set", "dropout=1"],
+            "dropout must be in [0, 1)",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--set", "block_size=0"],
+            "block_size must be > 0",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--set", "learning_rate=0"],
+            "learning_rate must be > 0",
+        ),
+        (
+            vec!["train", "--out-dir", o, "--set", "max_itres=5"],
+            "unknown key \"max_itres\"",
+        ),
+        (vec!["train", "--out-dir", run], "already holds a run"),
+        (vec!["train", "--out-dir", mr, "--resume"], "does not exist"),
+        (vec!["sample", "--run", mr], "does not exist"),
+        (
+            vec!["sample", "--run", run, "--prompt", "naïve"],
+            "'ï' at position 2 is not in the vocabulary",
+        ),
+        (
+            vec!["sample", "--run", run, "--prompt", ""],
+            "the prompt is empty",
+        ),
+        (
+            vec!["sample", "--run", run, "--max-new-tokens", "0"],
+            "at least 1",
+        ),
+        (
+            vec!["sample", "--run", run, "--temperature", "0"],
+            "temperature must be > 0",
+        ),
+        (
+            vec!["info", "--run", &dir.to_string_lossy()],
+            "holds no run",
+        ),
+    ];
+    for (args, expected) in cases {
+        let o = gpt(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "gpt {args:?} should fail");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "gpt {args:?}: expected one line, got:\n{err}"
+        );
+        assert!(lines[0].starts_with("error: "), "gpt {args:?}: {err}");
+        assert!(
+            lines[0].contains(expected),
+            "gpt {args:?}: expected {expected:?} in:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn corrupt_or_mismatched_checkpoints_are_refused() {
+    let src = trained_run();
+    let dir = tmp("corrupt");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["config.toml", "tokenizer.json", "metrics.csv"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let err = |args: &[&str]| String::from_utf8_lossy(&gpt(args).stderr).into_owned();
+    assert!(err(&["sample", "--run", d]).contains("holds no trained model yet"));
+
+    let model = std::fs::read(src.join("model.mpk")).unwrap();
+    std::fs::write(dir.join("model.mpk"), &model[..model.len() / 2]).unwrap();
+    let e = err(&["sample", "--run", d]);
+    assert!(
+        e.starts_with("error: cannot load") && e.lines().count() == 1,
+        "{e}"
+    );
+
+    // A model of another shape under this run's config.
+    let other = tmp("other");
+    let mut args = vec![
+        "train",
+        "--out-dir",
+        other.to_str().unwrap(),
+        "--sample-tokens",
+        "0",
+    ];
+    args.extend_from_slice(TINY);
+    args.extend(["--set", "n_embd=32", "--set", "max_iters=10"]);
+    ok(&args);
+    std::fs::copy(other.join("model.mpk"), dir.join("model.mpk")).unwrap();
+    let e = err(&["sample", "--run", d]);
+    assert!(
+        e.contains("does not match this run's config.toml") && e.lines().count() == 1,
+        "{e}"
+    );
+}
