@@ -1,71 +1,72 @@
 //! `cargo xtask …`: the project's build recipes, written in Rust so they run wherever cargo does.
 //!
-//! - `cargo xtask train|sample|eval|bench|lecture [--backend B] [gpt args…]` builds the `gpt`
-//!   binary in release with backend B's cargo feature and runs that subcommand.
-//! - `cargo xtask ci`: everything CI checks, in the order that fails fastest.
+//! - `cargo xtask train|sample|eval|info|plot|lecture [--backend B] [gpt args…]` builds the
+//!   `gpt` binary in release with backend B's cargo feature (default flex) and runs that
+//!   `gpt` subcommand with the other arguments, e.g.
+//!   `cargo xtask train --backend cuda --config experiments/shakespeare_char.toml`.
+//! - `cargo xtask ci [--no-gpu-checks]`: everything CI checks, in the order that fails fastest.
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[derive(Parser)]
-#[command(name = "cargo xtask", about = "burngpt build recipes")]
-struct Cli {
-    #[command(subcommand)]
-    command: Task,
-}
+const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture> [--backend flex|ndarray|wgpu|cuda] [gpt args…]
+       cargo xtask ci [--no-gpu-checks]";
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Backend {
-    Flex,
-    Ndarray,
-    Wgpu,
-    Cuda,
-}
+/// `gpt` subcommands that xtask builds and runs.
+const GPT_COMMANDS: &[&str] = &["train", "sample", "eval", "info", "plot", "lecture"];
+const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
 
-impl Backend {
-    fn feature(self) -> &'static str {
-        match self {
-            Backend::Flex => "flex",
-            Backend::Ndarray => "ndarray",
-            Backend::Wgpu => "wgpu",
-            Backend::Cuda => "cuda",
+fn main() -> std::process::ExitCode {
+    match xtask() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
     }
 }
 
-#[derive(Subcommand)]
-enum Task {
-    /// Build `gpt` in release for a backend and run `gpt <command> <args…>`.
-    #[command(name = "train", alias = "sample")]
-    Run {
-        #[arg(long, value_enum, default_value = "flex")]
-        backend: Backend,
-        /// Arguments passed on to `gpt`.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// What CI runs: fmt, clippy, tests, end-to-end smoke runs, GPU build checks.
-    Ci {
-        /// Skip the slow GPU-path checks (cuda compile check, wgpu smoke run).
-        #[arg(long)]
-        no_gpu_checks: bool,
-    },
+fn xtask() -> Result<()> {
+    // Hand-parsed on purpose: everything but `--backend` goes to `gpt` untouched, flags
+    // included, so `cargo xtask train --config X --set k=v` needs no `--`.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => match &args[1..] {
+            [] => ci(true),
+            [flag] if flag == "--no-gpu-checks" => ci(false),
+            _ => bail!("{USAGE}"),
+        },
+        Some(command) if GPT_COMMANDS.contains(&command) => {
+            let (backend, rest) = take_backend(&args[1..])?;
+            let gpt = build_release(&backend)?;
+            run(Command::new(gpt).arg(command).args(rest))
+        }
+        _ => bail!("{USAGE}"),
+    }
 }
 
-fn main() -> Result<()> {
-    // `cargo xtask train …` arrives as args ["xtask", "train", …]; the subcommand name is
-    // also the `gpt` subcommand to run.
-    let argv: Vec<String> = std::env::args().collect();
-    let gpt_command = argv.get(1).cloned().unwrap_or_default();
-    match Cli::parse().command {
-        Task::Run { backend, args } => {
-            let gpt = build_release(backend)?;
-            run(Command::new(gpt).arg(&gpt_command).args(args))
+/// Splits `--backend B` (or `--backend=B`) from the arguments meant for `gpt`.
+fn take_backend(args: &[String]) -> Result<(String, Vec<String>)> {
+    let mut backend = "flex".to_string();
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--backend" {
+            backend = it.next().context("--backend needs a value")?.clone();
+        } else if let Some(b) = a.strip_prefix("--backend=") {
+            backend = b.to_string();
+        } else {
+            rest.push(a.clone());
         }
-        Task::Ci { no_gpu_checks } => ci(!no_gpu_checks),
     }
+    if !BACKENDS.contains(&backend.as_str()) {
+        bail!(
+            "unknown backend {backend:?}: one of {}",
+            BACKENDS.join(", ")
+        );
+    }
+    Ok((backend, rest))
 }
 
 fn root() -> PathBuf {
@@ -97,7 +98,7 @@ fn target_dir() -> PathBuf {
 }
 
 /// Builds `gpt` in release with exactly one backend feature; returns the binary's path.
-fn build_release(backend: Backend) -> Result<PathBuf> {
+fn build_release(backend: &str) -> Result<PathBuf> {
     run(cargo().args([
         "build",
         "--release",
@@ -105,7 +106,7 @@ fn build_release(backend: Backend) -> Result<PathBuf> {
         "cli",
         "--no-default-features",
         "--features",
-        backend.feature(),
+        backend,
     ]))?;
     Ok(target_dir().join("release/gpt"))
 }
@@ -131,27 +132,50 @@ fn ci(gpu_checks: bool) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    // Tests and smoke runs share the dev profile (dependencies optimised), so burn is
-    // built once for both.
+    // Tests and smoke runs share the dev profile (dependencies optimised), and the smoke
+    // run uses the very `gpt` binary the tests built: burn is compiled once for both.
+    // (Building one package alone, `-p cli`, unifies features differently and would
+    // recompile burn.)
     run(cargo().args(["test", "--workspace"]))?;
-    smoke(&["--features", "flex"], "smoke-flex", 300, Some(2.6))?;
+    let gpt = target_dir().join("debug/gpt");
+    smoke(
+        &gpt,
+        "smoke-flex",
+        &["max_iters=300", "eval_interval=150"],
+        Some(2.6),
+    )?;
     if gpu_checks {
         // cuda: compile check only (no GPU here); cudarc loads the driver at run time.
-        run(cargo().args([
+        let cuda = [
             "check",
             "-p",
             "cli",
             "--no-default-features",
             "--features",
             "cuda",
-        ]))?;
+        ];
+        run(cargo().args(cuda))?;
         // wgpu: a tiny real run on Mesa's software Vulkan (lavapipe).
-        smoke(
-            &["--no-default-features", "--features", "wgpu"],
-            "smoke-wgpu",
-            20,
-            None,
-        )?;
+        let wgpu = [
+            "build",
+            "-p",
+            "cli",
+            "--no-default-features",
+            "--features",
+            "wgpu",
+        ];
+        run(cargo().args(wgpu))?;
+        let tiny = [
+            "max_iters=20",
+            "eval_interval=10",
+            "eval_iters=2",
+            "batch_size=4",
+            "n_layer=1",
+            "n_head=2",
+            "n_embd=32",
+            "block_size=16",
+        ];
+        smoke(&gpt, "smoke-wgpu", &tiny, None)?;
     }
     eprintln!("xtask ci: all checks passed");
     Ok(())
