@@ -205,6 +205,7 @@ fn bad_input_gets_one_clear_error_line() {
     let run = trained_run().to_str().unwrap();
     let missing_run = dir.join("nope");
     let mr = missing_run.to_str().unwrap();
+    let no_run = dir.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["train", "--out-dir", o, "--data", "/nonexistent/input.txt"],
@@ -275,7 +276,7 @@ fn bad_input_gets_one_clear_error_line() {
             "temperature must be > 0",
         ),
         (
-            vec!["info", "--run", &dir.to_string_lossy()],
+            vec!["info", "--run", no_run],
             "holds no run",
         ),
     ];
