@@ -6,6 +6,7 @@
 mod backend;
 mod eval;
 mod info;
+mod lecture;
 mod plot;
 mod sample;
 mod train;
@@ -34,6 +35,7 @@ enum Command {
     Eval(eval::Args),
     Info(info::Args),
     Plot(plot::Args),
+    Lecture(lecture::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a, cli.device),
         Command::Info(a) => info::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Lecture(a) => lecture::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,15 +12,17 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+/// The fields are visible to the crate so the lecture's one-head-at-a-time version
+/// ([`crate::lecture::MultiHeadAttention::from_batched`]) can be cut from the same weights.
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention<B: Backend> {
     /// Query, key and value projections for all heads, side by side: C → 3C.
-    c_attn: Linear<B>,
+    pub(crate) c_attn: Linear<B>,
     /// Mixes the concatenated heads back into the residual stream: C → C.
-    c_proj: Linear<B>,
-    attn_dropout: Dropout,
-    resid_dropout: Dropout,
-    n_head: usize,
+    pub(crate) c_proj: Linear<B>,
+    pub(crate) attn_dropout: Dropout,
+    pub(crate) resid_dropout: Dropout,
+    pub(crate) n_head: usize,
 }
 
 impl<B: Backend> CausalSelfAttention<B> {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod generate;
 pub mod gpt;
 mod init;
+pub mod lecture;
 pub mod lm;
 pub mod loss;
 pub mod mlp;

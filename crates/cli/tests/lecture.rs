@@ -1,0 +1,91 @@
+//! End-to-end test of `gpt lecture` on the real Tiny Shakespeare (the shared copy that
+//! `BURNGPT_DATA_DIR` points at): every chapter runs, in order, and shows what it should.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn data_dir() -> PathBuf {
+    std::env::var_os("BURNGPT_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
+}
+
+fn lecture(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gpt"))
+        .arg("lecture")
+        .args(args)
+        .env("BURNGPT_DATA_DIR", data_dir())
+        // No cache and no network: the named dataset comes from BURNGPT_DATA_DIR.
+        .env(
+            "BURNGPT_CACHE",
+            std::env::temp_dir().join("burngpt-lecture-no-cache"),
+        )
+        .output()
+        .expect("the gpt binary runs")
+}
+
+/// The number that follows `label` on the first line starting with `line_start`.
+fn number_after(out: &str, line_start: &str, label: &str) -> f32 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .unwrap_or_else(|| panic!("no line starting with {line_start:?} in:\n{out}"));
+    let rest = &line[line.find(label).expect("label on the line") + label.len()..];
+    rest.split(|c: char| c == ',' || c.is_whitespace())
+        .find(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {label:?} in {line:?}"))
+}
+
+#[test]
+fn walks_through_every_chapter_in_order() {
+    let o = lecture(&[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "gpt lecture failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let headings: Vec<usize> = (1..=9)
+        .map(|n| {
+            out.find(&format!("== {n}. "))
+                .unwrap_or_else(|| panic!("chapter {n} missing:\n{out}"))
+        })
+        .collect();
+    assert!(headings.windows(2).all(|w| w[0] < w[1]), "{out}");
+
+    assert!(out.contains("length of dataset in characters: 1115394"));
+    assert!(out.contains("vocab_size: 65"));
+    assert!(out.contains("encode(\"hii there\") = [46, 47, 47, 1, 58, 46, 43, 56, 43]"));
+    assert!(out.contains("= \"hii there\""));
+    assert!(out.contains("train: 1003854 tokens, val: 111540 tokens"));
+    assert_eq!(out.matches("when input is [").count(), 8);
+
+    // The bigram model starts at a uniform guess, ln 65, and clearly learns.
+    let before = number_after(&out, "step 0:", "train loss ");
+    let after = number_after(&out, "step 300:", "train loss ");
+    let val_after = number_after(&out, "step 300:", "val loss ");
+    assert!((before - 65f32.ln()).abs() < 0.05, "{before}");
+    assert!(after < 3.0 && val_after < 3.0, "{after} {val_after}");
+
+    // The aggregation versions agree, and the heads one at a time equal the batched layer.
+    for version in ["v2", "v3", "v4"] {
+        let diff = number_after(&out, version, "max |v - v1| = ");
+        assert!(diff < 1e-5, "{version}: {diff}");
+    }
+    assert!(number_after(&out, "max |diff|", "max |diff| = ") < 1e-5);
+    // The head's first row: token 0 can only listen to itself.
+    assert!(out.contains("  1.0000 0.0000 0.0000 0.0000 0.0000 0.0000 0.0000 0.0000\n"));
+}
+
+#[test]
+fn a_missing_file_is_one_error_line() {
+    let o = lecture(&["--data", "/nonexistent/input.txt"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("error: cannot read /nonexistent/input.txt"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
