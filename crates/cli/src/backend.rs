@@ -44,7 +44,7 @@ pub fn device(index: Option<usize>) -> Result<Dev> {
     });
     std::panic::set_hook(hook);
     match probe {
-        Ok(v) if v == 2.0 => Ok(device),
+        Ok(2.0) => Ok(device),
         Ok(v) => bail!("the {NAME} device computed 1 + 1 = {v}; refusing to train on it"),
         Err(_) => bail!(
             "the {NAME} backend found no usable device{}: is a GPU and its driver present? \

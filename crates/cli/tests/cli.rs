@@ -275,10 +275,7 @@ fn bad_input_gets_one_clear_error_line() {
             vec!["sample", "--run", run, "--temperature", "0"],
             "temperature must be > 0",
         ),
-        (
-            vec!["info", "--run", no_run],
-            "holds no run",
-        ),
+        (vec!["info", "--run", no_run], "holds no run"),
     ];
     for (args, expected) in cases {
         let o = gpt(&args);

@@ -75,7 +75,7 @@ impl GptConfig {
                 return bad(format!("{name} must be > 0"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!(
                 "n_embd ({}) must be divisible by n_head ({}): each head gets n_embd / n_head dimensions",
                 self.n_embd, self.n_head

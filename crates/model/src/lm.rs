@@ -14,6 +14,9 @@ pub trait LanguageModel<B: Backend> {
 
 /// Either network, chosen by `GptConfig::model`. A Burn module like any other, so it
 /// trains, saves and loads the same way whichever it holds.
+// A process holds one or two models, so the size gap between variants costs nothing;
+// boxing the GPT would only add an indirection to every call.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Model<B: Backend> {
     Bigram(BigramLanguageModel<B>),

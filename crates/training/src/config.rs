@@ -135,7 +135,7 @@ impl RunConfig {
                 return bad(format!("{name} must be > 0"));
             }
         }
-        if !(t.learning_rate > 0.0) {
+        if t.learning_rate.is_nan() || t.learning_rate <= 0.0 {
             return bad(format!(
                 "learning_rate must be > 0, got {}",
                 t.learning_rate
@@ -150,7 +150,7 @@ impl RunConfig {
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return bad("beta1 and beta2 must be in [0, 1)".into());
         }
-        if t.weight_decay < 0.0 || t.grad_clip < 0.0 || !(t.eps > 0.0) {
+        if t.weight_decay < 0.0 || t.grad_clip < 0.0 || t.eps.is_nan() || t.eps <= 0.0 {
             return bad("weight_decay and grad_clip must be ≥ 0, eps > 0".into());
         }
         let mut model = self.model.clone();

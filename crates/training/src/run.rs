@@ -208,13 +208,15 @@ mod tests {
     fn checkpoint_round_trips_bit_exactly() {
         let dir = std::env::temp_dir().join(format!("burngpt-run-{}", std::process::id()));
         let run = RunDir::new(&dir);
-        let mut config = RunConfig::default();
-        config.model = GptConfig {
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 16,
-            block_size: 8,
-            ..GptConfig::default()
+        let config = RunConfig {
+            model: GptConfig {
+                n_layer: 2,
+                n_head: 2,
+                n_embd: 16,
+                block_size: 8,
+                ..GptConfig::default()
+            },
+            ..RunConfig::default()
         };
         run.save_config(&config).unwrap();
         let device = Default::default();
