@@ -30,10 +30,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a model (or resume a run), then print a sample from it.
     Train(train::Args),
+    /// Stream text from a trained run.
     Sample(sample::Args),
+    /// Train/val loss of a trained run (random batches, or --full over the val split).
     Eval(eval::Args),
+    /// A run's config, size, progress and last losses.
     Info(info::Args),
+    /// Plot a run's loss and learning-rate curves to a PNG.
     Plot(plot::Args),
     Lecture(lecture::Args),
 }

@@ -20,11 +20,12 @@ pub use tokens::{Split, TokenStore, Tokens};
 /// Each message is meant to be shown to a user as it is.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    // Not named `source`: the message already includes the cause, and a `source` field
+    // would make error reporters print it twice.
+    #[error("cannot read {path}: {err}")]
+    Io { path: String, err: std::io::Error },
+    #[error("cannot write into {path}: {err}")]
+    Write { path: String, err: std::io::Error },
     #[error("{path} is empty: there is no text to train on")]
     Empty { path: String },
     #[error("{path} is not UTF-8 text (invalid byte at offset {offset})")]

@@ -143,9 +143,9 @@ fn download(manifest: &Manifest, dest: &Path) -> Result<()> {
         .map_err(|e| fail(e.to_string()))?;
     manifest.verify(Path::new(&manifest.url), &bytes)?;
     let dir = dest.parent().expect("a cache path has a parent");
-    let io_err = |source| DataError::Io {
+    let io_err = |err| DataError::Write {
         path: dir.display().to_string(),
-        source,
+        err,
     };
     std::fs::create_dir_all(dir).map_err(io_err)?;
     let tmp = dest.with_extension("download.tmp");
@@ -156,9 +156,9 @@ fn download(manifest: &Manifest, dest: &Path) -> Result<()> {
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| DataError::Io {
+    std::fs::read(path).map_err(|err| DataError::Io {
         path: path.display().to_string(),
-        source,
+        err,
     })
 }
 
