@@ -2,86 +2,20 @@
 //! `BURNGPT_DATA_DIR` points at): a tiny model trained for a few iterations, sampled,
 //! evaluated, resumed; and every user mistake answered by one clear error line.
 
+mod common;
+
+use common::{gpt, json, ok, tmp, train_tiny};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-/// Overrides that make a model small enough to train in seconds.
-const TINY: &[&str] = &[
-    "--set",
-    "n_layer=1",
-    "--set",
-    "n_head=2",
-    "--set",
-    "n_embd=16",
-    "--set",
-    "block_size=16",
-    "--set",
-    "batch_size=4",
-    "--set",
-    "eval_iters=2",
-    "--set",
-    "eval_interval=10",
-    "--set",
-    "max_iters=20",
-];
-
-fn data_dir() -> PathBuf {
-    std::env::var_os("BURNGPT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("burngpt-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn gpt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpt"))
-        .args(args)
-        .env("BURNGPT_DATA_DIR", data_dir())
-        // An unreachable cache and no network: named datasets come from BURNGPT_DATA_DIR.
-        .env("BURNGPT_CACHE", tmp("cache"))
-        .output()
-        .expect("the gpt binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = gpt(args);
-    assert!(
-        o.status.success(),
-        "gpt {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout(&o)
-}
 
 /// A tiny trained run shared by the tests that only read it.
 fn trained_run() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
         let dir = tmp("trained");
-        let mut args = vec![
-            "train",
-            "--out-dir",
-            dir.to_str().unwrap(),
-            "--sample-tokens",
-            "20",
-        ];
-        args.extend_from_slice(TINY);
-        ok(&args);
+        assert!(train_tiny(&dir, &[]).status.success());
         dir
     })
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.lines().last().unwrap()).expect("one JSON object")
 }
 
 #[test]
@@ -139,9 +73,7 @@ fn info_eval_and_plot_read_the_run() {
 fn resume_continues_the_iteration_count_and_same_seed_gives_same_losses() {
     let dir = tmp("resume");
     let d = dir.to_str().unwrap();
-    let mut args = vec!["train", "--out-dir", d, "--sample-tokens", "0"];
-    args.extend_from_slice(TINY);
-    ok(&args);
+    assert!(train_tiny(&dir, &[]).status.success());
     ok(&[
         "train",
         "--resume",
@@ -164,15 +96,7 @@ fn resume_continues_the_iteration_count_and_same_seed_gives_same_losses() {
 
     // The same config and seed, uninterrupted, gives the same losses at 10 and 20.
     let again = tmp("again");
-    let mut args = vec![
-        "train",
-        "--out-dir",
-        again.to_str().unwrap(),
-        "--sample-tokens",
-        "0",
-    ];
-    args.extend_from_slice(TINY);
-    ok(&args);
+    assert!(train_tiny(&again, &[]).status.success());
     let losses = |p: &Path| -> Vec<String> {
         std::fs::read_to_string(p.join("metrics.csv"))
             .unwrap()
@@ -317,16 +241,8 @@ fn corrupt_or_mismatched_checkpoints_are_refused() {
 
     // A model of another shape under this run's config.
     let other = tmp("other");
-    let mut args = vec![
-        "train",
-        "--out-dir",
-        other.to_str().unwrap(),
-        "--sample-tokens",
-        "0",
-    ];
-    args.extend_from_slice(TINY);
-    args.extend(["--set", "n_embd=32", "--set", "max_iters=10"]);
-    ok(&args);
+    let wider = train_tiny(&other, &["--set", "n_embd=32", "--set", "max_iters=10"]);
+    assert!(wider.status.success());
     std::fs::copy(other.join("model.mpk"), dir.join("model.mpk")).unwrap();
     let e = err(&["sample", "--run", d]);
     assert!(

@@ -1,27 +1,15 @@
 //! End-to-end test of `gpt lecture` on the real Tiny Shakespeare (the shared copy that
 //! `BURNGPT_DATA_DIR` points at): every chapter runs, in order, and shows what it should.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("BURNGPT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
-}
+use common::gpt_command;
+use std::process::Output;
 
 fn lecture(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gpt"))
-        .arg("lecture")
-        .args(args)
-        .env("BURNGPT_DATA_DIR", data_dir())
-        // No cache and no network: the named dataset comes from BURNGPT_DATA_DIR.
-        .env(
-            "BURNGPT_CACHE",
-            std::env::temp_dir().join("burngpt-lecture-no-cache"),
-        )
-        .output()
-        .expect("the gpt binary runs")
+    let mut all = vec!["lecture"];
+    all.extend_from_slice(args);
+    gpt_command(&all).output().expect("the gpt binary runs")
 }
 
 /// The number that follows `label` on the first line starting with `line_start`.

@@ -11,6 +11,7 @@
 //! looked up in whichever section has it.
 
 use crate::TrainError;
+use crate::step::OnNonFinite;
 use model::GptConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -42,6 +43,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Clip the global gradient norm to this; 0 disables clipping.
     pub grad_clip: f64,
+    /// A NaN or infinite training loss: `stop` the run (keeping the last checkpoint) or
+    /// `skip` that update and go on.
+    pub on_nonfinite_loss: OnNonFinite,
     pub seed: u64,
     /// Checkpoints kept in the run directory (the newest ones, plus the best by val loss).
     pub keep_checkpoints: usize,
@@ -66,6 +70,7 @@ impl Default for TrainConfig {
             eps: 1e-8,
             weight_decay: 0.01,
             grad_clip: 0.0,
+            on_nonfinite_loss: OnNonFinite::Stop,
             seed: 1337,
             keep_checkpoints: 2,
         }

@@ -40,4 +40,8 @@ pub enum TrainError {
     Run(String),
     #[error("{0}")]
     Checkpoint(String),
+    #[error(
+        "the loss became NaN or infinite at iteration {iter}; the run stopped, {kept}. Lower learning_rate or set grad_clip, then --resume; or set on_nonfinite_loss=\"skip\""
+    )]
+    NonFinite { iter: usize, kept: String },
 }

@@ -12,7 +12,7 @@
 
 use crate::log::{EvalRow, read_rows};
 use crate::recorder::{AtomicRecorder, write_atomically};
-use crate::step::{Trainee, TraineeRecord};
+use crate::step::{StepPolicy, Trainee, TraineeRecord};
 use crate::{RunConfig, TrainError};
 use burn::prelude::*;
 use burn::record::Recorder;
@@ -161,7 +161,7 @@ impl RunDir {
         device: &B::Device,
     ) -> Result<Model<B>, TrainError> {
         let config = self.config()?;
-        let fresh = Trainee::new(Model::new(&config.model, device)?, config.train.grad_clip);
+        let fresh = Trainee::new(Model::new(&config.model, device)?, StepPolicy::default());
         let record: TraineeRecord<B> = AtomicRecorder
             .load(path.to_path_buf(), device)
             .map_err(|e| TrainError::Checkpoint(format!("cannot load {}: {e}", path.display())))?;
@@ -222,8 +222,11 @@ mod tests {
         let device = Default::default();
         let model = Model::<Flex>::new(&config.model, &device).unwrap();
         let before = params(&model);
-        run.save_model(Trainee::new(model, 0.0), &run.model_path())
-            .unwrap();
+        run.save_model(
+            Trainee::new(model, StepPolicy::default()),
+            &run.model_path(),
+        )
+        .unwrap();
         let loaded = run.load_model::<Flex>(&device).unwrap();
         let after = params(&loaded);
         assert_eq!(before.len(), after.len());

@@ -6,20 +6,86 @@ use crate::metrics::StepOutput;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::{InferenceStep, TrainOutput, TrainStep};
+use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
 use model::{LanguageModel, Model, cross_entropy};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The model as the Learner sees it: the network plus how its gradients are clipped.
+/// The model as the Learner sees it: the network plus the rules of a training step.
 #[derive(Module, Debug)]
 pub struct Trainee<B: Backend> {
     pub model: Model<B>,
+    #[module(skip)]
+    policy: StepPolicy,
+}
+
+/// What a training step does besides forward/backward: clip gradients, and react to a
+/// loss that is no longer a finite number.
+#[derive(Debug, Clone, Default)]
+pub struct StepPolicy {
     /// Global gradient-norm limit; 0 disables clipping.
-    grad_clip: f64,
+    pub grad_clip: f64,
+    pub on_nonfinite: OnNonFinite,
+    /// Shared with the caller, who reads it after training.
+    pub watch: Arc<NonFiniteWatch>,
+}
+
+/// What to do when a training loss is NaN or infinite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNonFinite {
+    /// Skip the update and stop the run; the last checkpoint (all finite) is kept.
+    #[default]
+    Stop,
+    /// Skip the update and carry on.
+    Skip,
+}
+
+/// Counts iterations and remembers the first non-finite loss.
+#[derive(Default)]
+pub struct NonFiniteWatch {
+    /// Iterations stepped, starting from the resumed iteration.
+    iter: AtomicUsize,
+    /// 1-based iteration of the first non-finite loss; 0 while all were finite.
+    first: AtomicUsize,
+    skipped: AtomicUsize,
+    interrupter: Option<Interrupter>,
+}
+
+impl std::fmt::Debug for NonFiniteWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonFiniteWatch")
+            .field("iter", &self.iter)
+            .field("first", &self.first)
+            .field("skipped", &self.skipped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NonFiniteWatch {
+    /// `start_iter`: iterations already done; `interrupter` stops the Learner.
+    pub fn new(start_iter: usize, interrupter: Interrupter) -> Self {
+        Self {
+            iter: AtomicUsize::new(start_iter),
+            interrupter: Some(interrupter),
+            ..Self::default()
+        }
+    }
+
+    /// The iteration (1-based) whose loss first was NaN or infinite.
+    pub fn first_nonfinite(&self) -> Option<usize> {
+        Some(self.first.load(Ordering::SeqCst)).filter(|&i| i > 0)
+    }
+
+    /// Updates skipped because of a non-finite loss.
+    pub fn skipped(&self) -> usize {
+        self.skipped.load(Ordering::SeqCst)
+    }
 }
 
 impl<B: Backend> Trainee<B> {
-    pub fn new(model: Model<B>, grad_clip: f64) -> Self {
-        Self { model, grad_clip }
+    pub fn new(model: Model<B>, policy: StepPolicy) -> Self {
+        Self { model, policy }
     }
 
     /// Forward pass and mean cross-entropy of a batch.
@@ -43,9 +109,27 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
 
     fn step(&self, batch: SplitBatch<B>) -> TrainOutput<StepOutput<B>> {
         let output = self.loss(batch);
+        let watch = &self.policy.watch;
+        let iter = watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
+        // One scalar read per step (the metrics read it anyway): a NaN must never reach
+        // the weights, so the update is skipped before it is applied.
+        let loss: f64 = output.loss.clone().into_scalar().elem();
+        if !loss.is_finite() {
+            let _ = watch
+                .first
+                .compare_exchange(0, iter, Ordering::SeqCst, Ordering::SeqCst);
+            watch.skipped.fetch_add(1, Ordering::SeqCst);
+            if let (OnNonFinite::Stop, Some(i)) = (self.policy.on_nonfinite, &watch.interrupter) {
+                i.stop(Some(&format!("the loss became {loss} at iteration {iter}")));
+            }
+            return TrainOutput {
+                grads: GradientsParams::new(),
+                item: output,
+            };
+        }
         let mut grads = GradientsParams::from_grads(output.loss.backward(), self);
-        if self.grad_clip > 0.0 {
-            clip_global_norm(self, &mut grads, self.grad_clip);
+        if self.policy.grad_clip > 0.0 {
+            clip_global_norm(self, &mut grads, self.policy.grad_clip);
         }
         TrainOutput {
             grads,

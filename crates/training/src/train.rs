@@ -8,7 +8,7 @@ use crate::recorder::AtomicRecorder;
 use crate::renderer::PlainRenderer;
 use crate::run::RunDir;
 use crate::schedule::NanoGptSchedule;
-use crate::step::Trainee;
+use crate::step::{NonFiniteWatch, OnNonFinite, StepPolicy, Trainee};
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
@@ -119,8 +119,17 @@ pub fn train<B: AutodiffBackend>(
     if start_epoch < num_epochs {
         B::seed(device, mix_seed(t.seed, start_epoch as u64));
         let optim = MatrixDecayAdamW::init(&config);
+        let policy = StepPolicy {
+            grad_clip: t.grad_clip,
+            on_nonfinite: t.on_nonfinite_loss,
+            watch: Arc::new(NonFiniteWatch::new(
+                history.rows().last().map_or(0, |r| r.iter),
+                opts.interrupter.clone(),
+            )),
+        };
+        let watch = policy.watch.clone();
         let learner = Learner::new(
-            Trainee::new(model, t.grad_clip),
+            Trainee::new(model, policy),
             optim,
             NanoGptSchedule::new(&config),
         );
@@ -152,6 +161,22 @@ pub fn train<B: AutodiffBackend>(
             training = training.renderer(PlainRenderer);
         }
         let result = training.launch(learner);
+        if let (OnNonFinite::Stop, Some(iter)) = (t.on_nonfinite_loss, watch.first_nonfinite()) {
+            // The update was skipped, but the run stops here: keep the last checkpoint
+            // (all finite) as the model to resume from, and don't write model.mpk.
+            let kept = match history.rows().last() {
+                Some(r) => format!("keeping its last checkpoint (iteration {})", r.iter),
+                None => "before its first checkpoint".to_string(),
+            };
+            return Err(TrainError::NonFinite { iter, kept });
+        }
+        if watch.skipped() > 0 {
+            eprintln!(
+                "warning: skipped {} updates whose loss was NaN or infinite (first at iteration {})",
+                watch.skipped(),
+                watch.first_nonfinite().unwrap_or(0)
+            );
+        }
         run.save_model(result.model, &run.model_path())?;
         if let Some(best) = history.best_epoch() {
             let from = run.checkpoint_model_path(best);

@@ -1,0 +1,84 @@
+//! Helpers shared by the end-to-end tests: run the `gpt` binary against the shared copy of
+//! Tiny Shakespeare (`BURNGPT_DATA_DIR`), with no download cache and no network.
+
+#![allow(dead_code)] // each test file uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Overrides that make a model small enough to train in well under a second.
+pub const TINY: &[&str] = &[
+    "--set",
+    "n_layer=1",
+    "--set",
+    "n_head=2",
+    "--set",
+    "n_embd=16",
+    "--set",
+    "block_size=16",
+    "--set",
+    "batch_size=4",
+    "--set",
+    "eval_iters=2",
+    "--set",
+    "eval_interval=10",
+    "--set",
+    "max_iters=20",
+];
+
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("BURNGPT_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
+}
+
+/// A fresh, empty path for this test process.
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burngpt-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// `gpt args…`, ready to run or spawn.
+pub fn gpt_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpt"));
+    cmd.args(args)
+        .env("BURNGPT_DATA_DIR", data_dir())
+        // An empty cache: a named dataset not found in BURNGPT_DATA_DIR would need the network.
+        .env("BURNGPT_CACHE", tmp("cache"));
+    cmd
+}
+
+pub fn gpt(args: &[&str]) -> Output {
+    gpt_command(args).output().expect("the gpt binary runs")
+}
+
+/// Runs `gpt args…`, asserts success, returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = gpt(args);
+    assert!(
+        o.status.success(),
+        "gpt {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The JSON object on the last line of `text`.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.lines().last().unwrap_or_default()).expect("one JSON object")
+}
+
+/// `gpt train` into `dir` with the tiny model and extra arguments.
+pub fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--out-dir",
+        dir.to_str().unwrap(),
+        "--sample-tokens",
+        "0",
+    ];
+    args.extend_from_slice(TINY);
+    args.extend_from_slice(extra);
+    gpt(&args)
+}
