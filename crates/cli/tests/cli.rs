@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{gpt, json, ok, tmp, train_tiny};
+use common::{gpt, gpt_command, json, ok, tmp, train_tiny};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -203,20 +203,43 @@ fn bad_input_gets_one_clear_error_line() {
     ];
     for (args, expected) in cases {
         let o = gpt(&args);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "gpt {args:?} should fail");
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(
-            lines.len(),
-            1,
-            "gpt {args:?}: expected one line, got:\n{err}"
-        );
-        assert!(lines[0].starts_with("error: "), "gpt {args:?}: {err}");
-        assert!(
-            lines[0].contains(expected),
-            "gpt {args:?}: expected {expected:?} in:\n{err}"
-        );
+        check_one_error_line(&args, &o, expected);
     }
+    // No network: the dataset is neither in BURNGPT_DATA_DIR nor cached, and the download
+    // fails at once (a mirror on a closed loopback port stands in for a machine offline).
+    let offline = gpt_command(&["train", "--out-dir", o])
+        .env("BURNGPT_DATA_DIR", dir.join("empty-data-dir"))
+        .env("BURNGPT_MIRROR", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    check_one_error_line(
+        &["train (offline)"],
+        &offline,
+        "could not download tinyshakespeare",
+    );
+    let msg = String::from_utf8_lossy(&offline.stderr);
+    assert!(
+        msg.contains("--data PATH") && msg.contains("BURNGPT_DATA_DIR"),
+        "{msg}"
+    );
+}
+
+/// Non-zero exit, and stderr is one `error:` line containing `expected` (no panic, no
+/// backtrace).
+fn check_one_error_line(args: &[&str], o: &std::process::Output, expected: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "gpt {args:?} should fail");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "gpt {args:?}: expected one line, got:\n{err}"
+    );
+    assert!(lines[0].starts_with("error: "), "gpt {args:?}: {err}");
+    assert!(
+        lines[0].contains(expected),
+        "gpt {args:?}: expected {expected:?} in:\n{err}"
+    );
 }
 
 #[test]

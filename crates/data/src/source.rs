@@ -80,12 +80,18 @@ impl Manifest {
 }
 
 /// Reads the text of `source`. Named datasets are looked up in `$BURNGPT_DATA_DIR`, then
-/// the cache (`$BURNGPT_CACHE`, else the platform cache dir), then downloaded.
+/// the cache (`$BURNGPT_CACHE`, else the platform cache dir), then downloaded — from
+/// `$BURNGPT_MIRROR/<name>/<file>` when that is set (a local mirror or proxy), else from
+/// the manifest's URL.
 pub fn load_text(source: &TextSource) -> Result<String> {
     match source {
         TextSource::Path(path) => read_text(path),
         TextSource::Named(name) => {
-            let manifest = Manifest::named(name)?;
+            let mut manifest = Manifest::named(name)?;
+            if let Ok(mirror) = std::env::var("BURNGPT_MIRROR") {
+                let base = mirror.trim_end_matches('/');
+                manifest.url = format!("{base}/{}/{}", manifest.name, manifest.file);
+            }
             let data_dir = std::env::var_os("BURNGPT_DATA_DIR").map(PathBuf::from);
             let path = locate(&manifest, data_dir.as_deref(), &cache_dir())?;
             read_text(&path)

@@ -125,4 +125,25 @@ mod tests {
         let back: CharTokenizer = toml::from_str(&text).unwrap();
         assert_eq!(back, tok);
     }
+
+    // Fuzzing: arbitrary text and ids never panic, and any text round-trips through the
+    // vocabulary built from it.
+    proptest::proptest! {
+        #[test]
+        fn any_text_round_trips(text in "\\PC*") {
+            let tok = CharTokenizer::from_text(&text);
+            proptest::prop_assert_eq!(tok.decode(&tok.encode(&text).unwrap()).unwrap(), text);
+        }
+
+        #[test]
+        fn encode_and_decode_never_panic(
+            vocab in "\\PC*",
+            text in "\\PC*",
+            ids in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..64),
+        ) {
+            let tok = CharTokenizer::from_text(&vocab);
+            let _ = tok.encode(&text);
+            let _ = tok.decode(&ids);
+        }
+    }
 }

@@ -298,4 +298,21 @@ mod tests {
         let c = load(&["n_layer=3"]).unwrap();
         assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
     }
+
+    // Fuzzing the parser: arbitrary files and overrides give a config or an error,
+    // never a panic.
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC*", sets in proptest::collection::vec("\\PC*", 0..4)) {
+            let _ = RunConfig::parse(&text, "fuzz", &sets);
+        }
+
+        #[test]
+        fn toml_shaped_input_never_panics(
+            lines in proptest::collection::vec("(\\[(model|train|x)\\])|([a-z_]{1,14} = [-+0-9a-z.e\"]{0,10})", 0..12),
+            sets in proptest::collection::vec("[a-z_.]{1,20}=[-+0-9a-z.e\"]{0,10}", 0..4),
+        ) {
+            let _ = RunConfig::parse(&lines.join("\n"), "fuzz", &sets);
+        }
+    }
 }

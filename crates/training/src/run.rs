@@ -242,4 +242,51 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0);
     }
+
+    fn tiny_run(tag: &str) -> RunDir {
+        let dir = std::env::temp_dir().join(format!("burngpt-fuzz-{tag}-{}", std::process::id()));
+        let run = RunDir::new(&dir);
+        let mut config = RunConfig::default();
+        config.model.n_layer = 1;
+        config.model.n_embd = 8;
+        config.model.n_head = 2;
+        config.model.block_size = 4;
+        run.save_config(&config).unwrap();
+        run
+    }
+
+    // Fuzzing the checkpoint loader: random bytes, and a real checkpoint with random
+    // bytes overwritten or cut short, load or fail cleanly — never panic.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn random_bytes_are_refused(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let run = tiny_run("random");
+            let path = run.path().join("random.mpk");
+            std::fs::write(&path, &bytes).unwrap();
+            proptest::prop_assert!(run.load_model_file::<Flex>(&path, &Default::default()).is_err());
+        }
+
+        #[test]
+        fn damaged_checkpoints_never_panic(
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..16),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            let run = tiny_run("damaged");
+            let device = Default::default();
+            let config = run.config().unwrap();
+            let model = Model::<Flex>::new(&config.model, &device).unwrap();
+            let path = run.model_path();
+            run.save_model(Trainee::new(model, StepPolicy::default()), &path).unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (at, b) in edits {
+                let i = at % bytes.len();
+                bytes[i] = b;
+            }
+            bytes.truncate(cut % (bytes.len() + 1) + 1);
+            std::fs::write(&path, &bytes).unwrap();
+            let _ = run.load_model_file::<Flex>(&path, &device);
+        }
+    }
 }
