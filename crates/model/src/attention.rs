@@ -8,6 +8,7 @@
 
 use crate::GptConfig;
 use crate::init::linear;
+use crate::kv_cache::LayerKv;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -39,6 +40,12 @@ impl<B: Backend> CausalSelfAttention<B> {
 
     /// `x` (B, T, C) → (B, T, C).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_cached(x, &mut None)
+    }
+
+    /// As [`forward`](Self::forward) for `x` holding the tokens after those in `past`:
+    /// their keys and values are reused, and this call's are appended to `past`.
+    pub fn forward_cached(&self, x: Tensor<B, 3>, past: &mut Option<LayerKv<B>>) -> Tensor<B, 3> {
         let [b, t, c] = x.dims();
         let (nh, hs) = (self.n_head, c / self.n_head);
         let heads = |x: Tensor<B, 3>| x.reshape([b, t, nh, hs]).swap_dims(1, 2); // (B, nh, T, hs)
@@ -46,12 +53,22 @@ impl<B: Backend> CausalSelfAttention<B> {
         let v = heads(qkv.pop().expect("three chunks"));
         let k = heads(qkv.pop().expect("three chunks"));
         let q = heads(qkv.pop().expect("three chunks"));
+        let (k, v) = match past.take() {
+            // (B, nh, T_past + T, hs): earlier tokens' keys and values, then these.
+            Some(p) => (Tensor::cat(vec![p.k, k], 2), Tensor::cat(vec![p.v, v], 2)),
+            None => (k, v),
+        };
+        *past = Some(LayerKv {
+            k: k.clone(),
+            v: v.clone(),
+        });
         let y = self.attend(q, k, v); // (B, nh, T, hs)
         let y = y.swap_dims(1, 2).reshape([b, t, c]); // heads side by side again
         self.resid_dropout.forward(self.c_proj.forward(y))
     }
 
-    /// Scaled dot-product attention with a causal mask, on (B, nh, T, hs) tensors.
+    /// Scaled dot-product attention with a causal mask: queries (B, nh, Tq, hs) of the
+    /// last Tq positions against keys and values (B, nh, Tk, hs) of all Tk positions.
     ///
     /// Why scale by 1/sqrt(head_size): with unit-variance q and k, each score q·k is a sum of
     /// head_size products, so its variance grows like head_size. Large scores make softmax
@@ -59,16 +76,24 @@ impl<B: Backend> CausalSelfAttention<B> {
     /// the start. Dividing by sqrt(head_size) keeps the scores at unit variance.
     ///
     /// Why the mask: a decoder predicts the next token, so position t must not see t+1…;
-    /// scores above the diagonal become -inf and their softmax weight exactly 0.
+    /// scores above the diagonal become -inf and their softmax weight exactly 0. Query i
+    /// sits at position Tk - Tq + i, so it may see keys 0..=Tk - Tq + i. A single new
+    /// token (Tq = 1, sampling with a cache) sees every key and needs no mask.
     fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, nh, t, hs] = q.dims();
+        let [b, nh, tq, hs] = q.dims();
+        let tk = k.dims()[2];
         let scale = (hs as f64).powf(-0.5);
-        let att = q.matmul(k.swap_dims(2, 3)) * scale; // (B, nh, T, T)
-        let future = Tensor::<B, 2, Bool>::tril_mask([t, t], 0, &att.device()) // true above the diagonal
-            .reshape([1, 1, t, t])
-            .expand([b, nh, t, t]);
-        let att = softmax(att.mask_fill(future, f32::NEG_INFINITY), 3);
-        self.attn_dropout.forward(att).matmul(v) // (B, nh, T, hs)
+        let att = q.matmul(k.swap_dims(2, 3)) * scale; // (B, nh, Tq, Tk)
+        let att = if tq == 1 {
+            att
+        } else {
+            let offset = (tk - tq) as i64;
+            let future = Tensor::<B, 2, Bool>::tril_mask([tq, tk], offset, &att.device()) // true above the diagonal
+                .reshape([1, 1, tq, tk])
+                .expand([b, nh, tq, tk]);
+            att.mask_fill(future, f32::NEG_INFINITY)
+        };
+        self.attn_dropout.forward(softmax(att, 3)).matmul(v) // (B, nh, Tq, hs)
     }
 }
 

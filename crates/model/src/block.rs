@@ -7,6 +7,7 @@
 
 use crate::GptConfig;
 use crate::attention::CausalSelfAttention;
+use crate::kv_cache::LayerKv;
 use crate::mlp::Mlp;
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
@@ -31,7 +32,13 @@ impl<B: Backend> Block<B> {
 
     /// `x` (B, T, C) → (B, T, C).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x));
+        self.forward_cached(x, &mut None)
+    }
+
+    /// As [`forward`](Self::forward), reusing and extending this layer's cached keys and
+    /// values (see [`KvCache`](crate::KvCache)).
+    pub fn forward_cached(&self, x: Tensor<B, 3>, past: &mut Option<LayerKv<B>>) -> Tensor<B, 3> {
+        let x = x.clone() + self.attn.forward_cached(self.ln_1.forward(x), past);
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }

@@ -4,8 +4,15 @@
 //! rows beyond it), takes the logits at the last position, divides them by the
 //! temperature, keeps the `top_k` largest, and draws from their softmax. The draw uses a
 //! seeded RNG on the host, so a seed gives the same text on every backend.
+//!
+//! With the KV cache (the default) each step runs the network on the new token only,
+//! reusing the keys and values of the tokens before it. That holds while the text fits in
+//! `block_size`. Past it, the window slides: every token moves to a new position, and
+//! with learned position embeddings a position change alters every key and value, so
+//! nothing cached is valid any more. Then each step recomputes the cropped window, exactly
+//! as without the cache; both paths give the same tokens for the same seed.
 
-use crate::{LanguageModel, ModelError, Result};
+use crate::{KvCache, LanguageModel, ModelError, Result};
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,6 +26,8 @@ pub struct Sampling {
     /// Sample only among the k most likely tokens; `Some(1)` is greedy decoding.
     pub top_k: Option<usize>,
     pub seed: u64,
+    /// Reuse the keys and values of earlier tokens (see the module docs).
+    pub kv_cache: bool,
 }
 
 impl Default for Sampling {
@@ -28,6 +37,7 @@ impl Default for Sampling {
             temperature: 1.0,
             top_k: None,
             seed: 1337,
+            kv_cache: true,
         }
     }
 }
@@ -60,16 +70,27 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
     if prompt.is_empty() {
         return Err(ModelError::EmptyPrompt);
     }
-    // A bigram model reads only the last token, so that is all it is given.
-    let context = model.context_size().unwrap_or(1);
     let mut rng = StdRng::seed_from_u64(sampling.seed);
+    let mut cache = KvCache::new();
     let mut idx = prompt.to_vec();
+    let tensor = |ids: &[u32]| {
+        let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+        let t = ids.len();
+        Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, t]).convert::<B::IntElem>(), device)
+    };
     for _ in 0..sampling.max_new_tokens {
-        let ctx = &idx[idx.len().saturating_sub(context)..];
-        let t = ctx.len();
-        let ids: Vec<i64> = ctx.iter().map(|&id| id as i64).collect();
-        let input = Tensor::from_data(TensorData::new(ids, [1, t]).convert::<B::IntElem>(), device);
-        let logits = model.logits(input)?; // (1, T, V)
+        let logits = match model.context_size() {
+            // Feed what the cache has not seen: the whole prompt first, then one token.
+            Some(block_size) if sampling.kv_cache && idx.len() <= block_size => {
+                model.logits_cached(tensor(&idx[cache.len()..]), &mut cache)?
+            }
+            // Recompute the window; a bigram model reads only the last token.
+            context => {
+                let window = context.unwrap_or(1);
+                model.logits(tensor(&idx[idx.len().saturating_sub(window)..]))?
+            }
+        }; // (1, T, V)
+        let t = logits.dims()[1];
         let vocab = logits.dims()[2];
         let last = logits.slice([0..1, t - 1..t]).reshape([vocab]); // (V,)
         let last: Vec<f32> = last
@@ -153,6 +174,19 @@ mod tests {
         assert_eq!(a.len(), 20);
         assert_eq!(a, run(&m, &s));
         assert_ne!(a, run(&m, &Sampling { seed: 7, ..s }));
+    }
+
+    /// The KV cache changes the cost, not the result: same seed, same tokens, including
+    /// past block_size (8) where the cached path falls back to recomputing the window.
+    #[test]
+    fn kv_cache_gives_the_same_tokens() {
+        let m = model();
+        let with = |kv_cache| Sampling {
+            max_new_tokens: 20,
+            kv_cache,
+            ..Sampling::default()
+        };
+        assert_eq!(run(&m, &with(true)), run(&m, &with(false)));
     }
 
     #[test]

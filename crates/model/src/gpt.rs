@@ -3,7 +3,7 @@
 
 use crate::block::{Block, layer_norm};
 use crate::init::{embedding, linear};
-use crate::{GptConfig, ModelError, Result};
+use crate::{GptConfig, KvCache, ModelError, Result};
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::prelude::*;
 
@@ -42,21 +42,35 @@ impl<B: Backend> Gpt<B> {
 
     /// `idx` (B, T) token ids, 1 ≤ T ≤ block_size → logits (B, T, vocab_size).
     pub fn forward(&self, idx: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
+        self.forward_cached(idx, &mut KvCache::new())
+    }
+
+    /// As [`forward`](Self::forward) for `idx` holding the tokens that follow the
+    /// `cache.len()` tokens already in `cache`; their keys and values are appended to it.
+    /// The positions continue from `cache.len()`, up to block_size in all.
+    pub fn forward_cached(
+        &self,
+        idx: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 3>> {
         let [_, t] = idx.dims();
-        if t > self.block_size {
+        let past = cache.len();
+        if past + t > self.block_size {
             return Err(ModelError::SequenceTooLong {
-                t,
+                t: past + t,
                 block_size: self.block_size,
             });
         }
         let device = idx.device();
         let tok_emb = self.wte.forward(idx); // (B, T, C)
-        let pos = Tensor::<B, 1, Int>::arange(0..t as i64, &device).unsqueeze::<2>(); // (1, T)
+        let positions = past as i64..(past + t) as i64;
+        let pos = Tensor::<B, 1, Int>::arange(positions, &device).unsqueeze::<2>(); // (1, T)
         let pos_emb = self.wpe.forward(pos); // (1, T, C), broadcast over the batch
-        let x = self
-            .blocks
-            .iter()
-            .fold(tok_emb + pos_emb, |x, block| block.forward(x));
+        let mut x = tok_emb + pos_emb;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward_cached(x, cache.layer(i));
+        }
+        cache.advance(t);
         Ok(self.lm_head.forward(self.ln_f.forward(x))) // (B, T, vocab_size)
     }
 }
@@ -116,6 +130,40 @@ mod tests {
         // The changed positions themselves do move, so the comparison above can fail.
         let moved: f32 = (la - lb).slice([0..2, t + 1..16]).abs().max().into_scalar();
         assert!(moved > 1e-3, "{moved}");
+    }
+
+    /// Feeding a prompt and then one token at a time through the cache gives, at every
+    /// step, the logits of a full forward pass over the whole prefix.
+    #[test]
+    fn cached_logits_match_full_recompute() {
+        let device = Default::default();
+        let model = Gpt::<B>::new(&small(), &device).unwrap();
+        let ids = random_ids::<B>([1, 16], 65, 9, &device);
+        let mut cache = KvCache::new();
+        let mut fed = 0;
+        for end in [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] {
+            let cached = model
+                .forward_cached(ids.clone().slice([0..1, fed..end]), &mut cache)
+                .unwrap();
+            let full = model.forward(ids.clone().slice([0..1, 0..end])).unwrap();
+            let last = |x: Tensor<B, 3>| {
+                let t = x.dims()[1];
+                x.slice([0..1, t - 1..t])
+            };
+            let diff: f32 = (last(cached) - last(full)).abs().max().into_scalar();
+            assert!(diff < 1e-4, "step ending at {end}: max |diff| {diff}");
+            fed = end;
+        }
+        assert_eq!(cache.len(), 16);
+        // The cache is full: one more token would pass block_size.
+        let more = model.forward_cached(ids.slice([0..1, 0..1]), &mut cache);
+        assert_eq!(
+            more.unwrap_err(),
+            ModelError::SequenceTooLong {
+                t: 17,
+                block_size: 16
+            }
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config;
 pub mod generate;
 pub mod gpt;
 mod init;
+pub mod kv_cache;
 pub mod lecture;
 pub mod lm;
 pub mod loss;
@@ -20,6 +21,7 @@ pub use bigram::BigramLanguageModel;
 pub use config::{GptConfig, ModelKind};
 pub use generate::{Sampling, generate};
 pub use gpt::Gpt;
+pub use kv_cache::KvCache;
 pub use lm::{LanguageModel, Model};
 pub use loss::cross_entropy;
 

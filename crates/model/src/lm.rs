@@ -1,13 +1,16 @@
 //! What training and sampling need from a network, so one loop serves both the bigram
 //! baseline and the GPT.
 
-use crate::{BigramLanguageModel, Gpt, GptConfig, ModelKind, Result};
+use crate::{BigramLanguageModel, Gpt, GptConfig, KvCache, ModelKind, Result};
 use burn::prelude::*;
 
 /// A next-token predictor: token ids in, logits out.
 pub trait LanguageModel<B: Backend> {
     /// `idx` (B, T) → logits (B, T, vocab_size).
     fn logits(&self, idx: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>>;
+    /// Logits of the tokens that follow those already in `cache`, extending it.
+    fn logits_cached(&self, idx: Tensor<B, 2, Int>, cache: &mut KvCache<B>)
+    -> Result<Tensor<B, 3>>;
     /// The longest context the model accepts; `None` when it looks at one token only.
     fn context_size(&self) -> Option<usize>;
 }
@@ -37,6 +40,18 @@ impl<B: Backend> LanguageModel<B> for Model<B> {
         match self {
             Model::Bigram(m) => Ok(m.forward(idx)),
             Model::Gpt(m) => m.forward(idx),
+        }
+    }
+
+    fn logits_cached(
+        &self,
+        idx: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 3>> {
+        match self {
+            // A bigram model looks at one token only: there is nothing to cache.
+            Model::Bigram(m) => Ok(m.forward(idx)),
+            Model::Gpt(m) => m.forward_cached(idx, cache),
         }
     }
 
