@@ -14,7 +14,7 @@ const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture> [-
        cargo xtask ci [--no-gpu-checks]";
 
 /// `gpt` subcommands that xtask builds and runs.
-const GPT_COMMANDS: &[&str] = &["train", "sample", "eval", "info", "plot", "lecture"];
+const GPT_COMMANDS: &[&str] = &["train", "sample", "eval", "info", "plot", "lecture", "bench"];
 const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
 
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,214 @@
+//! `gpt bench`: how fast this build trains and samples — nanoGPT's `bench.py`, plus
+//! sampling with and without the KV cache.
+//!
+//! Training steps are timed one by one (forward, backward, gradient clipping, AdamW) on
+//! random token batches of the config's shape, after warmup steps that are not counted.
+//! Model FLOPs follow nanoGPT's `estimate_mfu`: 6N per token for the matmuls of forward and
+//! backward (N = parameters without the position table) plus 12·L·H·Q·T for attention.
+
+use crate::backend::{self, Inner, Train};
+use anyhow::{Result, bail};
+use burn::module::{AutodiffModule, Module};
+use burn::optim::Optimizer;
+use burn::prelude::*;
+use burn::train::TrainStep;
+use data::{LmBatch, Split};
+use model::{Model, Sampling, generate};
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+use std::time::Instant;
+use training::loader::SplitBatch;
+use training::optim::MatrixDecayAdamW;
+use training::step::{StepPolicy, Trainee};
+use training::RunConfig;
+
+/// The CPU preset, as `gpt train` uses by default.
+const DEFAULT_PRESET: &str = include_str!("../../../experiments/shakespeare_char_cpu.toml");
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A preset from experiments/ (default: shakespeare_char_cpu.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one config key (repeatable), e.g. --set batch_size=32.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Untimed steps first (allocator, autotuning, shader compilation).
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// The device's peak FLOP/s, for MFU (e.g. 312e12 for an A100 in bf16).
+    #[arg(long)]
+    peak_flops: Option<f64>,
+    /// Tokens to sample in the sampling benchmark (0 skips it).
+    #[arg(long, default_value_t = 500)]
+    sample_tokens: usize,
+    /// Prompt length for the sampling benchmark.
+    #[arg(long, default_value_t = 1)]
+    prompt_len: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args, device: Option<usize>) -> Result<()> {
+    if args.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    // The vocabulary is the config's (65, Tiny Shakespeare's characters, by default).
+    let config = match &args.config {
+        Some(path) => RunConfig::load(Some(path), &args.set)?,
+        None => RunConfig::parse(DEFAULT_PRESET, "shakespeare_char_cpu.toml", &args.set)?,
+    };
+    let device = backend::device(device)?;
+    let m = &config.model;
+    let (b, t) = (config.train.batch_size, m.block_size);
+
+    let model = Model::<Train>::new(m, &device)?;
+    let n_params = model.num_params();
+    let policy = StepPolicy {
+        grad_clip: config.train.grad_clip,
+        ..StepPolicy::default()
+    };
+    let mut trainee = Trainee::new(model, policy);
+    let mut optim = MatrixDecayAdamW::init::<Train, Trainee<Train>>(&config);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(config.train.seed);
+    let mut times = Vec::with_capacity(args.steps);
+    for step in 0..args.warmup + args.steps {
+        let batch = random_batch::<Train>(&mut rng, [b, t], m.vocab_size, &device);
+        let start = Instant::now();
+        let output = trainee.step(batch);
+        trainee = optim.step(config.train.learning_rate, trainee, output.grads);
+        Train::sync(&device)?;
+        if step >= args.warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let min = times[0];
+    let tokens_per_s = (b * t) as f64 / median;
+    let flops_per_token = flops_per_token(&config, n_params);
+    let achieved = flops_per_token * tokens_per_s;
+    let mfu = args.peak_flops.map(|peak| achieved / peak);
+
+    let sampler = trainee.valid().model;
+    let prompt: Vec<u32> = (0..args.prompt_len.max(1))
+        .map(|_| rng.random_range(0..m.vocab_size as u32))
+        .collect();
+    let sample_rate = |kv_cache: bool| -> Result<Option<f64>> {
+        if args.sample_tokens == 0 {
+            return Ok(None);
+        }
+        let sampling = Sampling {
+            max_new_tokens: args.sample_tokens,
+            kv_cache,
+            ..Sampling::default()
+        };
+        let start = Instant::now();
+        generate::<Inner, _>(&sampler, &prompt, &sampling, &device, |_| {})?;
+        Ok(Some(args.sample_tokens as f64 / start.elapsed().as_secs_f64()))
+    };
+    let cached = sample_rate(true)?;
+    let uncached = sample_rate(false)?;
+    let rss = peak_rss_mib();
+
+    if args.json {
+        let json = serde_json::json!({
+            "backend": backend::NAME,
+            "batch_size": b,
+            "block_size": t,
+            "n_layer": m.n_layer,
+            "n_head": m.n_head,
+            "n_embd": m.n_embd,
+            "params": n_params,
+            "steps": args.steps,
+            "ms_per_step": median * 1e3,
+            "min_ms_per_step": min * 1e3,
+            "tokens_per_s": tokens_per_s,
+            "flops_per_token": flops_per_token,
+            "achieved_flops": achieved,
+            "mfu": mfu,
+            "peak_rss_mib": rss,
+            "sample_tokens": args.sample_tokens,
+            "prompt_len": prompt.len(),
+            "sample_tokens_per_s_cached": cached,
+            "sample_tokens_per_s_uncached": uncached,
+        });
+        println!("{json}");
+        return Ok(());
+    }
+    println!(
+        "{} backend: {}L/{}H/{} (block {t}, batch {b}), {:.2} M parameters",
+        backend::NAME,
+        m.n_layer,
+        m.n_head,
+        m.n_embd,
+        n_params as f64 / 1e6
+    );
+    println!(
+        "training: {:.1} ms/step median, {:.1} ms min over {} steps; {:.0} tokens/s",
+        median * 1e3,
+        min * 1e3,
+        args.steps,
+        tokens_per_s
+    );
+    println!(
+        "model FLOPs: {:.3e} per token, {:.3e} FLOP/s achieved{}",
+        flops_per_token,
+        achieved,
+        mfu.map(|m| format!(", MFU {:.2} %", m * 100.0)).unwrap_or_default()
+    );
+    if let (Some(c), Some(u)) = (cached, uncached) {
+        println!(
+            "sampling {} tokens from a {}-token prompt: {c:.0} tokens/s with KV cache, {u:.0} without ({:.1}×)",
+            args.sample_tokens,
+            prompt.len(),
+            c / u
+        );
+    }
+    if let Some(rss) = rss {
+        println!("peak RSS: {rss:.0} MiB");
+    }
+    Ok(())
+}
+
+/// nanoGPT's `estimate_mfu`: 6N + 12·L·H·Q·T FLOPs per token, N without the position table.
+fn flops_per_token(config: &RunConfig, n_params: usize) -> f64 {
+    let m = &config.model;
+    let n = (n_params - m.block_size * m.n_embd) as f64;
+    let (l, h, q, t) = (m.n_layer, m.n_head, m.head_size(), m.block_size);
+    6.0 * n + 12.0 * (l * h * q * t) as f64
+}
+
+/// A batch of random token ids (the step's cost does not depend on the text).
+fn random_batch<B: Backend>(
+    rng: &mut rand::rngs::StdRng,
+    [b, t]: [usize; 2],
+    vocab: usize,
+    device: &B::Device,
+) -> SplitBatch<B> {
+    let mut ids = || -> Tensor<B, 2, Int> {
+        let v: Vec<i64> = (0..b * t).map(|_| rng.random_range(0..vocab as i64)).collect();
+        Tensor::from_data(TensorData::new(v, [b, t]).convert::<B::IntElem>(), device)
+    };
+    let batch = LmBatch {
+        inputs: ids(),
+        targets: ids(),
+        scored: None,
+    };
+    SplitBatch {
+        split: Split::Train,
+        batch,
+    }
+}
+
+/// The process's peak resident memory (Linux: VmHWM), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
