@@ -4,17 +4,22 @@
 //!   `gpt` binary in release with backend B's cargo feature (default flex) and runs that
 //!   `gpt` subcommand with the other arguments, e.g.
 //!   `cargo xtask train --backend cuda --config experiments/shakespeare_char.toml`.
+//! - `cargo xtask bench --compare-torch PYTHON`: `gpt bench` and the PyTorch reference on
+//!   the same config, alternating, and their ratio.
 //! - `cargo xtask ci [--no-gpu-checks]`: everything CI checks, in the order that fails fastest.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture> [--backend flex|ndarray|wgpu|cuda] [gpt args…]
+const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture|bench> [--backend flex|ndarray|wgpu|cuda] [gpt args…]
+       cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [gpt bench args…]
        cargo xtask ci [--no-gpu-checks]";
 
 /// `gpt` subcommands that xtask builds and runs.
-const GPT_COMMANDS: &[&str] = &["train", "sample", "eval", "info", "plot", "lecture", "bench"];
+const GPT_COMMANDS: &[&str] = &[
+    "train", "sample", "eval", "info", "plot", "lecture", "bench",
+];
 const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +42,19 @@ fn xtask() -> Result<()> {
             [flag] if flag == "--no-gpu-checks" => ci(false),
             _ => bail!("{USAGE}"),
         },
+        Some("bench") => {
+            let (backend, rest) = take_backend(&args[1..])?;
+            let (python, rest) = take_value(&rest, "--compare-torch");
+            let (rounds, rest) = take_value(&rest, "--rounds");
+            let gpt = build_release(&backend)?;
+            match python {
+                None => run(Command::new(gpt).arg("bench").args(rest)),
+                Some(python) => {
+                    let rounds = rounds.as_deref().unwrap_or("3").parse()?;
+                    compare_torch(&gpt, &python, rounds, &rest)
+                }
+            }
+        }
         Some(command) if GPT_COMMANDS.contains(&command) => {
             let (backend, rest) = take_backend(&args[1..])?;
             let gpt = build_release(&backend)?;
@@ -44,6 +62,108 @@ fn xtask() -> Result<()> {
         }
         _ => bail!("{USAGE}"),
     }
+}
+
+/// Splits `--flag VALUE` (or `--flag=VALUE`) from the other arguments.
+fn take_value(args: &[String], flag: &str) -> (Option<String>, Vec<String>) {
+    let mut value = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == flag {
+            value = it.next().cloned();
+        } else if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
+            value = Some(v.to_string());
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    (value, rest)
+}
+
+/// `gpt bench` and the PyTorch reference (`../shared/reference/torch_gpt.py`, or
+/// `$BURNGPT_TORCH_SCRIPT`) on the same model and batch shape, alternating, `rounds` times
+/// each; prints both medians and their ratio.
+fn compare_torch(gpt: &Path, python: &str, rounds: usize, bench_args: &[String]) -> Result<()> {
+    let script = std::env::var_os("BURNGPT_TORCH_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/reference/torch_gpt.py"));
+    let (mut burn_ms, mut torch_ms) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let out = output(
+            Command::new(gpt)
+                .args(["bench", "--json", "--sample-tokens", "0"])
+                .args(bench_args),
+        )?;
+        let b: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or_default())
+            .context("parsing `gpt bench --json`")?;
+        let get = |k: &str| b[k].to_string();
+        let steps = b["steps"].as_u64().unwrap_or(0) + b["warmup"].as_u64().unwrap_or(0);
+        let out = output(
+            Command::new(python)
+                .arg(&script)
+                .args([
+                    "--batch_size",
+                    &get("batch_size"),
+                    "--block_size",
+                    &get("block_size"),
+                ])
+                .args(["--n_layer", &get("n_layer"), "--n_head", &get("n_head")])
+                .args(["--n_embd", &get("n_embd"), "--dropout", &get("dropout")])
+                .args(["--grad_clip", &get("grad_clip"), "--decay_all", "0"])
+                .args([
+                    "--max_iters",
+                    &steps.to_string(),
+                    "--timing_warmup",
+                    &get("warmup"),
+                ])
+                .args([
+                    "--eval_interval",
+                    "0",
+                    "--final_eval",
+                    "0",
+                    "--log_interval",
+                    "1000000",
+                ])
+                .env("OMP_WAIT_POLICY", "PASSIVE"),
+        )?;
+        let line = out
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .context("the PyTorch reference printed no RESULT line")?;
+        let t: serde_json::Value = serde_json::from_str(line)?;
+        let (bm, tm) = (
+            b["ms_per_step"].as_f64().unwrap_or(f64::NAN),
+            t["median_ms_per_iter"].as_f64().unwrap_or(f64::NAN),
+        );
+        println!("round {round}: burn {bm:.1} ms/step, PyTorch {tm:.1} ms/step");
+        burn_ms.push(bm);
+        torch_ms.push(tm);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (bm, tm) = (median(&mut burn_ms), median(&mut torch_ms));
+    println!(
+        "median over {rounds} rounds: burn {bm:.1} ms/step, PyTorch {tm:.1} ms/step; burn speed = {:.2}× PyTorch",
+        tm / bm
+    );
+    Ok(())
+}
+
+/// Runs `cmd` and returns its stdout, failing with its stderr.
+fn output(cmd: &mut Command) -> Result<String> {
+    eprintln!("xtask: {cmd:?}");
+    let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Splits `--backend B` (or `--backend=B`) from the arguments meant for `gpt`.

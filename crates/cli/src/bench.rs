@@ -17,10 +17,10 @@ use model::{Model, Sampling, generate};
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 use std::time::Instant;
+use training::RunConfig;
 use training::loader::SplitBatch;
 use training::optim::MatrixDecayAdamW;
 use training::step::{StepPolicy, Trainee};
-use training::RunConfig;
 
 /// The CPU preset, as `gpt train` uses by default.
 const DEFAULT_PRESET: &str = include_str!("../../../experiments/shakespeare_char_cpu.toml");
@@ -109,7 +109,9 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         };
         let start = Instant::now();
         generate::<Inner, _>(&sampler, &prompt, &sampling, &device, |_| {})?;
-        Ok(Some(args.sample_tokens as f64 / start.elapsed().as_secs_f64()))
+        Ok(Some(
+            args.sample_tokens as f64 / start.elapsed().as_secs_f64(),
+        ))
     };
     let cached = sample_rate(true)?;
     let uncached = sample_rate(false)?;
@@ -124,7 +126,10 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "n_head": m.n_head,
             "n_embd": m.n_embd,
             "params": n_params,
+            "dropout": m.dropout,
+            "grad_clip": config.train.grad_clip,
             "steps": args.steps,
+            "warmup": args.warmup,
             "ms_per_step": median * 1e3,
             "min_ms_per_step": min * 1e3,
             "tokens_per_s": tokens_per_s,
@@ -159,7 +164,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         "model FLOPs: {:.3e} per token, {:.3e} FLOP/s achieved{}",
         flops_per_token,
         achieved,
-        mfu.map(|m| format!(", MFU {:.2} %", m * 100.0)).unwrap_or_default()
+        mfu.map(|m| format!(", MFU {:.2} %", m * 100.0))
+            .unwrap_or_default()
     );
     if let (Some(c), Some(u)) = (cached, uncached) {
         println!(
@@ -191,7 +197,9 @@ fn random_batch<B: Backend>(
     device: &B::Device,
 ) -> SplitBatch<B> {
     let mut ids = || -> Tensor<B, 2, Int> {
-        let v: Vec<i64> = (0..b * t).map(|_| rng.random_range(0..vocab as i64)).collect();
+        let v: Vec<i64> = (0..b * t)
+            .map(|_| rng.random_range(0..vocab as i64))
+            .collect();
         Tensor::from_data(TensorData::new(v, [b, t]).convert::<B::IntElem>(), device)
     };
     let batch = LmBatch {
