@@ -1,12 +1,15 @@
-//! `gpt eval`: the train/val loss of a saved model.
+//! `gpt eval`: the train/val loss of a saved model; for an arithmetic run, also its exact
+//! match on held-out problems, per operator and size.
 
 use crate::backend::{self, Inner};
-use anyhow::Result;
-use data::{Split, TextSource, load_text};
+use anyhow::{Result, bail};
+use data::generator::held_out_set;
+use data::{Corpus, Split, TextSource};
 use std::path::PathBuf;
 use training::RunDir;
 use training::eval::{estimate_loss, full_split_loss};
-use training::train::{prepare_tokens, text_source};
+use training::exact::exact_match;
+use training::train::prepare_corpus;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,6 +27,9 @@ pub struct Args {
     /// Random batches per split (default: the run's eval_iters).
     #[arg(long)]
     eval_iters: Option<usize>,
+    /// Held-out problems to draw (arithmetic runs); a problem drawn twice is scored once.
+    #[arg(long, default_value_t = 3000)]
+    problems: usize,
     #[arg(long, default_value_t = 1337)]
     seed: u64,
 }
@@ -31,8 +37,13 @@ pub struct Args {
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let run = RunDir::open(&args.run)?;
     let config = run.config()?;
-    let text = load_text(&text_source(&config, args.data.map(TextSource::Path)))?;
-    let store = prepare_tokens(&text, &run.tokenizer()?, config.model.block_size)?;
+    if args.full && config.task().is_some() {
+        bail!(
+            "--full walks a text's val split; an arithmetic run is scored on held-out problems instead"
+        );
+    }
+    let data = args.data.map(TextSource::Path);
+    let (corpus, _) = prepare_corpus(&config, data, Some(run.tokenizer()?))?;
     let device = backend::device(device)?;
     let model = run.load_model::<Inner>(&device)?;
     let t = &config.train;
@@ -41,27 +52,61 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         t.batch_size,
         args.eval_iters.unwrap_or(t.eval_iters),
     );
-    let train_loss = estimate_loss(&model, &store, Split::Train, sizes, args.seed, &device);
-    let val_loss = estimate_loss(&model, &store, Split::Val, sizes, args.seed, &device);
-    let full = args.full.then(|| {
-        let val = store.split(Split::Val).clone();
-        full_split_loss(&model, val, config.model.block_size, t.batch_size, &device)
-    });
+    let train_loss = estimate_loss(&model, &corpus, Split::Train, sizes, args.seed, &device);
+    let val_loss = estimate_loss(&model, &corpus, Split::Val, sizes, args.seed, &device);
     let iter = run.rows().last().map_or(0, |r| r.iter);
+    let mut json = serde_json::json!({
+        "iter": iter,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+    });
+    let mut lines = vec![format!(
+        "iter {iter}: train loss {train_loss:.4}, val loss {val_loss:.4}"
+    )];
+    if let Some(task) = config.task() {
+        let problems = held_out_set(task, args.problems, args.seed);
+        let cases = exact_match(&model, task, &problems, &device)?;
+        let share = |solved: usize, total: usize| solved as f64 / total.max(1) as f64;
+        let solved = cases.iter().map(|c| c.solved).sum();
+        json["exact_match"] = share(solved, problems.len()).into();
+        json["problems"] = problems.len().into();
+        json["cases"] = cases
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "op": c.op.to_string(),
+                    "digits": c.digits,
+                    "exact_match": share(c.solved, c.total),
+                    "problems": c.total,
+                })
+            })
+            .collect();
+        lines.push(format!(
+            "exact match on {} held-out problems: {:.2} %",
+            problems.len(),
+            100.0 * share(solved, problems.len())
+        ));
+        lines.extend(cases.iter().map(|c| {
+            format!(
+                "  {} with {} digits: {:.2} % of {}",
+                c.op,
+                c.digits,
+                100.0 * share(c.solved, c.total),
+                c.total
+            )
+        }));
+    } else if let (Corpus::Text(store), true) = (&corpus, args.full) {
+        let val = store.split(Split::Val).clone();
+        let (loss, n) =
+            full_split_loss(&model, val, config.model.block_size, t.batch_size, &device);
+        json["full_val_loss"] = loss.into();
+        json["full_val_tokens"] = n.into();
+        lines.push(format!("whole val split: loss {loss:.4} over {n} tokens"));
+    }
     if args.json {
-        let json = serde_json::json!({
-            "iter": iter,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "full_val_loss": full.map(|(loss, _)| loss),
-            "full_val_tokens": full.map(|(_, n)| n),
-        });
         println!("{json}");
     } else {
-        println!("iter {iter}: train loss {train_loss:.4}, val loss {val_loss:.4}");
-        if let Some((loss, n)) = full {
-            println!("whole val split: loss {loss:.4} over {n} tokens");
-        }
+        println!("{}", lines.join("\n"));
     }
     Ok(())
 }

@@ -4,11 +4,13 @@
 //! see `backend.rs`. User mistakes end with one `error:` line and exit code 1.
 
 mod backend;
+mod bench;
 mod eval;
 mod info;
 mod lecture;
 mod plot;
 mod sample;
+mod solve;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -32,15 +34,18 @@ struct Cli {
 enum Command {
     /// Train a model (or resume a run), then print a sample from it.
     Train(train::Args),
-    /// Stream text from a trained run.
+    /// Stream text from a trained run, or solve a problem with an arithmetic run.
     Sample(sample::Args),
-    /// Train/val loss of a trained run (random batches, or --full over the val split).
+    /// Train/val loss of a trained run (random batches, or --full over the val split);
+    /// exact match on held-out problems for an arithmetic run.
     Eval(eval::Args),
     /// A run's config, size, progress and last losses.
     Info(info::Args),
     /// Plot a run's loss and learning-rate curves to a PNG.
     Plot(plot::Args),
     Lecture(lecture::Args),
+    /// Time training steps and sampling (tokens/s, ms/step, MFU, peak memory).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +57,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Plot(a) => plot::run(a),
         Command::Lecture(a) => lecture::run(a),
+        Command::Bench(a) => bench::run(a, cli.device),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! `gpt sample`: stream text from a trained run.
+//! `gpt sample`: stream text from a trained run, or solve a problem with an arithmetic one.
 
 use crate::backend::{self, Inner};
 use anyhow::{Context, Result, bail};
@@ -14,12 +14,14 @@ pub struct Args {
     /// The run directory to sample from.
     #[arg(long)]
     run: PathBuf,
-    /// Text to continue (default: a newline, as nanoGPT).
+    /// Text to continue (default: a newline, as nanoGPT); for an arithmetic run, a
+    /// problem such as "123+456=" (default: a held-out one).
     #[arg(long, conflicts_with = "prompt_file")]
     prompt: Option<String>,
     /// Read the text to continue from a file.
     #[arg(long)]
     prompt_file: Option<PathBuf>,
+    /// Tokens to generate (an arithmetic run writes its answer's length).
     #[arg(long, default_value_t = 500)]
     max_new_tokens: usize,
     /// Below 1: more conservative; above 1: more surprising.
@@ -32,6 +34,9 @@ pub struct Args {
     seed: u64,
     #[arg(long, default_value_t = 1)]
     num_samples: usize,
+    /// Recompute the whole context for every token, as nanoGPT does (slower, same text).
+    #[arg(long)]
+    no_kv_cache: bool,
     /// Which weights: the final model or the checkpoint with the best val loss.
     #[arg(long, value_parser = ["final", "best"], default_value = "final")]
     weights: String,
@@ -69,6 +74,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             temperature: args.temperature,
             top_k: args.top_k,
             seed: args.seed + i as u64,
+            kv_cache: !args.no_kv_cache,
         };
         let weights = (args.weights == "best").then(|| run.best_path());
         stream_sample_from::<Inner>(&run, weights, &prompt, &sampling, &device)?;
@@ -94,7 +100,6 @@ fn stream_sample_from<B: Backend>(
     sampling: &Sampling,
     device: &B::Device,
 ) -> Result<()> {
-    let tokenizer = run.tokenizer()?;
     let model = match weights {
         Some(path) if path.exists() => run.load_model_file::<B>(&path, device)?,
         Some(path) => bail!(
@@ -103,6 +108,10 @@ fn stream_sample_from<B: Backend>(
         ),
         None => run.load_model::<B>(device)?,
     };
+    if let Some(task) = run.config()?.task() {
+        return crate::solve::solve(&model, task, prompt, sampling, device);
+    }
+    let tokenizer = run.tokenizer()?;
     let ids = match prompt {
         Prompt::Text(text) => tokenizer
             .encode(text)

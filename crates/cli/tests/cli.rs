@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{gpt, gpt_command, json, ok, tmp, train_tiny};
+use common::{check_one_error_line, gpt, gpt_command, json, ok, tmp, train_tiny};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -221,24 +221,6 @@ fn bad_input_gets_one_clear_error_line() {
     assert!(
         msg.contains("--data PATH") && msg.contains("BURNGPT_DATA_DIR"),
         "{msg}"
-    );
-}
-
-/// Non-zero exit, and stderr is one `error:` line containing `expected` (no panic, no
-/// backtrace).
-fn check_one_error_line(args: &[&str], o: &std::process::Output, expected: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "gpt {args:?} should fail");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "gpt {args:?}: expected one line, got:\n{err}"
-    );
-    assert!(lines[0].starts_with("error: "), "gpt {args:?}: {err}");
-    assert!(
-        lines[0].contains(expected),
-        "gpt {args:?}: expected {expected:?} in:\n{err}"
     );
 }
 

@@ -16,6 +16,27 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub tokens: Vec<u32>,
+    /// Which of the `block_size` targets the loss counts; `None`: all of them. A problem
+    /// scores its answer only, not the prompt it is given (the lecture's `ignore_index`).
+    pub scored: Option<Vec<bool>>,
+}
+
+impl Chunk {
+    /// Plain text: every target scored.
+    pub fn text(tokens: Vec<u32>) -> Self {
+        Self {
+            tokens,
+            scored: None,
+        }
+    }
+
+    /// How many targets the loss counts.
+    pub fn scored_targets(&self) -> usize {
+        match &self.scored {
+            Some(scored) => scored.iter().filter(|&&s| s).count(),
+            None => self.tokens.len() - 1,
+        }
+    }
 }
 
 /// `len` chunks at random offsets of a split. Item `i` depends only on `(seed, i)`, so a
@@ -53,9 +74,9 @@ impl Dataset<Chunk> for RandomChunks {
         // One small RNG per item, seeded from (seed, index): order-independent and cheap.
         let mut rng = StdRng::seed_from_u64(mix_seed(self.seed, index as u64));
         let start = rng.random_range(0..self.tokens.len() - self.block_size);
-        Some(Chunk {
-            tokens: self.tokens.range(start, start + self.block_size + 1),
-        })
+        Some(Chunk::text(
+            self.tokens.range(start, start + self.block_size + 1),
+        ))
     }
 
     fn len(&self) -> usize {
@@ -92,9 +113,7 @@ impl Dataset<Chunk> for ConsecutiveWindows {
     fn get(&self, index: usize) -> Option<Chunk> {
         (index < self.len()).then(|| {
             let start = index * self.block_size;
-            Chunk {
-                tokens: self.tokens.range(start, start + self.block_size + 1),
-            }
+            Chunk::text(self.tokens.range(start, start + self.block_size + 1))
         })
     }
 
@@ -110,6 +129,8 @@ pub struct LmBatch<B: Backend> {
     pub inputs: Tensor<B, 2, Int>,
     /// `(B, T)` the token that follows each input position.
     pub targets: Tensor<B, 2, Int>,
+    /// `(B, T)` which targets the loss counts (see [`Chunk::scored`]); `None`: all.
+    pub scored: Option<Tensor<B, 2, Bool>>,
 }
 
 /// Stacks [`Chunk`]s into an [`LmBatch`] on the requested device.
@@ -130,9 +151,22 @@ impl<B: Backend> Batcher<B, Chunk, LmBatch<B>> for LmBatcher {
             let data = TensorData::new(ids, [batch_size, block_size]).convert::<B::IntElem>();
             Tensor::from_data(data, device)
         };
+        // Chunks of one source are all scored or all plain.
+        let scored = items[0].scored.is_some().then(|| {
+            let mask: Vec<bool> = items
+                .iter()
+                .flat_map(|c| {
+                    c.scored
+                        .clone()
+                        .expect("a batch mixes scored and plain chunks")
+                })
+                .collect();
+            Tensor::from_bool(TensorData::new(mask, [batch_size, block_size]), device)
+        });
         LmBatch {
             inputs: tensor(inputs),
             targets: tensor(targets),
+            scored,
         }
     }
 }
@@ -170,6 +204,22 @@ mod tests {
                 assert_eq!(y[row * 8 + t], x[row * 8 + t] + 1);
             }
         }
+    }
+
+    #[test]
+    fn scored_chunks_carry_their_mask_into_the_batch() {
+        let chunk = |scored: Vec<bool>| Chunk {
+            tokens: vec![1, 2, 3],
+            scored: Some(scored),
+        };
+        let items = vec![chunk(vec![false, true]), chunk(vec![true, true])];
+        assert_eq!(items[0].scored_targets(), 1);
+        let batch: LmBatch<Flex> = LmBatcher.batch(items, &Default::default());
+        let mask: Vec<bool> = batch.scored.unwrap().into_data().iter::<bool>().collect();
+        assert_eq!(mask, [false, true, true, true]);
+        let plain: LmBatch<Flex> =
+            LmBatcher.batch(vec![Chunk::text(vec![1, 2, 3])], &Default::default());
+        assert!(plain.scored.is_none());
     }
 
     #[test]

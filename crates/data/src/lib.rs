@@ -5,13 +5,23 @@
 //! - [`tokens`]: the compact token store and the 90/10 train/val split.
 //! - [`batcher`]: random `block_size` chunks and the Burn [`Batcher`](burn::data::dataloader::batcher::Batcher)
 //!   that stacks them into `(inputs, targets)`, as the lecture's `get_batch`.
+//! - Exercise 2, arithmetic instead of text: [`problem`] (one problem, its steps, user
+//!   input), [`arithmetic`] (the task and its character layout), [`generator`] (endless
+//!   random problems, a held-out part); [`corpus`] lets a run train on either.
 
+pub mod arithmetic;
 pub mod batcher;
+pub mod corpus;
+pub mod generator;
+pub mod problem;
 pub mod source;
 pub mod tokenizer;
 pub mod tokens;
 
+pub use arithmetic::TaskConfig;
 pub use batcher::{Chunk, ConsecutiveWindows, LmBatch, LmBatcher, RandomChunks, mix_seed};
+pub use corpus::Corpus;
+pub use problem::{Op, Problem};
 pub use source::{TextSource, load_text};
 pub use tokenizer::{CharTokenizer, Tokenizer};
 pub use tokens::{Split, TokenStore, Tokens};
@@ -56,6 +66,17 @@ pub enum DataError {
         path: String,
         reason: String,
     },
+    #[error(
+        "{input:?} is not a problem this run can solve: {reason} (write numbers of up to {n_digits} digits around one of {ops}, like 12+345=)"
+    )]
+    BadProblem {
+        input: String,
+        reason: String,
+        n_digits: usize,
+        ops: String,
+    },
+    #[error("invalid [task]: {0}")]
+    InvalidTask(String),
     #[error(
         "the {split} split has {len} tokens, too few for block_size {block_size} (needs at least {needed}); use more text or a smaller block_size"
     )]

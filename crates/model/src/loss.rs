@@ -1,4 +1,5 @@
-//! The training objective: cross-entropy of the next token, averaged over every position.
+//! The training objective: cross-entropy of the next token, averaged over every position
+//! (text), or over the scored positions only (a problem's answer, not its prompt).
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -6,16 +7,44 @@ use burn::tensor::activation::log_softmax;
 /// Mean negative log-likelihood of `targets` (B, T) under `logits` (B, T, V), as
 /// `F.cross_entropy(logits.view(B*T, V), targets.view(B*T))` in the lecture.
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    token_losses(logits, targets).mean()
+}
+
+/// Mean negative log-likelihood over the positions where `scored` (B, T) is true, as
+/// PyTorch's `ignore_index` does for the others (minGPT's adder trains on the answer only
+/// this way). `None` scores every position: [`cross_entropy`].
+pub fn masked_cross_entropy<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+    scored: Option<Tensor<B, 2, Bool>>,
+) -> Tensor<B, 1> {
+    let Some(scored) = scored else {
+        return cross_entropy(logits, targets);
+    };
+    let [b, t] = scored.dims();
+    let weights = scored.float().reshape([b * t]);
+    // At least 1, so a batch with nothing scored has loss 0 rather than 0/0.
+    let count = weights.clone().sum().clamp_min(1.0);
+    (token_losses(logits, targets) * weights).sum() / count
+}
+
+/// The negative log-likelihood of each target, flattened to (B*T).
+fn token_losses<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
     let [b, t, v] = logits.dims();
     let log_probs = log_softmax(logits.reshape([b * t, v]), 1); // (B*T, V)
     let picked = log_probs.gather(1, targets.reshape([b * t, 1])); // (B*T, 1)
-    picked.mean().neg()
+    picked.reshape([b * t]).neg()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::TestBackend as B;
+
+    /// ln(1 + 2·e^-20): the loss of a confident right answer among 3 tokens.
+    fn confident() -> f32 {
+        -(20f32.exp() / (20f32.exp() + 2.0)).ln()
+    }
 
     #[test]
     fn matches_hand_computation() {
@@ -24,7 +53,35 @@ mod tests {
         let logits = Tensor::<B, 3>::from_data([[[0.0, 0.0, 0.0], [0.0, 20.0, 0.0]]], &device);
         let targets = Tensor::<B, 2, Int>::from_data([[2, 1]], &device);
         let loss: f32 = cross_entropy(logits, targets).into_scalar();
-        let expected = (3f32.ln() + (-(20f32.exp() / (20f32.exp() + 2.0)).ln())) / 2.0;
+        let expected = (3f32.ln() + confident()) / 2.0;
         assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+    }
+
+    #[test]
+    fn masked_loss_averages_the_scored_positions_only() {
+        let device = Default::default();
+        // Three positions: uniform (ln 3), confident and right (≈ 0), confident and wrong
+        // (≈ 20). Masking the wrong one leaves the mean of the first two.
+        let logits = Tensor::<B, 3>::from_data(
+            [[[0.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 20.0, 0.0]]],
+            &device,
+        );
+        let targets = Tensor::<B, 2, Int>::from_data([[2, 1, 0]], &device);
+        let loss = |mask: Option<[[bool; 3]; 1]>| -> f32 {
+            let mask = mask.map(|m| Tensor::<B, 2, Bool>::from_bool(m.into(), &device));
+            masked_cross_entropy(logits.clone(), targets.clone(), mask).into_scalar()
+        };
+        let expected = (3f32.ln() + confident()) / 2.0;
+        let got = loss(Some([[true, true, false]]));
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+        // One scored position: its own loss.
+        let got = loss(Some([[true, false, false]]));
+        assert!((got - 3f32.ln()).abs() < 1e-5, "{got}");
+        // No mask: every position, as cross_entropy.
+        let wrong = 20.0 + confident();
+        let expected = (3f32.ln() + confident() + wrong) / 3.0;
+        let got = loss(None);
+        assert!((got - expected).abs() < 1e-4, "{got} vs {expected}");
+        assert_eq!(loss(Some([[false; 3]])), 0.0);
     }
 }

@@ -6,12 +6,15 @@
 //! n_layer = 4
 //! [train]            # TrainConfig
 //! max_iters = 2000
+//! [task]             # data::TaskConfig, read when dataset = "arithmetic"
+//! ops = ["+"]
 //! ```
 //! `--set max_iters=3000` or `--set train.max_iters=3000` changes one key; a bare key is
 //! looked up in whichever section has it.
 
 use crate::TrainError;
 use crate::step::OnNonFinite;
+use data::TaskConfig;
 use model::GptConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -20,7 +23,8 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// A named dataset (`tinyshakespeare`) or a path to a text file.
+    /// A named dataset (`tinyshakespeare`), a path to a text file, or `arithmetic`:
+    /// problems generated as `[task]` says, instead of a text.
     pub dataset: String,
     pub batch_size: usize,
     pub max_iters: usize,
@@ -83,6 +87,7 @@ impl Default for TrainConfig {
 pub struct RunConfig {
     pub model: GptConfig,
     pub train: TrainConfig,
+    pub task: TaskConfig,
 }
 
 impl RunConfig {
@@ -158,11 +163,27 @@ impl RunConfig {
         if t.weight_decay < 0.0 || t.grad_clip < 0.0 || t.eps.is_nan() || t.eps <= 0.0 {
             return bad("weight_decay and grad_clip must be ≥ 0, eps > 0".into());
         }
+        if let Some(task) = self.task() {
+            task.validate()?;
+            let needed = task.example_len() - 1;
+            if self.model.block_size < needed {
+                return bad(format!(
+                    "block_size {} is too short for [task]: its longest problem and answer take {} characters, so block_size must be at least {needed}",
+                    self.model.block_size,
+                    task.example_len()
+                ));
+            }
+        }
         let mut model = self.model.clone();
         model.vocab_size = model.vocab_size.max(1); // not known until the text is read
         model
             .validate()
             .map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    /// The arithmetic task, when the run trains on generated problems.
+    pub fn task(&self) -> Option<&TaskConfig> {
+        (self.train.dataset == data::arithmetic::DATASET).then_some(&self.task)
     }
 
     /// The cosine's length: `lr_decay_iters`, or `max_iters` when 0.
@@ -223,7 +244,7 @@ fn coerce(value: toml::Value, default: &toml::Value, raw: &str) -> Option<toml::
     }
 }
 
-/// The section (`model` or `train`) that holds a bare key.
+/// The section (`model`, `train` or `task`) that holds a bare key.
 fn section_of(key: &str) -> Result<String, TrainError> {
     let defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
     defaults
@@ -288,9 +309,38 @@ mod tests {
             "bigram.toml",
             "shakespeare_char.toml",
             "shakespeare_char_cpu.toml",
+            "addition.toml",
+            "calculator.toml",
         ] {
             RunConfig::load(Some(&dir.join(name)), &[]).unwrap();
         }
+    }
+
+    #[test]
+    fn arithmetic_task_keys_and_checks() {
+        let c = load(&[
+            "dataset=arithmetic",
+            "block_size=17",
+            "n_digits=2",
+            "ops=[\"+\", \"*\"]",
+            "task.trace=true",
+        ])
+        .unwrap();
+        let task = c.task().unwrap();
+        assert_eq!(task.n_digits, 2);
+        assert_eq!(task.ops, [data::Op::Add, data::Op::Mul]);
+        assert!(task.trace);
+        assert!(
+            load(&[]).unwrap().task().is_none(),
+            "text runs have no task"
+        );
+        let msg = |o: &[&str]| load(o).unwrap_err().to_string();
+        let short = msg(&["dataset=arithmetic", "block_size=10"]);
+        assert!(short.contains("block_size must be at least 11"), "{short}");
+        let digits = msg(&["dataset=arithmetic", "block_size=64", "n_digits=0"]);
+        assert!(digits.contains("n_digits"), "{digits}");
+        let op = msg(&["ops=[\"%\"]"]);
+        assert!(op.contains("unknown variant"), "{op}");
     }
 
     #[test]

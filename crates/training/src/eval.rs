@@ -1,32 +1,31 @@
 //! Measuring a trained model: the lecture's `estimate_loss` (mean over random batches)
-//! and the deterministic loss over every consecutive window of a split.
+//! and the deterministic loss over every consecutive window of a split. (Arithmetic runs
+//! are also scored by exact match: see `exact`.)
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use data::{
-    Chunk, ConsecutiveWindows, LmBatch, LmBatcher, RandomChunks, Split, TokenStore, Tokens,
-    mix_seed,
-};
-use model::{LanguageModel, Model, cross_entropy};
+use data::{Chunk, ConsecutiveWindows, Corpus, LmBatch, LmBatcher, Split, Tokens, mix_seed};
+use model::loss::masked_cross_entropy;
+use model::{LanguageModel, Model};
 use std::sync::Arc;
 
 /// Mean loss over `eval_iters` random batches of `split` (`estimate_loss` for one split).
 pub fn estimate_loss<B: Backend>(
     model: &Model<B>,
-    store: &TokenStore,
+    corpus: &Corpus,
     split: Split,
     (block_size, batch_size, eval_iters): (usize, usize, usize),
     seed: u64,
     device: &B::Device,
 ) -> f64 {
-    let chunks = RandomChunks::new(
-        store.split(split).clone(),
+    let chunks = corpus.random_chunks(
+        split,
         block_size,
         eval_iters * batch_size,
         mix_seed(seed, split as u64),
     );
-    mean_loss(model, &chunks, batch_size, device).0
+    mean_loss(model, &*chunks, batch_size, device).0
 }
 
 /// Mean next-token loss over every consecutive, non-overlapping `block_size` window of
@@ -46,10 +45,10 @@ pub fn full_split_loss<B: Backend>(
     )
 }
 
-/// Token-weighted mean loss over a dataset of chunks, in batches.
+/// Mean loss per scored target over a dataset of chunks, in batches.
 fn mean_loss<B: Backend>(
     model: &Model<B>,
-    chunks: &impl Dataset<Chunk>,
+    chunks: &dyn Dataset<Chunk>,
     batch_size: usize,
     device: &B::Device,
 ) -> (f64, usize) {
@@ -58,12 +57,14 @@ fn mean_loss<B: Backend>(
         let items: Vec<Chunk> = (start..(start + batch_size).min(chunks.len()))
             .filter_map(|i| chunks.get(i))
             .collect();
-        let n = items.len() * (items[0].tokens.len() - 1);
+        let n: usize = items.iter().map(Chunk::scored_targets).sum();
         let batch: LmBatch<B> = LmBatcher.batch(items, device);
         let logits = model
             .logits(batch.inputs)
             .expect("chunks are block_size long");
-        let loss: f64 = cross_entropy(logits, batch.targets).into_scalar().elem();
+        let loss: f64 = masked_cross_entropy(logits, batch.targets, batch.scored)
+            .into_scalar()
+            .elem();
         total += loss * n as f64;
         count += n;
     }

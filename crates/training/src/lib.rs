@@ -7,11 +7,13 @@
 //!   [`optim`]: AdamW decaying matrices only, as nanoGPT.
 //! - [`metrics`], [`log`], [`renderer`]: what is measured, logged and shown.
 //! - [`run`], [`recorder`]: the run directory and its crash-safe checkpoints.
-//! - [`train()`] and [`eval`]: the entry points the CLI calls.
+//! - [`train()`], [`eval`] and [`exact`] (exact match on arithmetic): the entry points the
+//!   CLI calls.
 
 pub mod clip;
 pub mod config;
 pub mod eval;
+pub mod exact;
 pub mod loader;
 pub mod log;
 pub mod metrics;

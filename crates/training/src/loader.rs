@@ -5,15 +5,15 @@
 //! the last one if `max_iters` is not a multiple), and each epoch's validation pass is the
 //! lecture's `estimate_loss`: `eval_iters` random batches of train, then of val.
 //!
-//! Every pass draws fresh random chunks from a seed derived from (run seed, stream,
-//! epoch). The epoch counter starts at the number of epochs already done, so a resumed
+//! Every pass draws fresh random chunks (of a text, or generated problems: a [`Corpus`])
+//! from a seed derived from (run seed, stream, epoch). The epoch counter starts at the number of epochs already done, so a resumed
 //! run continues the same sequence of batches and never replays one it already saw.
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use data::{LmBatch, LmBatcher, RandomChunks, Split, TokenStore, mix_seed};
+use data::{Chunk, Corpus, LmBatch, LmBatcher, Split, mix_seed};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -36,7 +36,7 @@ pub enum Pass {
 #[derive(Clone)]
 pub struct EpochLoader<B: Backend> {
     pass: Pass,
-    tokens: TokenStore,
+    corpus: Corpus,
     block_size: usize,
     batch_size: usize,
     /// Batches per split in each epoch, given the epoch index.
@@ -51,7 +51,7 @@ impl<B: Backend> EpochLoader<B> {
     /// `start_epoch` is the number of epochs already trained (0 for a new run).
     pub fn new(
         pass: Pass,
-        tokens: TokenStore,
+        corpus: Corpus,
         config: &crate::RunConfig,
         start_epoch: usize,
         device: &B::Device,
@@ -67,7 +67,7 @@ impl<B: Backend> EpochLoader<B> {
         };
         Self {
             pass,
-            tokens,
+            corpus,
             block_size: config.model.block_size,
             batch_size: config.train.batch_size,
             batches,
@@ -95,12 +95,9 @@ impl<B: Backend> DataLoader<B, SplitBatch<B>> for EpochLoader<B> {
             .iter()
             .map(|&split| {
                 let seed = mix_seed(mix_seed(stream, epoch as u64), split as u64);
-                let chunks = RandomChunks::new(
-                    self.tokens.split(split).clone(),
-                    self.block_size,
-                    n * self.batch_size,
-                    seed,
-                );
+                let chunks =
+                    self.corpus
+                        .random_chunks(split, self.block_size, n * self.batch_size, seed);
                 (split, chunks)
             })
             .collect();
@@ -140,7 +137,7 @@ impl<B: Backend> DataLoader<B, SplitBatch<B>> for EpochLoader<B> {
 }
 
 struct EpochIter<B: Backend> {
-    parts: Vec<(Split, RandomChunks)>,
+    parts: Vec<(Split, Arc<dyn Dataset<Chunk>>)>,
     batch_size: usize,
     batches_per_part: usize,
     next: usize,
@@ -181,6 +178,7 @@ mod tests {
     use super::*;
     use crate::RunConfig;
     use burn::backend::Flex;
+    use data::TokenStore;
 
     fn loader(pass: Pass, start_epoch: usize) -> EpochLoader<Flex> {
         let ids: Vec<u32> = (0..5000).map(|i| i % 97).collect();
@@ -192,7 +190,7 @@ mod tests {
         config.train.eval_iters = 3;
         EpochLoader::new(
             pass,
-            TokenStore::new(&ids, 97),
+            Corpus::Text(TokenStore::new(&ids, 97)),
             &config,
             start_epoch,
             &Default::default(),
@@ -217,6 +215,26 @@ mod tests {
         let l = loader(Pass::Eval, 0);
         let splits: Vec<Split> = l.iter().map(|b| b.split).collect();
         assert_eq!(splits, [[Split::Train; 3], [Split::Val; 3]].concat());
+    }
+
+    #[test]
+    fn problems_are_served_scored_on_their_answers() {
+        let mut config = RunConfig::default();
+        config.model.block_size = 11;
+        config.train.batch_size = 4;
+        config.train.eval_iters = 2;
+        let task = data::TaskConfig::default(); // 3-digit sums: 4 answer digits each
+        let l = EpochLoader::<Flex>::new(
+            Pass::Eval,
+            Corpus::Problems(task),
+            &config,
+            0,
+            &Default::default(),
+        );
+        for b in l.iter() {
+            let scored: i64 = b.batch.scored.unwrap().int().sum().into_scalar().elem();
+            assert_eq!(scored, 4 * 4);
+        }
     }
 
     #[test]

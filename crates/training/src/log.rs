@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The columns of `metrics.csv`.
-pub const HEADER: &str = "epoch,iter,train_loss,val_loss,batch_loss,lr,tokens_per_s,elapsed_s";
+pub const HEADER: &str =
+    "epoch,iter,train_loss,val_loss,batch_loss,lr,tokens_per_s,elapsed_s,exact_match";
 
 /// One evaluation: the lecture's `estimate_loss` on both splits, plus training stats since
 /// the previous evaluation.
@@ -32,12 +33,15 @@ pub struct EvalRow {
     pub tokens_per_s: f64,
     /// Wall time of training so far, across resumes.
     pub elapsed_s: f64,
+    /// Share of held-out problems answered exactly (arithmetic runs; NaN otherwise, and in
+    /// files written before the column existed).
+    pub exact_match: f64,
 }
 
 impl EvalRow {
     fn to_csv(&self) -> String {
         format!(
-            "{},{},{:.6},{:.6},{:.6},{:.6e},{:.1},{:.1}",
+            "{},{},{:.6},{:.6},{:.6},{:.6e},{:.1},{:.1},{:.6}",
             self.epoch,
             self.iter,
             self.train_loss,
@@ -45,7 +49,8 @@ impl EvalRow {
             self.batch_loss,
             self.lr,
             self.tokens_per_s,
-            self.elapsed_s
+            self.elapsed_s,
+            self.exact_match
         )
     }
 
@@ -61,13 +66,19 @@ impl EvalRow {
             lr: num(5)?,
             tokens_per_s: num(6)?,
             elapsed_s: num(7)?,
+            exact_match: num(8).unwrap_or(f64::NAN),
         })
     }
 
     /// The console line for this evaluation.
     pub fn line(&self) -> String {
+        let exact = if self.exact_match.is_nan() {
+            String::new()
+        } else {
+            format!(", exact match {:.1} %", 100.0 * self.exact_match)
+        };
         format!(
-            "iter {:>6}: train loss {:.4}, val loss {:.4} | lr {:.2e} | {:.0} tok/s | {:.1} s",
+            "iter {:>6}: train loss {:.4}, val loss {:.4}{exact} | lr {:.2e} | {:.0} tok/s | {:.1} s",
             self.iter, self.train_loss, self.val_loss, self.lr, self.tokens_per_s, self.elapsed_s
         )
     }
@@ -221,6 +232,7 @@ impl MetricLogger for RunLog {
             lr: self.value(false, "Learning Rate"),
             tokens_per_s: self.value(false, "tokens_per_s"),
             elapsed_s: self.elapsed_before + self.start.elapsed().as_secs_f64(),
+            exact_match: self.value(true, "exact_match"),
         };
         if let Err(e) = self.append(&row) {
             eprintln!("warning: could not append to {}: {e}", self.path.display());
@@ -289,6 +301,7 @@ mod tests {
             lr: 1e-3,
             tokens_per_s: 100.0,
             elapsed_s: 1.0,
+            exact_match: 0.5,
         }
     }
 
@@ -302,6 +315,11 @@ mod tests {
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].iter, 20);
         assert!((back[1].val_loss - 2.25).abs() < 1e-9);
+        assert_eq!(back[1].exact_match, 0.5);
+        // A file from before the exact_match column still reads, without it.
+        let old = "epoch,iter\n1,10,2.0,2.5,2.0,1e-3,100.0,1.0\n";
+        std::fs::write(&path, old).unwrap();
+        assert!(read_rows(&path)[0].exact_match.is_nan());
     }
 
     #[test]

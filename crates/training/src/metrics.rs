@@ -1,7 +1,8 @@
 //! What each step reports, and the metrics burn-train computes from it.
 //!
 //! A step's output is just its loss (kept on the device until burn-train's metric thread
-//! reads it), the number of tokens, and which split the batch came from. Evaluation
+//! reads it), the number of tokens, and which split the batch came from; on an arithmetic
+//! run's held-out batches, also the share of problems answered exactly. Evaluation
 //! batches come from both splits (the lecture's `estimate_loss`), so the loss metrics are
 //! per split.
 
@@ -20,6 +21,8 @@ pub struct StepOutput<B: Backend> {
     pub loss: Tensor<B, 1>,
     pub tokens: usize,
     pub split: Split,
+    /// Share of the batch's problems answered exactly (see `exact`), where measured.
+    pub exact_match: Option<Tensor<B, 1>>,
 }
 
 /// One step's result, read back to the host for the metrics.
@@ -28,6 +31,7 @@ pub struct StepStats {
     pub loss: f64,
     pub tokens: usize,
     pub split: Split,
+    pub exact_match: Option<f64>,
 }
 
 impl<B: Backend> ItemLazy for StepOutput<B> {
@@ -38,6 +42,7 @@ impl<B: Backend> ItemLazy for StepOutput<B> {
             loss: self.loss.into_scalar().elem(),
             tokens: self.tokens,
             split: self.split,
+            exact_match: self.exact_match.map(|e| e.into_scalar().elem()),
         }
     }
 }
@@ -48,39 +53,55 @@ impl Adaptor<StepStats> for StepStats {
     }
 }
 
-/// Mean loss over the batches of one split (or of every batch when `split` is `None`).
-/// Batches of the other split leave it unchanged, so during evaluation `train_loss` and
-/// `val_loss` each average only their own `eval_iters` batches.
+/// Mean of one per-batch value over the batches of one split (or of every batch when
+/// `split` is `None`). Batches of the other split, or without the value, leave it
+/// unchanged, so during evaluation `train_loss` and `val_loss` each average only their own
+/// `eval_iters` batches.
 #[derive(Clone)]
-pub struct SplitLoss {
+pub struct SplitMean {
     name: MetricName,
     split: Option<Split>,
+    value: fn(&StepStats) -> Option<f64>,
+    higher_is_better: bool,
     state: NumericMetricState,
     last: Option<SerializedEntry>,
 }
 
-impl SplitLoss {
+impl SplitMean {
     /// The training loss of each step (`loss`).
-    pub fn all() -> Self {
-        Self::new("loss", None)
+    pub fn loss() -> Self {
+        Self::new("loss", None, |s| Some(s.loss), false)
     }
 
     /// The evaluation loss on one split (`train_loss` / `val_loss`).
-    pub fn of(split: Split) -> Self {
-        Self::new(&format!("{}_loss", split.name()), Some(split))
+    pub fn loss_of(split: Split) -> Self {
+        let name = format!("{}_loss", split.name());
+        Self::new(&name, Some(split), |s| Some(s.loss), false)
     }
 
-    fn new(name: &str, split: Option<Split>) -> Self {
+    /// The share of held-out problems answered exactly (`exact_match`).
+    pub fn exact_match() -> Self {
+        Self::new("exact_match", Some(Split::Val), |s| s.exact_match, true)
+    }
+
+    fn new(
+        name: &str,
+        split: Option<Split>,
+        value: fn(&StepStats) -> Option<f64>,
+        higher_is_better: bool,
+    ) -> Self {
         Self {
             name: Arc::new(name.to_string()),
             split,
+            value,
+            higher_is_better,
             state: NumericMetricState::new(),
             last: None,
         }
     }
 }
 
-impl Metric for SplitLoss {
+impl Metric for SplitMean {
     type Input = StepStats;
 
     fn name(&self) -> MetricName {
@@ -88,9 +109,10 @@ impl Metric for SplitLoss {
     }
 
     fn update(&mut self, item: &StepStats, _: &MetricMetadata) -> SerializedEntry {
-        if self.split.is_none_or(|s| s == item.split) {
+        let value = (self.value)(item).filter(|_| self.split.is_none_or(|s| s == item.split));
+        if let Some(value) = value {
             let format = FormatOptions::new(self.name()).precision(4);
-            self.last = Some(self.state.update(item.loss, 1, format));
+            self.last = Some(self.state.update(value, 1, format));
         }
         self.last
             .clone()
@@ -105,13 +127,13 @@ impl Metric for SplitLoss {
     fn attributes(&self) -> MetricAttributes {
         NumericAttributes {
             unit: None,
-            higher_is_better: false,
+            higher_is_better: self.higher_is_better,
         }
         .into()
     }
 }
 
-impl Numeric for SplitLoss {
+impl Numeric for SplitMean {
     fn value(&self) -> NumericEntry {
         self.state.current_value()
     }

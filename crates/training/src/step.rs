@@ -1,13 +1,16 @@
 //! One training step and one evaluation step, as burn-train's Learner calls them.
 
 use crate::clip::clip_global_norm;
+use crate::exact::solved_fraction;
 use crate::loader::SplitBatch;
 use crate::metrics::StepOutput;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
-use model::{LanguageModel, Model, cross_entropy};
+use data::{LmBatch, Split};
+use model::loss::masked_cross_entropy;
+use model::{LanguageModel, Model};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -88,17 +91,32 @@ impl<B: Backend> Trainee<B> {
         Self { model, policy }
     }
 
-    /// Forward pass and mean cross-entropy of a batch.
-    fn loss(&self, batch: SplitBatch<B>) -> StepOutput<B> {
-        let [b, t] = batch.batch.inputs.dims();
+    /// Forward pass and mean cross-entropy of a batch's scored targets; with `exact`, also
+    /// the share of its problems answered exactly.
+    fn loss(&self, batch: SplitBatch<B>, exact: bool) -> StepOutput<B> {
+        let SplitBatch {
+            split,
+            batch:
+                LmBatch {
+                    inputs,
+                    targets,
+                    scored,
+                },
+        } = batch;
+        let [b, t] = inputs.dims();
         let logits = self
             .model
-            .logits(batch.batch.inputs)
+            .logits(inputs)
             .expect("the loaders cut batches to block_size");
+        let exact_match = scored
+            .clone()
+            .filter(|_| exact)
+            .map(|s| solved_fraction(logits.clone(), targets.clone(), s));
         StepOutput {
-            loss: cross_entropy(logits, batch.batch.targets),
+            loss: masked_cross_entropy(logits, targets, scored),
             tokens: b * t,
-            split: batch.split,
+            split,
+            exact_match,
         }
     }
 }
@@ -108,7 +126,7 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
     type Output = StepOutput<B>;
 
     fn step(&self, batch: SplitBatch<B>) -> TrainOutput<StepOutput<B>> {
-        let output = self.loss(batch);
+        let output = self.loss(batch, false);
         let watch = &self.policy.watch;
         let iter = watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
         // One scalar read per step (the metrics read it anyway): a NaN must never reach
@@ -143,7 +161,9 @@ impl<B: Backend> InferenceStep for Trainee<B> {
     type Output = StepOutput<B>;
 
     fn step(&self, batch: SplitBatch<B>) -> StepOutput<B> {
-        self.loss(batch)
+        // Exact match is a held-out measure: only val batches are scored.
+        let exact = batch.split == Split::Val;
+        self.loss(batch, exact)
     }
 }
 

@@ -1,8 +1,9 @@
-//! `train`: from a config and a text to a trained run directory, through burn-train.
+//! `train`: from a config and a text (or generated problems) to a trained run directory,
+//! through burn-train.
 
 use crate::loader::{EpochLoader, Pass};
 use crate::log::{History, KeepRecentAndBest, RunLog, write_rows};
-use crate::metrics::{Perplexity, SplitLoss, TokensPerSecond};
+use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::PlainRenderer;
@@ -13,7 +14,7 @@ use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Interrupter, Learner, SupervisedTraining};
-use data::{CharTokenizer, Split, TextSource, TokenStore, Tokenizer, load_text, mix_seed};
+use data::{CharTokenizer, Corpus, Split, TextSource, TokenStore, Tokenizer, load_text, mix_seed};
 use model::Model;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,8 +48,29 @@ pub struct TrainReport {
     pub interrupted: bool,
 }
 
+/// What the run trains on, and its tokenizer. A text's vocabulary is `saved` (a resumed
+/// or finished run's) or built from the text; arithmetic has a fixed one.
+pub fn prepare_corpus(
+    config: &RunConfig,
+    data: Option<TextSource>,
+    saved: Option<CharTokenizer>,
+) -> Result<(Corpus, CharTokenizer), TrainError> {
+    if let Some(task) = config.task() {
+        if data.is_some() {
+            return Err(TrainError::Config(
+                "--data gives a text, but this run's dataset is generated arithmetic; drop one of them".into(),
+            ));
+        }
+        return Ok((Corpus::Problems(task.clone()), task.tokenizer()));
+    }
+    let text = load_text(&text_source(config, data))?;
+    let tokenizer = saved.unwrap_or_else(|| CharTokenizer::from_text(&text));
+    let store = prepare_tokens(&text, &tokenizer, config.model.block_size)?;
+    Ok((Corpus::Text(store), tokenizer))
+}
+
 /// Where the text comes from: `--data`, else the config's `dataset` (a name or a path).
-pub fn text_source(config: &RunConfig, data: Option<TextSource>) -> TextSource {
+fn text_source(config: &RunConfig, data: Option<TextSource>) -> TextSource {
     data.unwrap_or_else(|| {
         let d = &config.train.dataset;
         if d.contains('/') || d.contains('.') {
@@ -59,8 +81,8 @@ pub fn text_source(config: &RunConfig, data: Option<TextSource>) -> TextSource {
     })
 }
 
-/// Tokenizes the text; for a new run the vocabulary comes from the text itself.
-pub fn prepare_tokens(
+/// Tokenizes the text and splits it 90/10.
+fn prepare_tokens(
     text: &str,
     tokenizer: &CharTokenizer,
     block_size: usize,
@@ -78,12 +100,14 @@ pub fn train<B: AutodiffBackend>(
 ) -> Result<TrainReport, TrainError> {
     let run = RunDir::new(&opts.out_dir);
     let mut config = opts.config;
-    let source = text_source(&config, opts.data);
-    let text = load_text(&source)?;
-    let (tokenizer, start_epoch) = if opts.resume {
-        let done = RunDir::open(&opts.out_dir)?;
-        let epoch = done.checkpoint_epochs().pop().unwrap_or(0);
-        (done.tokenizer()?, epoch)
+    let done = opts
+        .resume
+        .then(|| RunDir::open(&opts.out_dir))
+        .transpose()?;
+    let saved = done.as_ref().map(RunDir::tokenizer).transpose()?;
+    let (corpus, tokenizer) = prepare_corpus(&config, opts.data, saved)?;
+    let start_epoch = if let Some(done) = done {
+        done.checkpoint_epochs().pop().unwrap_or(0)
     } else {
         if run.has_run() && !opts.overwrite {
             return Err(TrainError::Run(format!(
@@ -94,11 +118,9 @@ pub fn train<B: AutodiffBackend>(
         if opts.overwrite && run.path().exists() {
             std::fs::remove_dir_all(run.path()).map_err(|e| crate::run::io(run.path(), e))?;
         }
-        let tokenizer = CharTokenizer::from_text(&text);
         config.model.vocab_size = tokenizer.vocab_size();
-        (tokenizer, 0)
+        0
     };
-    let store = prepare_tokens(&text, &tokenizer, config.model.block_size)?;
     let model = Model::<B>::new(&config.model, device)?;
     run.save_config(&config)?;
     run.save_tokenizer(&tokenizer)?;
@@ -134,17 +156,17 @@ pub fn train<B: AutodiffBackend>(
             NanoGptSchedule::new(&config),
         );
         let train_dl =
-            EpochLoader::<B>::new(Pass::Train, store.clone(), &config, start_epoch, device);
+            EpochLoader::<B>::new(Pass::Train, corpus.clone(), &config, start_epoch, device);
         let valid_dl =
-            EpochLoader::<B::InnerBackend>::new(Pass::Eval, store, &config, start_epoch, device);
+            EpochLoader::<B::InnerBackend>::new(Pass::Eval, corpus, &config, start_epoch, device);
         let mut training =
             SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl))
-                .metric_train_numeric(SplitLoss::all())
+                .metric_train_numeric(SplitMean::loss())
                 .metric_train_numeric(Perplexity::default())
                 .metric_train_numeric(LearningRateMetric::new())
                 .metric_train_numeric(TokensPerSecond::default())
-                .metric_valid_numeric(SplitLoss::of(Split::Train))
-                .metric_valid_numeric(SplitLoss::of(Split::Val))
+                .metric_valid_numeric(SplitMean::loss_of(Split::Train))
+                .metric_valid_numeric(SplitMean::loss_of(Split::Val))
                 .with_metric_logger(RunLog::new(run.metrics_path(), history.clone(), !opts.tui))
                 .with_file_checkpointer(AtomicRecorder)
                 .with_checkpointing_strategy(KeepRecentAndBest::new(
@@ -154,6 +176,9 @@ pub fn train<B: AutodiffBackend>(
                 ))
                 .with_interrupter(opts.interrupter.clone())
                 .num_epochs(num_epochs);
+        if config.task().is_some() {
+            training = training.metric_valid_numeric(SplitMean::exact_match());
+        }
         if start_epoch > 0 {
             training = training.checkpoint(start_epoch);
         }

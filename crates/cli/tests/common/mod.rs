@@ -82,3 +82,21 @@ pub fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     gpt(&args)
 }
+
+/// Non-zero exit, and stderr is one `error:` line containing `expected` (no panic, no
+/// backtrace).
+pub fn check_one_error_line(args: &[&str], o: &std::process::Output, expected: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "gpt {args:?} should fail");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "gpt {args:?}: expected one line, got:\n{err}"
+    );
+    assert!(lines[0].starts_with("error: "), "gpt {args:?}: {err}");
+    assert!(
+        lines[0].contains(expected),
+        "gpt {args:?}: expected {expected:?} in:\n{err}"
+    );
+}
