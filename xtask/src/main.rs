@@ -296,6 +296,7 @@ fn ci(gpu_checks: bool) -> Result<()> {
             "block_size=16",
         ];
         smoke(&gpt, "smoke-wgpu", &tiny, None)?;
+        no_gpu_is_one_error_line(&gpt)?;
     }
     eprintln!("xtask ci: all checks passed");
     Ok(())
@@ -364,6 +365,33 @@ fn smoke(binary: &Path, name: &str, overrides: &[&str], max_val: Option<f64>) ->
         "xtask: {name} ok (val loss {:.4} after {} iterations, resumed to {})",
         info.val_loss, info.iter, resumed.iter
     );
+    Ok(())
+}
+
+/// A GPU build on a machine without a usable GPU (here: Vulkan pointed at no driver)
+/// must say so in one line and exit 1, not panic.
+fn no_gpu_is_one_error_line(gpt: &Path) -> Result<()> {
+    let out = Command::new(gpt)
+        .args([
+            "bench",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--sample-tokens",
+            "0",
+        ])
+        .env("VK_ICD_FILENAMES", "/nonexistent")
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    if out.status.code() != Some(1)
+        || lines.len() != 1
+        || !lines[0].contains("found no usable device")
+    {
+        bail!("a GPU build without a GPU should fail with one clear line, got:\n{err}");
+    }
+    eprintln!("xtask: no-GPU error ok: {}", lines[0]);
     Ok(())
 }
 
