@@ -7,6 +7,7 @@
 //! backward (N = parameters without the position table) plus 12·L·H·Q·T for attention.
 
 use crate::backend::{self, Inner, Train};
+use crate::preset::ConfigArgs;
 use anyhow::{Result, bail};
 use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
@@ -15,24 +16,16 @@ use burn::train::TrainStep;
 use data::{LmBatch, Split};
 use model::{Model, Sampling, generate};
 use rand::{Rng, SeedableRng};
-use std::path::PathBuf;
 use std::time::Instant;
 use training::RunConfig;
 use training::loader::SplitBatch;
 use training::optim::MatrixDecayAdamW;
 use training::step::{StepPolicy, Trainee};
 
-/// The CPU preset, as `gpt train` uses by default.
-const DEFAULT_PRESET: &str = include_str!("../../../experiments/shakespeare_char_cpu.toml");
-
 #[derive(clap::Args)]
 pub struct Args {
-    /// A preset from experiments/ (default: shakespeare_char_cpu.toml).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Override one config key (repeatable), e.g. --set batch_size=32.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Timed training steps.
     #[arg(long, default_value_t = 20)]
     steps: usize,
@@ -58,10 +51,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     // The vocabulary is the config's (65, Tiny Shakespeare's characters, by default).
-    let config = match &args.config {
-        Some(path) => RunConfig::load(Some(path), &args.set)?,
-        None => RunConfig::parse(DEFAULT_PRESET, "shakespeare_char_cpu.toml", &args.set)?,
-    };
+    let config = args.config.load()?;
     let device = backend::device(device)?;
     let m = &config.model;
     let (b, t) = (config.train.batch_size, m.block_size);

@@ -9,6 +9,7 @@ mod eval;
 mod info;
 mod lecture;
 mod plot;
+mod preset;
 mod sample;
 mod solve;
 mod train;

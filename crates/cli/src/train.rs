@@ -1,6 +1,7 @@
 //! `gpt train`: train (or resume) a run, then print a sample from it.
 
 use crate::backend::{self, Inner, Train};
+use crate::preset::ConfigArgs;
 use crate::sample::{Prompt, stream_sample};
 use anyhow::Result;
 use burn::train::Interrupter;
@@ -10,17 +11,10 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use training::{RunConfig, RunDir, TrainOptions};
 
-/// The CPU preset, compiled in so `gpt train` works from any directory.
-const DEFAULT_PRESET: &str = include_str!("../../../experiments/shakespeare_char_cpu.toml");
-
 #[derive(clap::Args)]
 pub struct Args {
-    /// A preset from experiments/ (default: shakespeare_char_cpu.toml, compiled in).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Override one config key, e.g. --set max_iters=500 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Train on this text file instead of the config's dataset.
     #[arg(long)]
     data: Option<PathBuf>,
@@ -39,26 +33,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
-    let name = args
-        .config
-        .as_ref()
-        .and_then(|p| p.file_stem())
-        .map_or("shakespeare_char_cpu".into(), |s| {
-            s.to_string_lossy().into_owned()
-        });
     let out_dir = args
         .out_dir
-        .unwrap_or_else(|| PathBuf::from("runs").join(&name));
+        .unwrap_or_else(|| PathBuf::from("runs").join(args.config.name()));
     let config = if args.resume {
         // A resumed run keeps its own config; --set may change the recipe (e.g. max_iters).
         let run = RunDir::open(&out_dir)?;
         let text = std::fs::read_to_string(run.config_path())?;
-        RunConfig::parse(&text, &run.config_path().display().to_string(), &args.set)?
+        let what = run.config_path().display().to_string();
+        RunConfig::parse(&text, &what, &args.config.set)?
     } else {
-        match &args.config {
-            Some(path) => RunConfig::load(Some(path), &args.set)?,
-            None => RunConfig::parse(DEFAULT_PRESET, "shakespeare_char_cpu.toml", &args.set)?,
-        }
+        args.config.load()?
     };
     let device = backend::device(device)?;
     let interrupter = Interrupter::new();
