@@ -264,6 +264,16 @@ fn ci(gpu_checks: bool) -> Result<()> {
         &["max_iters=300", "eval_interval=150"],
         Some(2.6),
     )?;
+    // The other CPU backend must keep compiling too.
+    let ndarray = [
+        "check",
+        "-p",
+        "cli",
+        "--no-default-features",
+        "--features",
+        "ndarray",
+    ];
+    run(cargo().args(ndarray))?;
     if gpu_checks {
         // cuda: compile check only (no GPU here); cudarc loads the driver at run time.
         let cuda = [
