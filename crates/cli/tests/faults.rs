@@ -227,4 +227,18 @@ fn nonfinite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     );
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("skipped"));
+    // Its weights diverged before the first NaN loss: sampling says so instead of panicking.
+    let sample = gpt(&[
+        "sample",
+        "--run",
+        skip.to_str().unwrap(),
+        "--max-new-tokens",
+        "5",
+    ]);
+    let err = String::from_utf8_lossy(&sample.stderr);
+    assert_eq!(sample.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("not finite") && err.lines().count() == 1,
+        "{err}"
+    );
 }

@@ -98,6 +98,9 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
             .convert::<f32>()
             .to_vec()
             .expect("converted to f32");
+        if !last.iter().all(|l| l.is_finite()) {
+            return Err(ModelError::NonFiniteLogits);
+        }
         let next = sample_next(&last, sampling.temperature, sampling.top_k, &mut rng);
         idx.push(next);
         on_token(next);

@@ -36,6 +36,10 @@ pub enum ModelError {
     EmptyPrompt,
     #[error("invalid sampling option: {0}")]
     InvalidSampling(String),
+    #[error(
+        "the model's logits are not finite numbers (its weights hold NaN or infinity: was it trained with a loss that diverged?)"
+    )]
+    NonFiniteLogits,
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
