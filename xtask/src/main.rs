@@ -166,20 +166,10 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Splits `--backend B` (or `--backend=B`) from the arguments meant for `gpt`.
+/// Splits `--backend B` (or `--backend=B`, default flex) from the arguments meant for `gpt`.
 fn take_backend(args: &[String]) -> Result<(String, Vec<String>)> {
-    let mut backend = "flex".to_string();
-    let mut rest = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--backend" {
-            backend = it.next().context("--backend needs a value")?.clone();
-        } else if let Some(b) = a.strip_prefix("--backend=") {
-            backend = b.to_string();
-        } else {
-            rest.push(a.clone());
-        }
-    }
+    let (backend, rest) = take_value(args, "--backend");
+    let backend = backend.unwrap_or_else(|| "flex".to_string());
     if !BACKENDS.contains(&backend.as_str()) {
         bail!(
             "unknown backend {backend:?}: one of {}",
