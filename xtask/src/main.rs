@@ -44,8 +44,8 @@ fn xtask() -> Result<()> {
         },
         Some("bench") => {
             let (backend, rest) = take_backend(&args[1..])?;
-            let (python, rest) = take_value(&rest, "--compare-torch");
-            let (rounds, rest) = take_value(&rest, "--rounds");
+            let (python, rest) = take_value(&rest, "--compare-torch")?;
+            let (rounds, rest) = take_value(&rest, "--rounds")?;
             let gpt = build_release(&backend)?;
             match python {
                 None => run(Command::new(gpt).arg("bench").args(rest)),
@@ -65,20 +65,24 @@ fn xtask() -> Result<()> {
 }
 
 /// Splits `--flag VALUE` (or `--flag=VALUE`) from the other arguments.
-fn take_value(args: &[String], flag: &str) -> (Option<String>, Vec<String>) {
+fn take_value(args: &[String], flag: &str) -> Result<(Option<String>, Vec<String>)> {
     let mut value = None;
     let mut rest = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == flag {
-            value = it.next().cloned();
+            value = Some(
+                it.next()
+                    .with_context(|| format!("{flag} needs a value"))?
+                    .clone(),
+            );
         } else if let Some(v) = a.strip_prefix(&format!("{flag}=")) {
             value = Some(v.to_string());
         } else {
             rest.push(a.clone());
         }
     }
-    (value, rest)
+    Ok((value, rest))
 }
 
 /// `gpt bench` and the PyTorch reference (`../shared/reference/torch_gpt.py`, or
@@ -168,7 +172,7 @@ fn output(cmd: &mut Command) -> Result<String> {
 
 /// Splits `--backend B` (or `--backend=B`, default flex) from the arguments meant for `gpt`.
 fn take_backend(args: &[String]) -> Result<(String, Vec<String>)> {
-    let (backend, rest) = take_value(args, "--backend");
+    let (backend, rest) = take_value(args, "--backend")?;
     let backend = backend.unwrap_or_else(|| "flex".to_string());
     if !BACKENDS.contains(&backend.as_str()) {
         bail!(
