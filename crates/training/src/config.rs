@@ -207,11 +207,11 @@ fn set(table: &mut toml::Table, kv: &str) -> Result<(), TrainError> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
     let (section, name) = match key.split_once('.') {
         Some((s, n)) => (s.to_string(), n.to_string()),
-        None => (section_of(key)?, key.to_string()),
+        None => (section_of(&defaults, key)?, key.to_string()),
     };
-    let defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
     let default = defaults
         .get(&section)
         .and_then(|s| s.as_table())
@@ -244,9 +244,8 @@ fn coerce(value: toml::Value, default: &toml::Value, raw: &str) -> Option<toml::
     }
 }
 
-/// The section (`model`, `train` or `task`) that holds a bare key.
-fn section_of(key: &str) -> Result<String, TrainError> {
-    let defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
+/// The section (`model`, `train` or `task`) of `defaults` that holds a bare key.
+fn section_of(defaults: &toml::Table, key: &str) -> Result<String, TrainError> {
     defaults
         .iter()
         .find(|(_, v)| v.as_table().is_some_and(|t| t.contains_key(key)))
