@@ -7,8 +7,10 @@
 //! projects q, k and v for every head, instead of a Python loop over `Head` modules.
 
 use crate::GptConfig;
+use crate::fused_attention;
 use crate::init::linear;
 use crate::kv_cache::LayerKv;
+use crate::per_token::per_token;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -38,21 +40,23 @@ impl<B: Backend> CausalSelfAttention<B> {
         }
     }
 
-    /// `x` (B, T, C) → (B, T, C).
+    /// `x` (B, T, C) → (B, T, C), every token attending to itself and those before it.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.forward_cached(x, &mut None)
+        let qkv = per_token(&self.c_attn, x); // (B, T, 3C)
+        // On the CPU backend the whole of `attend` runs as one fused kernel; elsewhere,
+        // and as its reference, the explicit path below.
+        let y = fused_attention::causal_self_attention(qkv, self.n_head, self.attn_dropout.prob)
+            .unwrap_or_else(|qkv| {
+                let (q, k, v) = self.heads(qkv);
+                merge_heads(self.attend(q, k, v))
+            });
+        self.resid_dropout.forward(per_token(&self.c_proj, y))
     }
 
     /// As [`forward`](Self::forward) for `x` holding the tokens after those in `past`:
     /// their keys and values are reused, and this call's are appended to `past`.
     pub fn forward_cached(&self, x: Tensor<B, 3>, past: &mut Option<LayerKv<B>>) -> Tensor<B, 3> {
-        let [b, t, c] = x.dims();
-        let (nh, hs) = (self.n_head, c / self.n_head);
-        let heads = |x: Tensor<B, 3>| x.reshape([b, t, nh, hs]).swap_dims(1, 2); // (B, nh, T, hs)
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2); // 3 × (B, T, C)
-        let v = heads(qkv.pop().expect("three chunks"));
-        let k = heads(qkv.pop().expect("three chunks"));
-        let q = heads(qkv.pop().expect("three chunks"));
+        let (q, k, v) = self.heads(per_token(&self.c_attn, x));
         let (k, v) = match past.take() {
             // (B, nh, T_past + T, hs): earlier tokens' keys and values, then these.
             Some(p) => (Tensor::cat(vec![p.k, k], 2), Tensor::cat(vec![p.v, v], 2)),
@@ -62,9 +66,21 @@ impl<B: Backend> CausalSelfAttention<B> {
             k: k.clone(),
             v: v.clone(),
         });
-        let y = self.attend(q, k, v); // (B, nh, T, hs)
-        let y = y.swap_dims(1, 2).reshape([b, t, c]); // heads side by side again
-        self.resid_dropout.forward(self.c_proj.forward(y))
+        let y = merge_heads(self.attend(q, k, v));
+        self.resid_dropout.forward(per_token(&self.c_proj, y))
+    }
+
+    /// Projected `qkv` (B, T, 3C) → q, k, v, each (B, nh, T, hs): the heads become a batch
+    /// dimension.
+    fn heads(&self, qkv: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+        let [b, t, c3] = qkv.dims();
+        let (nh, hs) = (self.n_head, c3 / 3 / self.n_head);
+        let split = |x: Tensor<B, 3>| x.reshape([b, t, nh, hs]).swap_dims(1, 2);
+        let mut qkv = qkv.chunk(3, 2); // 3 × (B, T, C)
+        let v = split(qkv.pop().expect("three chunks"));
+        let k = split(qkv.pop().expect("three chunks"));
+        let q = split(qkv.pop().expect("three chunks"));
+        (q, k, v)
     }
 
     /// Scaled dot-product attention with a causal mask: queries (B, nh, Tq, hs) of the
@@ -97,11 +113,57 @@ impl<B: Backend> CausalSelfAttention<B> {
     }
 }
 
+/// (B, nh, T, hs) → (B, T, C): the heads' outputs side by side again.
+fn merge_heads<B: Backend>(y: Tensor<B, 4>) -> Tensor<B, 3> {
+    let [b, nh, t, hs] = y.dims();
+    y.swap_dims(1, 2).reshape([b, t, nh * hs])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::TestBackend as B;
+    use crate::test_util::{TestAutodiff, TestBackend as B};
     use burn::tensor::Distribution;
+
+    /// The fused kernel against the explicit path: same output and same gradient with
+    /// respect to qkv, for head sizes that are and are not a multiple of the SIMD width.
+    #[test]
+    fn fused_kernel_matches_explicit_path_forward_and_backward() {
+        type A = TestAutodiff;
+        let device = Default::default();
+        for (b, t, n_embd, n_head) in [(2, 7, 32, 4), (3, 16, 48, 3), (1, 1, 12, 2)] {
+            let config = GptConfig {
+                n_embd,
+                n_head,
+                dropout: 0.0,
+                ..GptConfig::default()
+            };
+            let attn = CausalSelfAttention::<A>::new(&config, &device);
+            let qkv =
+                Tensor::<A, 3>::random([b, t, 3 * n_embd], Distribution::Normal(0.0, 1.0), &device);
+            let weights =
+                Tensor::<A, 3>::random([b, t, n_embd], Distribution::Normal(0.0, 1.0), &device);
+            let run = |fused: bool| {
+                let qkv = qkv.clone().detach().require_grad();
+                let y = if fused {
+                    fused_attention::causal_self_attention(qkv.clone(), n_head, 0.0)
+                        .expect("flex has the fused kernel")
+                } else {
+                    let (q, k, v) = attn.heads(qkv.clone());
+                    merge_heads(attn.attend(q, k, v))
+                };
+                let grads = (y.clone() * weights.clone()).sum().backward();
+                (
+                    y.inner().into_data(),
+                    qkv.grad(&grads).expect("a gradient").into_data(),
+                )
+            };
+            let ((y_fused, g_fused), (y_explicit, g_explicit)) = (run(true), run(false));
+            let tolerance = burn::tensor::Tolerance::absolute(1e-5);
+            y_fused.assert_approx_eq::<f32>(&y_explicit, tolerance);
+            g_fused.assert_approx_eq::<f32>(&g_explicit, tolerance);
+        }
+    }
 
     /// The batched computation must equal the lecture's version: each head on its own
     /// (its slice of the q/k/v weights), outputs concatenated, then the projection.

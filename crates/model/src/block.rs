@@ -32,13 +32,22 @@ impl<B: Backend> Block<B> {
 
     /// `x` (B, T, C) → (B, T, C).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.forward_cached(x, &mut None)
+        self.residuals(x, |x| self.attn.forward(x))
     }
 
     /// As [`forward`](Self::forward), reusing and extending this layer's cached keys and
     /// values (see [`KvCache`](crate::KvCache)).
     pub fn forward_cached(&self, x: Tensor<B, 3>, past: &mut Option<LayerKv<B>>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward_cached(self.ln_1.forward(x), past);
+        self.residuals(x, |x| self.attn.forward_cached(x, past))
+    }
+
+    /// The block's two residual branches, with `attend` as the attention.
+    fn residuals(
+        &self,
+        x: Tensor<B, 3>,
+        attend: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone() + attend(self.ln_1.forward(x));
         x.clone() + self.mlp.forward(self.ln_2.forward(x))
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::block::{Block, layer_norm};
 use crate::init::{embedding, linear};
+use crate::per_token::per_token;
 use crate::{GptConfig, KvCache, ModelError, Result};
 use burn::nn::{Embedding, LayerNorm, Linear};
 use burn::prelude::*;
@@ -42,7 +43,9 @@ impl<B: Backend> Gpt<B> {
 
     /// `idx` (B, T) token ids, 1 ≤ T ≤ block_size → logits (B, T, vocab_size).
     pub fn forward(&self, idx: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
-        self.forward_cached(idx, &mut KvCache::new())
+        let x = self.embed(idx, 0)?;
+        let x = self.blocks.iter().fold(x, |x, block| block.forward(x));
+        Ok(self.head(x))
     }
 
     /// As [`forward`](Self::forward) for `idx` holding the tokens that follow the
@@ -53,8 +56,19 @@ impl<B: Backend> Gpt<B> {
         idx: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 3>> {
+        let t = idx.dims()[1];
+        let mut x = self.embed(idx, cache.len())?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward_cached(x, cache.layer(i));
+        }
+        cache.advance(t);
+        Ok(self.head(x))
+    }
+
+    /// Token plus position embeddings (B, T, C) of `idx`, its first token at position
+    /// `past`.
+    fn embed(&self, idx: Tensor<B, 2, Int>, past: usize) -> Result<Tensor<B, 3>> {
         let [_, t] = idx.dims();
-        let past = cache.len();
         if past + t > self.block_size {
             return Err(ModelError::SequenceTooLong {
                 t: past + t,
@@ -66,12 +80,12 @@ impl<B: Backend> Gpt<B> {
         let positions = past as i64..(past + t) as i64;
         let pos = Tensor::<B, 1, Int>::arange(positions, &device).unsqueeze::<2>(); // (1, T)
         let pos_emb = self.wpe.forward(pos); // (1, T, C), broadcast over the batch
-        let mut x = tok_emb + pos_emb;
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward_cached(x, cache.layer(i));
-        }
-        cache.advance(t);
-        Ok(self.lm_head.forward(self.ln_f.forward(x))) // (B, T, vocab_size)
+        Ok(tok_emb + pos_emb)
+    }
+
+    /// The residual stream (B, T, C) → next-token logits (B, T, vocab_size).
+    fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        per_token(&self.lm_head, self.ln_f.forward(x))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod bigram;
 pub mod block;
 pub mod config;
+mod fused_attention;
 pub mod generate;
 pub mod gpt;
 mod init;
@@ -16,6 +17,7 @@ pub mod lecture;
 pub mod lm;
 pub mod loss;
 pub mod mlp;
+mod per_token;
 
 pub use bigram::BigramLanguageModel;
 pub use config::{GptConfig, ModelKind};

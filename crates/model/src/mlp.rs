@@ -3,6 +3,7 @@
 
 use crate::GptConfig;
 use crate::init::linear;
+use crate::per_token::per_token;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
@@ -26,7 +27,7 @@ impl<B: Backend> Mlp<B> {
 
     /// `x` (B, T, C) → (B, T, C), applied to every position independently.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = relu(self.c_fc.forward(x)); // (B, T, 4C)
-        self.dropout.forward(self.c_proj.forward(h))
+        let h = relu(per_token(&self.c_fc, x)); // (B, T, 4C)
+        self.dropout.forward(per_token(&self.c_proj, h))
     }
 }

@@ -1,0 +1,416 @@
+//! Causal self-attention as one fused CPU kernel, forward and backward.
+//!
+//! [`crate::attention`] computes attention the lecture's way: split the heads, q·kᵀ, scale,
+//! mask, softmax, dropout, ·v, merge the heads. On Burn's CPU backend (flex) each step is a
+//! separate tensor op that writes a (B, nh, T, T) tensor, and autodiff keeps every one of
+//! them for the backward pass; on a small model that bookkeeping costs more than the
+//! arithmetic. Here the same function runs per (batch row, head) in one pass, as
+//! FlashAttention does on a GPU: for each query it computes one row of scores, its
+//! softmax and the weighted sum of values, and keeps only the output and the row's
+//! log-sum-exp. The backward pass recomputes the probabilities from those instead of
+//! storing them.
+//!
+//! It applies on the flex backend, with and without autodiff; every other backend keeps the
+//! explicit path, where its own kernels apply. The tests below hold the two paths to the
+//! same values and gradients.
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::{Flex, FlexTensor};
+use burn::prelude::*;
+use burn::tensor::backend::BackendTypes;
+use burn::tensor::{DType, Distribution, TensorData, TensorPrimitive};
+use rayon::prelude::*;
+use std::any::Any;
+use std::sync::Arc;
+
+type AutodiffFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+
+/// `qkv` (B, T, 3C), each row `[q | k | v]` with head h at columns h·hs.. of each third,
+/// → (B, T, C), the heads' outputs side by side: exactly what the explicit path computes
+/// from the same `qkv`, dropout applied to the attention weights with probability
+/// `dropout` when training.
+///
+/// Gives `qkv` back untouched when this backend has no fused kernel.
+pub(crate) fn causal_self_attention<B: Backend>(
+    qkv: Tensor<B, 3>,
+    n_head: usize,
+    dropout: f64,
+) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+    if qkv.dtype() != DType::F32 {
+        return Err(qkv);
+    }
+    let shape = Shape::new(qkv.dims(), n_head);
+    let primitive = qkv.into_primitive().tensor();
+    // Flex without autodiff (validation, sampling): dropout is off, as in burn's Dropout.
+    let primitive = match downcast::<_, FlexTensor>(primitive) {
+        Ok(qkv) => return Ok(upcast(forward(&qkv.to_contiguous(), shape, None).0)),
+        Err(primitive) => primitive,
+    };
+    match downcast::<_, AutodiffFlexTensor>(primitive) {
+        Ok(qkv) => Ok(upcast(forward_autodiff(qkv, shape, dropout))),
+        Err(primitive) => Err(Tensor::from_primitive(TensorPrimitive::Float(primitive))),
+    }
+}
+
+/// The sizes one call works with.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    b: usize,
+    t: usize,
+    c: usize,
+    nh: usize,
+    hs: usize,
+}
+
+impl Shape {
+    fn new([b, t, c3]: [usize; 3], nh: usize) -> Self {
+        let c = c3 / 3;
+        Self {
+            b,
+            t,
+            c,
+            nh,
+            hs: c / nh,
+        }
+    }
+
+    /// Why scale by 1/sqrt(head_size): see [`crate::attention`].
+    fn scale(&self) -> f32 {
+        (self.hs as f32).powf(-0.5)
+    }
+}
+
+/// Which attention weights dropout zeroes: a hash of (seed, position of the weight), so the
+/// backward pass regenerates the forward pass's mask instead of storing B·nh·T·T flags.
+#[derive(Debug, Clone, Copy)]
+struct Dropout {
+    seed: u64,
+    /// The probability of dropping a weight.
+    p: f32,
+}
+
+impl Dropout {
+    /// 0 for a dropped weight, 1/(1-p) for a kept one (so the expected sum is unchanged).
+    fn factor(&self, index: u64) -> f32 {
+        // splitmix64's finaliser: consecutive indices give independent-looking bits.
+        let mut z = self
+            .seed
+            .wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let u = (z >> 40) as f32 / (1u64 << 24) as f32; // uniform in [0, 1)
+        if u < self.p {
+            0.0
+        } else {
+            1.0 / (1.0 - self.p)
+        }
+    }
+}
+
+/// Under autodiff: the forward kernel, and a graph node whose backward is [`backward`].
+fn forward_autodiff(qkv: AutodiffFlexTensor, shape: Shape, dropout: f64) -> AutodiffFlexTensor {
+    let dropout = (dropout > 0.0).then(|| Dropout {
+        seed: draw_seed(),
+        p: dropout as f32,
+    });
+    let input = qkv.primitive.to_contiguous();
+    let (y, lse) = forward(&input, shape, dropout);
+    match FusedAttention
+        .prepare::<NoCheckpointing>([qkv.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let saved = Saved {
+                qkv: input,
+                y: y.clone(),
+                lse: Arc::new(lse),
+                shape,
+                dropout,
+            };
+            prep.finish(saved, y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// A dropout seed from burn's random generator, so `B::seed` makes runs reproducible.
+fn draw_seed() -> u64 {
+    let bits = Tensor::<Flex, 1>::random([2], Distribution::Default, &Default::default())
+        .into_data()
+        .to_vec::<f32>()
+        .expect("f32 data");
+    (u64::from(bits[0].to_bits()) << 32) | u64::from(bits[1].to_bits())
+}
+
+#[derive(Debug)]
+struct FusedAttention;
+
+/// What the backward pass needs: the input, the output and each row's log-sum-exp.
+#[derive(Debug, Clone)]
+struct Saved {
+    qkv: FlexTensor,
+    y: FlexTensor,
+    lse: Arc<Vec<f32>>,
+    shape: Shape,
+    dropout: Option<Dropout>,
+}
+
+impl Backward<Flex, 1> for FusedAttention {
+    type State = Saved;
+
+    fn backward(self, ops: Ops<Saved, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let Ops {
+            parents,
+            node,
+            state,
+        } = ops;
+        unary::<Flex, _>(parents, node, grads, |dy| {
+            backward(&state, &dy.to_contiguous())
+        });
+    }
+}
+
+/// One head of one batch row, gathered out of qkv into contiguous (T, hs) matrices, plus
+/// kᵀ and vᵀ (hs, T) so that a row of scores is a sum of contiguous vectors.
+struct Head {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    kt: Vec<f32>,
+    vt: Vec<f32>,
+}
+
+impl Head {
+    fn gather(qkv: &[f32], s: Shape, h: usize) -> Self {
+        let (t, hs) = (s.t, s.hs);
+        let part = |p: usize| -> Vec<f32> {
+            let col = p * s.c + h * hs;
+            (0..t)
+                .flat_map(|i| &qkv[i * 3 * s.c + col..][..hs])
+                .copied()
+                .collect()
+        };
+        let transpose = |m: &[f32]| -> Vec<f32> {
+            (0..hs)
+                .flat_map(|d| (0..t).map(move |j| m[j * hs + d]))
+                .collect()
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let (kt, vt) = (transpose(&k), transpose(&v));
+        Self { q, k, v, kt, vt }
+    }
+
+    /// Query i's scores against keys 0..=i (the causal mask: later keys are never
+    /// computed), scaled, written into `scores`.
+    fn scores(&self, i: usize, scale: f32, t: usize, hs: usize, scores: &mut [f32]) {
+        scores.fill(0.0);
+        for (d, &qd) in self.q[i * hs..][..hs].iter().enumerate() {
+            axpy(qd * scale, &self.kt[d * t..][..scores.len()], scores);
+        }
+    }
+}
+
+/// The forward kernel: (output (B, T, C), log-sum-exp of each score row (B, nh, T)).
+fn forward(qkv: &FlexTensor, s: Shape, dropout: Option<Dropout>) -> (FlexTensor, Vec<f32>) {
+    let qkv: &[f32] = qkv.as_slice().expect("contiguous f32");
+    let (t, c, hs) = (s.t, s.c, s.hs);
+    let mut y = vec![0.0f32; s.b * t * c];
+    let mut lse = vec![0.0f32; s.b * s.nh * t];
+    y.par_chunks_mut(t * c)
+        .zip(lse.par_chunks_mut(s.nh * t))
+        .enumerate()
+        .for_each(|(bi, (y, lse))| {
+            let qkv = &qkv[bi * t * 3 * c..][..t * 3 * c];
+            let mut p = vec![0.0f32; t];
+            for h in 0..s.nh {
+                let head = Head::gather(qkv, s, h);
+                for i in 0..t {
+                    let p = &mut p[..=i];
+                    head.scores(i, s.scale(), t, hs, p);
+                    // Softmax, shifted by the row's maximum so exp never overflows.
+                    let max = p.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+                    let mut sum = 0.0;
+                    for x in p.iter_mut() {
+                        *x = (*x - max).exp();
+                        sum += *x;
+                    }
+                    lse[h * t + i] = max + sum.ln();
+                    let row = ((bi * s.nh + h) * t + i) * t;
+                    let yi = &mut y[i * c + h * hs..][..hs];
+                    for (j, &pj) in p.iter().enumerate() {
+                        let keep = dropout.map_or(1.0, |d| d.factor((row + j) as u64));
+                        axpy(pj / sum * keep, &head.v[j * hs..][..hs], yi);
+                    }
+                }
+            }
+        });
+    (flex([s.b, t, c], y), lse)
+}
+
+/// The backward kernel: dL/dqkv (B, T, 3C) from dL/dy (B, T, C).
+///
+/// With P the softmax, D = P·keep the weights after dropout and y = D·v:
+/// dD = dy·vᵀ, dv = Dᵀ·dy, dP = dD·keep, dS = P ∘ (dP − rowsum(P ∘ dP)),
+/// dq = dS·k·scale, dk = dSᵀ·q·scale. rowsum(P ∘ dP) = rowsum(D ∘ dD) = dy·y per row.
+fn backward(saved: &Saved, dy: &FlexTensor) -> FlexTensor {
+    let s = saved.shape;
+    let (t, c, hs) = (s.t, s.c, s.hs);
+    let qkv: &[f32] = saved.qkv.as_slice().expect("contiguous f32");
+    let y: &[f32] = saved.y.as_slice().expect("contiguous f32");
+    let dy: &[f32] = dy.as_slice().expect("contiguous f32");
+    let mut dqkv = vec![0.0f32; s.b * t * 3 * c];
+    dqkv.par_chunks_mut(t * 3 * c)
+        .enumerate()
+        .for_each(|(bi, dqkv)| {
+            let qkv = &qkv[bi * t * 3 * c..][..t * 3 * c];
+            let (y, dy) = (&y[bi * t * c..][..t * c], &dy[bi * t * c..][..t * c]);
+            let lse = &saved.lse[bi * s.nh * t..][..s.nh * t];
+            let (mut p, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
+            for h in 0..s.nh {
+                let head = Head::gather(qkv, s, h);
+                let (mut dq, mut dk, mut dv) =
+                    (vec![0.0; t * hs], vec![0.0; t * hs], vec![0.0; t * hs]);
+                for i in 0..t {
+                    let (p, dp) = (&mut p[..=i], &mut dp[..=i]);
+                    head.scores(i, s.scale(), t, hs, p);
+                    for x in p.iter_mut() {
+                        *x = (*x - lse[h * t + i]).exp();
+                    }
+                    let dyi = &dy[i * c + h * hs..][..hs];
+                    dp.fill(0.0);
+                    for (d, &g) in dyi.iter().enumerate() {
+                        axpy(g, &head.vt[d * t..][..=i], dp);
+                    }
+                    let delta = dot(dyi, &y[i * c + h * hs..][..hs]);
+                    let row = ((bi * s.nh + h) * t + i) * t;
+                    let dqi = &mut dq[i * hs..][..hs];
+                    for j in 0..=i {
+                        let keep = saved.dropout.map_or(1.0, |d| d.factor((row + j) as u64));
+                        axpy(p[j] * keep, dyi, &mut dv[j * hs..][..hs]);
+                        let ds = p[j] * (dp[j] * keep - delta) * s.scale();
+                        axpy(ds, &head.k[j * hs..][..hs], dqi);
+                        axpy(ds, &head.q[i * hs..][..hs], &mut dk[j * hs..][..hs]);
+                    }
+                }
+                for (p, grad) in [dq, dk, dv].iter().enumerate() {
+                    for i in 0..t {
+                        dqkv[i * 3 * c + p * c + h * hs..][..hs]
+                            .copy_from_slice(&grad[i * hs..][..hs]);
+                    }
+                }
+            }
+        });
+    flex([s.b, t, 3 * c], dqkv)
+}
+
+/// `y += a·x`, elementwise: the compiler turns this loop into SIMD.
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// `x·y`, summed in 8 independent lanes so the loop vectorises (a single running sum
+/// would force one addition after another).
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (xs, ys) in xc.zip(yc) {
+        for l in 0..8 {
+            lanes[l] += xs[l] * ys[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+fn flex(shape: [usize; 3], data: Vec<f32>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+/// `value` as a `T` when that is its type (the backend is a compile-time type parameter;
+/// this asks which one it is at run time), or `value` back.
+fn downcast<A: 'static, T: 'static>(value: A) -> Result<T, A> {
+    let boxed: Box<dyn Any> = Box::new(value);
+    boxed
+        .downcast::<T>()
+        .map(|t| *t)
+        .map_err(|a| *a.downcast::<A>().expect("the value's own type"))
+}
+
+/// A primitive known to be `B`'s float tensor type back into a `Tensor<B, 3>`.
+fn upcast<B: Backend, P: 'static>(primitive: P) -> Tensor<B, 3> {
+    let primitive = downcast::<P, B::FloatTensorPrimitive>(primitive)
+        .unwrap_or_else(|_| unreachable!("called with B's own primitive type"));
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_drops_the_requested_share_and_rescales_the_rest() {
+        let dropout = Dropout { seed: 7, p: 0.2 };
+        let n = 100_000;
+        let factors: Vec<f32> = (0..n).map(|i| dropout.factor(i)).collect();
+        let dropped = factors.iter().filter(|&&f| f == 0.0).count() as f32 / n as f32;
+        assert!((dropped - 0.2).abs() < 0.01, "dropped {dropped}");
+        assert!(factors.iter().all(|&f| f == 0.0 || f == 1.0 / 0.8));
+        let other_seed = Dropout { seed: 8, p: 0.2 };
+        assert!((0..n).any(|i| other_seed.factor(i) != dropout.factor(i)));
+    }
+
+    /// With dropout on, the backward kernel is the derivative of the forward kernel under
+    /// the same mask: checked against central differences of L = Σ y∘w.
+    #[test]
+    fn backward_with_dropout_matches_finite_differences() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let shape = Shape::new([2, 5, 3 * 8], 2);
+        let dropout = Some(Dropout { seed: 11, p: 0.3 });
+        let mut normal =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect() };
+        let qkv = normal(2 * 5 * 24);
+        let w = normal(2 * 5 * 8);
+        let loss = |qkv: &[f32]| -> f64 {
+            let (y, _) = forward(&flex([2, 5, 24], qkv.to_vec()), shape, dropout);
+            let y: &[f32] = y.as_slice().unwrap();
+            y.iter().zip(&w).map(|(a, b)| f64::from(a * b)).sum()
+        };
+        let input = flex([2, 5, 24], qkv.clone());
+        let (y, lse) = forward(&input, shape, dropout);
+        let saved = Saved {
+            qkv: input,
+            y,
+            lse: Arc::new(lse),
+            shape,
+            dropout,
+        };
+        let grad = backward(&saved, &flex([2, 5, 8], w.clone()));
+        let grad: &[f32] = grad.as_slice().unwrap();
+        let eps = 1e-2;
+        for i in 0..qkv.len() {
+            let (mut plus, mut minus) = (qkv.clone(), qkv.clone());
+            plus[i] += eps;
+            minus[i] -= eps;
+            let numeric = (loss(&plus) - loss(&minus)) / (2.0 * f64::from(eps));
+            let diff = (numeric - f64::from(grad[i])).abs();
+            assert!(
+                diff < 2e-3,
+                "qkv[{i}]: numeric {numeric}, kernel {}",
+                grad[i]
+            );
+        }
+    }
+}
