@@ -22,6 +22,7 @@ use burn::backend::flex::{Flex, FlexTensor};
 use burn::prelude::*;
 use burn::tensor::backend::BackendTypes;
 use burn::tensor::{DType, Distribution, TensorData, TensorPrimitive};
+use multiversion::multiversion;
 use rayon::prelude::*;
 use std::any::Any;
 use std::sync::Arc;
@@ -94,6 +95,7 @@ struct Dropout {
 
 impl Dropout {
     /// 0 for a dropped weight, 1/(1-p) for a kept one (so the expected sum is unchanged).
+    #[inline(always)]
     fn factor(&self, index: u64) -> f32 {
         // splitmix64's finaliser: consecutive indices give independent-looking bits.
         let mut z = self
@@ -190,15 +192,20 @@ impl Head {
         let (t, hs) = (s.t, s.hs);
         let part = |p: usize| -> Vec<f32> {
             let col = p * s.c + h * hs;
-            (0..t)
-                .flat_map(|i| &qkv[i * 3 * s.c + col..][..hs])
-                .copied()
-                .collect()
+            let mut m = Vec::with_capacity(t * hs);
+            for row in qkv.chunks_exact(3 * s.c) {
+                m.extend_from_slice(&row[col..col + hs]);
+            }
+            m
         };
         let transpose = |m: &[f32]| -> Vec<f32> {
-            (0..hs)
-                .flat_map(|d| (0..t).map(move |j| m[j * hs + d]))
-                .collect()
+            let mut mt = vec![0.0; t * hs];
+            for (j, row) in m.chunks_exact(hs).enumerate() {
+                for (d, &x) in row.iter().enumerate() {
+                    mt[d * t + j] = x;
+                }
+            }
+            mt
         };
         let (q, k, v) = (part(0), part(1), part(2));
         let (kt, vt) = (transpose(&k), transpose(&v));
@@ -207,6 +214,7 @@ impl Head {
 
     /// Query i's scores against keys 0..=i (the causal mask: later keys are never
     /// computed), scaled, written into `scores`.
+    #[inline(always)]
     fn scores(&self, i: usize, scale: f32, t: usize, hs: usize, scores: &mut [f32]) {
         scores.fill(0.0);
         for (d, &qd) in self.q[i * hs..][..hs].iter().enumerate() {
@@ -216,9 +224,10 @@ impl Head {
 }
 
 /// The forward kernel: (output (B, T, C), log-sum-exp of each score row (B, nh, T)).
+/// Batch rows run in parallel.
 fn forward(qkv: &FlexTensor, s: Shape, dropout: Option<Dropout>) -> (FlexTensor, Vec<f32>) {
     let qkv: &[f32] = qkv.as_slice().expect("contiguous f32");
-    let (t, c, hs) = (s.t, s.c, s.hs);
+    let (t, c) = (s.t, s.c);
     let mut y = vec![0.0f32; s.b * t * c];
     let mut lse = vec![0.0f32; s.b * s.nh * t];
     y.par_chunks_mut(t * c)
@@ -226,40 +235,53 @@ fn forward(qkv: &FlexTensor, s: Shape, dropout: Option<Dropout>) -> (FlexTensor,
         .enumerate()
         .for_each(|(bi, (y, lse))| {
             let qkv = &qkv[bi * t * 3 * c..][..t * 3 * c];
-            let mut p = vec![0.0f32; t];
-            for h in 0..s.nh {
-                let head = Head::gather(qkv, s, h);
-                for i in 0..t {
-                    let p = &mut p[..=i];
-                    head.scores(i, s.scale(), t, hs, p);
-                    // Softmax, shifted by the row's maximum so exp never overflows.
-                    let max = p.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut sum = 0.0;
-                    for x in p.iter_mut() {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    }
-                    lse[h * t + i] = max + sum.ln();
-                    let row = ((bi * s.nh + h) * t + i) * t;
-                    let yi = &mut y[i * c + h * hs..][..hs];
-                    for (j, &pj) in p.iter().enumerate() {
-                        let keep = dropout.map_or(1.0, |d| d.factor((row + j) as u64));
-                        axpy(pj / sum * keep, &head.v[j * hs..][..hs], yi);
-                    }
-                }
-            }
+            forward_row(qkv, y, lse, bi, s, dropout);
         });
     (flex([s.b, t, c], y), lse)
 }
 
-/// The backward kernel: dL/dqkv (B, T, 3C) from dL/dy (B, T, C).
+/// The forward pass of batch row `bi`: `qkv` (T, 3C) → `y` (T, C), `lse` (nh, T).
 ///
-/// With P the softmax, D = P·keep the weights after dropout and y = D·v:
-/// dD = dy·vᵀ, dv = Dᵀ·dy, dP = dD·keep, dS = P ∘ (dP − rowsum(P ∘ dP)),
-/// dq = dS·k·scale, dk = dSᵀ·q·scale. rowsum(P ∘ dP) = rowsum(D ∘ dD) = dy·y per row.
+/// Compiled once per SIMD level and picked at run time (AVX2 on most x86 CPUs): the loops
+/// below vectorise only as wide as the target allows.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn forward_row(
+    qkv: &[f32],
+    y: &mut [f32],
+    lse: &mut [f32],
+    bi: usize,
+    s: Shape,
+    dropout: Option<Dropout>,
+) {
+    let (t, c, hs) = (s.t, s.c, s.hs);
+    let mut p = vec![0.0f32; t];
+    for h in 0..s.nh {
+        let head = Head::gather(qkv, s, h);
+        for i in 0..t {
+            let p = &mut p[..=i];
+            head.scores(i, s.scale(), t, hs, p);
+            // Softmax, shifted by the row's maximum so exp never overflows.
+            let max = max(p);
+            for x in p.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let sum = sum(p);
+            lse[h * t + i] = max + sum.ln();
+            let row = ((bi * s.nh + h) * t + i) * t;
+            let yi = &mut y[i * c + h * hs..][..hs];
+            for (j, &pj) in p.iter().enumerate() {
+                let keep = dropout.map_or(1.0, |d| d.factor((row + j) as u64));
+                axpy(pj / sum * keep, &head.v[j * hs..][..hs], yi);
+            }
+        }
+    }
+}
+
+/// The backward kernel: dL/dqkv (B, T, 3C) from dL/dy (B, T, C). Batch rows run in
+/// parallel.
 fn backward(saved: &Saved, dy: &FlexTensor) -> FlexTensor {
     let s = saved.shape;
-    let (t, c, hs) = (s.t, s.c, s.hs);
+    let (t, c) = (s.t, s.c);
     let qkv: &[f32] = saved.qkv.as_slice().expect("contiguous f32");
     let y: &[f32] = saved.y.as_slice().expect("contiguous f32");
     let dy: &[f32] = dy.as_slice().expect("contiguous f32");
@@ -267,48 +289,70 @@ fn backward(saved: &Saved, dy: &FlexTensor) -> FlexTensor {
     dqkv.par_chunks_mut(t * 3 * c)
         .enumerate()
         .for_each(|(bi, dqkv)| {
-            let qkv = &qkv[bi * t * 3 * c..][..t * 3 * c];
-            let (y, dy) = (&y[bi * t * c..][..t * c], &dy[bi * t * c..][..t * c]);
-            let lse = &saved.lse[bi * s.nh * t..][..s.nh * t];
-            let (mut p, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
-            for h in 0..s.nh {
-                let head = Head::gather(qkv, s, h);
-                let (mut dq, mut dk, mut dv) =
-                    (vec![0.0; t * hs], vec![0.0; t * hs], vec![0.0; t * hs]);
-                for i in 0..t {
-                    let (p, dp) = (&mut p[..=i], &mut dp[..=i]);
-                    head.scores(i, s.scale(), t, hs, p);
-                    for x in p.iter_mut() {
-                        *x = (*x - lse[h * t + i]).exp();
-                    }
-                    let dyi = &dy[i * c + h * hs..][..hs];
-                    dp.fill(0.0);
-                    for (d, &g) in dyi.iter().enumerate() {
-                        axpy(g, &head.vt[d * t..][..=i], dp);
-                    }
-                    let delta = dot(dyi, &y[i * c + h * hs..][..hs]);
-                    let row = ((bi * s.nh + h) * t + i) * t;
-                    let dqi = &mut dq[i * hs..][..hs];
-                    for j in 0..=i {
-                        let keep = saved.dropout.map_or(1.0, |d| d.factor((row + j) as u64));
-                        axpy(p[j] * keep, dyi, &mut dv[j * hs..][..hs]);
-                        let ds = p[j] * (dp[j] * keep - delta) * s.scale();
-                        axpy(ds, &head.k[j * hs..][..hs], dqi);
-                        axpy(ds, &head.q[i * hs..][..hs], &mut dk[j * hs..][..hs]);
-                    }
-                }
-                for (p, grad) in [dq, dk, dv].iter().enumerate() {
-                    for i in 0..t {
-                        dqkv[i * 3 * c + p * c + h * hs..][..hs]
-                            .copy_from_slice(&grad[i * hs..][..hs]);
-                    }
-                }
-            }
+            let row = Row {
+                qkv: &qkv[bi * t * 3 * c..][..t * 3 * c],
+                y: &y[bi * t * c..][..t * c],
+                dy: &dy[bi * t * c..][..t * c],
+                lse: &saved.lse[bi * s.nh * t..][..s.nh * t],
+            };
+            backward_row(row, dqkv, bi, s, saved.dropout);
         });
     flex([s.b, t, 3 * c], dqkv)
 }
 
+/// One batch row's slices of what the backward pass reads.
+struct Row<'a> {
+    qkv: &'a [f32],
+    y: &'a [f32],
+    dy: &'a [f32],
+    lse: &'a [f32],
+}
+
+/// The backward pass of batch row `bi`, into `dqkv` (T, 3C).
+///
+/// With P the softmax, D = P·keep the weights after dropout and y = D·v:
+/// dD = dy·vᵀ, dv = Dᵀ·dy, dP = dD·keep, dS = P ∘ (dP − rowsum(P ∘ dP)),
+/// dq = dS·k·scale, dk = dSᵀ·q·scale. rowsum(P ∘ dP) = rowsum(D ∘ dD) = dy·y per row.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn backward_row(row: Row, dqkv: &mut [f32], bi: usize, s: Shape, dropout: Option<Dropout>) {
+    let (t, c, hs) = (s.t, s.c, s.hs);
+    let (mut p, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
+    for h in 0..s.nh {
+        let head = Head::gather(row.qkv, s, h);
+        let (mut dq, mut dk, mut dv) = (vec![0.0; t * hs], vec![0.0; t * hs], vec![0.0; t * hs]);
+        for i in 0..t {
+            let (p, dp) = (&mut p[..=i], &mut dp[..=i]);
+            head.scores(i, s.scale(), t, hs, p);
+            let lse = row.lse[h * t + i];
+            for x in p.iter_mut() {
+                *x = exp(*x - lse);
+            }
+            let dyi = &row.dy[i * c + h * hs..][..hs];
+            dp.fill(0.0);
+            for (d, &g) in dyi.iter().enumerate() {
+                axpy(g, &head.vt[d * t..][..=i], dp);
+            }
+            let delta = dot(dyi, &row.y[i * c + h * hs..][..hs]);
+            let first = ((bi * s.nh + h) * t + i) * t;
+            let dqi = &mut dq[i * hs..][..hs];
+            for j in 0..=i {
+                let keep = dropout.map_or(1.0, |d| d.factor((first + j) as u64));
+                axpy(p[j] * keep, dyi, &mut dv[j * hs..][..hs]);
+                let ds = p[j] * (dp[j] * keep - delta) * s.scale();
+                axpy(ds, &head.k[j * hs..][..hs], dqi);
+                axpy(ds, &head.q[i * hs..][..hs], &mut dk[j * hs..][..hs]);
+            }
+        }
+        for (part, grad) in [dq, dk, dv].iter().enumerate() {
+            for i in 0..t {
+                dqkv[i * 3 * c + part * c + h * hs..][..hs].copy_from_slice(&grad[i * hs..][..hs]);
+            }
+        }
+    }
+}
+
 /// `y += a·x`, elementwise: the compiler turns this loop into SIMD.
+#[inline(always)]
 fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;
@@ -317,6 +361,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 
 /// `x·y`, summed in 8 independent lanes so the loop vectorises (a single running sum
 /// would force one addition after another).
+#[inline(always)]
 fn dot(x: &[f32], y: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
@@ -332,6 +377,55 @@ fn dot(x: &[f32], y: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
+}
+
+/// Σx, in 8 lanes as in [`dot`].
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for xs in chunks {
+        for l in 0..8 {
+            lanes[l] += xs[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// max x, in 8 lanes as in [`dot`].
+#[inline(always)]
+fn max(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for xs in chunks {
+        for l in 0..8 {
+            lanes[l] = lanes[l].max(xs[l]);
+        }
+    }
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
+/// eˣ for x ≤ 0 (softmax's shifted scores), without a library call so loops over it
+/// vectorise: eˣ = 2ᵏ·eʳ with k = round(x/ln 2) and |r| ≤ ln2/2, eʳ by its Taylor series
+/// to r⁶ (relative error below 2·10⁻⁷, f32's own precision). Below -87 it returns ≈1e-38
+/// instead of 0, which is 0 for any sum it enters.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.max(-87.0);
+    let k = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - k * LN2_HI - k * LN2_LO;
+    let poly = 1.0
+        + r * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    poly * f32::from_bits(((k as i32 + 127) << 23) as u32)
 }
 
 fn flex(shape: [usize; 3], data: Vec<f32>) -> FlexTensor {
@@ -358,6 +452,17 @@ fn upcast<B: Backend, P: 'static>(primitive: P) -> Tensor<B, 3> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_is_accurate_to_f32_precision() {
+        for i in 0..=870_000 {
+            let x = -(i as f32) * 1e-4;
+            let (ours, std) = (exp(x), x.exp());
+            assert!((ours - std).abs() <= 3e-7 * std, "exp({x}): {ours} vs {std}");
+        }
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(f32::NEG_INFINITY) < 1e-37);
+    }
 
     #[test]
     fn dropout_drops_the_requested_share_and_rescales_the_rest() {
