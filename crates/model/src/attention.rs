@@ -126,12 +126,18 @@ mod tests {
     use burn::tensor::Distribution;
 
     /// The fused kernel against the explicit path: same output and same gradient with
-    /// respect to qkv, for head sizes that are and are not a multiple of the SIMD width.
+    /// respect to qkv, for head sizes that are and are not a multiple of the SIMD width, and
+    /// for sequences longer than one block of queries.
     #[test]
     fn fused_kernel_matches_explicit_path_forward_and_backward() {
         type A = TestAutodiff;
         let device = Default::default();
-        for (b, t, n_embd, n_head) in [(2, 7, 32, 4), (3, 16, 48, 3), (1, 1, 12, 2)] {
+        for (b, t, n_embd, n_head) in [
+            (2, 7, 32, 4),
+            (3, 16, 48, 3),
+            (1, 1, 12, 2),
+            (2, 150, 24, 2),
+        ] {
             let config = GptConfig {
                 n_embd,
                 n_head,

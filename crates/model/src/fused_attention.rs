@@ -177,49 +177,115 @@ impl Backward<Flex, 1> for FusedAttention {
     }
 }
 
-/// One head of one batch row, gathered out of qkv into contiguous (T, hs) matrices, plus
-/// kᵀ and vᵀ (hs, T) so that a row of scores is a sum of contiguous vectors.
-struct Head {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    kt: Vec<f32>,
-    vt: Vec<f32>,
+/// Queries handled together: one block of scores is (QUERY_BLOCK, keys) and fits in the
+/// L2 cache. A block's queries see keys up to its last query only, so the products skip
+/// most of the masked upper triangle.
+const QUERY_BLOCK: usize = 64;
+
+/// Where a (rows × cols) matrix lies in a row-major slice: element (r, c) at
+/// `offset + r·rs + c·cs`. Heads are read and written in place inside qkv (T, 3C) and
+/// y (T, C) through such views, without copies.
+#[derive(Debug, Clone, Copy)]
+struct View {
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
 }
 
-impl Head {
-    fn gather(qkv: &[f32], s: Shape, h: usize) -> Self {
-        let (t, hs) = (s.t, s.hs);
-        let part = |p: usize| -> Vec<f32> {
-            let col = p * s.c + h * hs;
-            let mut m = Vec::with_capacity(t * hs);
-            for row in qkv.chunks_exact(3 * s.c) {
-                m.extend_from_slice(&row[col..col + hs]);
-            }
-            m
-        };
-        let transpose = |m: &[f32]| -> Vec<f32> {
-            let mut mt = vec![0.0; t * hs];
-            for (j, row) in m.chunks_exact(hs).enumerate() {
-                for (d, &x) in row.iter().enumerate() {
-                    mt[d * t + j] = x;
-                }
-            }
-            mt
-        };
-        let (q, k, v) = (part(0), part(1), part(2));
-        let (kt, vt) = (transpose(&k), transpose(&v));
-        Self { q, k, v, kt, vt }
+impl View {
+    /// A contiguous (rows × cols) matrix at the start of its slice.
+    fn dense(rows: usize, cols: usize) -> Self {
+        Self {
+            offset: 0,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
 
-    /// Query i's scores against keys 0..=i (the causal mask: later keys are never
-    /// computed), scaled, written into `scores`.
-    #[inline(always)]
-    fn scores(&self, i: usize, scale: f32, t: usize, hs: usize, scores: &mut [f32]) {
-        scores.fill(0.0);
-        for (d, &qd) in self.q[i * hs..][..hs].iter().enumerate() {
-            axpy(qd * scale, &self.kt[d * t..][..scores.len()], scores);
+    /// Head `h`'s part `part` (0 = q, 1 = k, 2 = v) of a batch row's qkv (T, 3C), or with
+    /// `part` 0 and `width` C, its slice of y (T, C): a (T, hs) matrix.
+    fn head(s: Shape, width: usize, part: usize, h: usize) -> Self {
+        Self {
+            offset: part * s.c + h * s.hs,
+            rows: s.t,
+            cols: s.hs,
+            rs: width,
+            cs: 1,
         }
+    }
+
+    /// Rows `from..to` of this matrix.
+    fn rows(self, from: usize, to: usize) -> Self {
+        Self {
+            offset: self.offset + from * self.rs,
+            rows: to - from,
+            ..self
+        }
+    }
+
+    fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    /// Panics unless every element lies inside a slice of `len`.
+    fn check(&self, len: usize) {
+        let last =
+            self.offset + (self.rows.max(1) - 1) * self.rs + (self.cols.max(1) - 1) * self.cs;
+        assert!(
+            self.rows == 0 || self.cols == 0 || last < len,
+            "view outside its slice"
+        );
+    }
+}
+
+/// `out = scale·a·b`, or `out += scale·a·b` when `accumulate`: one single-threaded call of
+/// the `gemm` crate (the crate burn's CPU backend multiplies with), on strided views.
+fn matmul(
+    out: (&mut [f32], View),
+    a: (&[f32], View),
+    b: (&[f32], View),
+    scale: f32,
+    accumulate: bool,
+) {
+    let ((out, o), (a, av), (b, bv)) = (out, a, b);
+    assert!(av.cols == bv.rows && o.rows == av.rows && o.cols == bv.cols);
+    o.check(out.len());
+    av.check(a.len());
+    bv.check(b.len());
+    // SAFETY: the views were checked to lie inside their slices, `out` is borrowed
+    // mutably so it overlaps neither input, and gemm reads and writes only within the views.
+    unsafe {
+        gemm::gemm(
+            o.rows,
+            o.cols,
+            av.cols,
+            out.as_mut_ptr().add(o.offset),
+            o.cs as isize,
+            o.rs as isize,
+            accumulate,
+            a.as_ptr().add(av.offset),
+            av.cs as isize,
+            av.rs as isize,
+            b.as_ptr().add(bv.offset),
+            bv.cs as isize,
+            bv.rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 
@@ -241,10 +307,6 @@ fn forward(qkv: &FlexTensor, s: Shape, dropout: Option<Dropout>) -> (FlexTensor,
 }
 
 /// The forward pass of batch row `bi`: `qkv` (T, 3C) → `y` (T, C), `lse` (nh, T).
-///
-/// Compiled once per SIMD level and picked at run time (AVX2 on most x86 CPUs): the loops
-/// below vectorise only as wide as the target allows.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn forward_row(
     qkv: &[f32],
     y: &mut [f32],
@@ -253,28 +315,54 @@ fn forward_row(
     s: Shape,
     dropout: Option<Dropout>,
 ) {
-    let (t, c, hs) = (s.t, s.c, s.hs);
-    let mut p = vec![0.0f32; t];
+    let t = s.t;
+    let mut scores = vec![0.0f32; QUERY_BLOCK.min(t) * t];
     for h in 0..s.nh {
-        let head = Head::gather(qkv, s, h);
-        for i in 0..t {
-            let p = &mut p[..=i];
-            head.scores(i, s.scale(), t, hs, p);
-            // Softmax, shifted by the row's maximum so exp never overflows.
-            let max = max(p);
-            for x in p.iter_mut() {
-                *x = exp(*x - max);
+        let (q, k, v) = (
+            View::head(s, 3 * s.c, 0, h),
+            View::head(s, 3 * s.c, 1, h),
+            View::head(s, 3 * s.c, 2, h),
+        );
+        for from in (0..t).step_by(QUERY_BLOCK) {
+            let to = (from + QUERY_BLOCK).min(t); // queries from..to see keys 0..to
+            let block = View::dense(to - from, to);
+            let qk = (qkv, k.rows(0, to).t());
+            matmul(
+                (&mut scores, block),
+                (qkv, q.rows(from, to)),
+                qk,
+                s.scale(),
+                false,
+            );
+            for (r, row) in scores[..block.rows * to].chunks_exact_mut(to).enumerate() {
+                let i = from + r;
+                let first = ((bi * s.nh + h) * t + i) * t;
+                lse[h * t + i] = softmax_row(row, i, first, dropout);
             }
-            let sum = sum(p);
-            lse[h * t + i] = max + sum.ln();
-            let row = ((bi * s.nh + h) * t + i) * t;
-            let yi = &mut y[i * c + h * hs..][..hs];
-            for (j, &pj) in p.iter().enumerate() {
-                let keep = dropout.map_or(1.0, |d| d.factor((row + j) as u64));
-                axpy(pj / sum * keep, &head.v[j * hs..][..hs], yi);
-            }
+            let out = (&mut *y, View::head(s, s.c, 0, h).rows(from, to));
+            matmul(out, (&scores, block), (qkv, v.rows(0, to)), 1.0, false);
         }
     }
+}
+
+/// Query i's row of scaled scores against keys 0..row.len() → its attention weights, in
+/// place: softmax over keys 0..=i (the causal mask: later keys get weight 0), then the
+/// dropout mask. Returns the log-sum-exp of the visible scores, all the backward pass
+/// needs to recompute the softmax. `first` is the row's index for the dropout hash.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn softmax_row(row: &mut [f32], i: usize, first: usize, dropout: Option<Dropout>) -> f32 {
+    let (seen, unseen) = row.split_at_mut(i + 1);
+    unseen.fill(0.0);
+    // Shifted by the row's maximum so exp never overflows.
+    let max = max(seen);
+    for x in seen.iter_mut() {
+        *x = exp(*x - max);
+    }
+    let sum = sum(seen);
+    for (j, x) in seen.iter_mut().enumerate() {
+        *x *= dropout.map_or(1.0, |d| d.factor((first + j) as u64)) / sum;
+    }
+    max + sum.ln()
 }
 
 /// The backward kernel: dL/dqkv (B, T, 3C) from dL/dy (B, T, C). Batch rows run in
@@ -308,54 +396,92 @@ struct Row<'a> {
     lse: &'a [f32],
 }
 
-/// The backward pass of batch row `bi`, into `dqkv` (T, 3C).
+/// The backward pass of batch row `bi`, into `dqkv` (T, 3C), zero on entry.
 ///
-/// With P the softmax, D = P·keep the weights after dropout and y = D·v:
-/// dD = dy·vᵀ, dv = Dᵀ·dy, dP = dD·keep, dS = P ∘ (dP − rowsum(P ∘ dP)),
-/// dq = dS·k·scale, dk = dSᵀ·q·scale. rowsum(P ∘ dP) = rowsum(D ∘ dD) = dy·y per row.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+/// With S the scaled scores, P = softmax(S), D = P·keep the weights after dropout and
+/// y = D·v: dD = dy·vᵀ, dv = Dᵀ·dy, dP = dD·keep, dS = P ∘ (dP − rowsum(P ∘ dP)),
+/// dq = dS·k·scale, dk = dSᵀ·q·scale, where rowsum(P ∘ dP) = rowsum(D ∘ dD) = dy·y.
 fn backward_row(row: Row, dqkv: &mut [f32], bi: usize, s: Shape, dropout: Option<Dropout>) {
-    let (t, c, hs) = (s.t, s.c, s.hs);
-    let (mut p, mut dp) = (vec![0.0f32; t], vec![0.0f32; t]);
+    let t = s.t;
+    let mut weights = vec![0.0f32; QUERY_BLOCK.min(t) * t];
+    let mut grads = vec![0.0f32; QUERY_BLOCK.min(t) * t];
     for h in 0..s.nh {
-        let head = Head::gather(row.qkv, s, h);
-        let (mut dq, mut dk, mut dv) = (vec![0.0; t * hs], vec![0.0; t * hs], vec![0.0; t * hs]);
-        for i in 0..t {
-            let (p, dp) = (&mut p[..=i], &mut dp[..=i]);
-            head.scores(i, s.scale(), t, hs, p);
-            let lse = row.lse[h * t + i];
-            for x in p.iter_mut() {
-                *x = exp(*x - lse);
+        let (q, k, v) = (
+            View::head(s, 3 * s.c, 0, h),
+            View::head(s, 3 * s.c, 1, h),
+            View::head(s, 3 * s.c, 2, h),
+        );
+        let yh = View::head(s, s.c, 0, h);
+        for from in (0..t).step_by(QUERY_BLOCK) {
+            let to = (from + QUERY_BLOCK).min(t);
+            let block = View::dense(to - from, to);
+            let (q_blk, dy_blk) = ((row.qkv, q.rows(from, to)), (row.dy, yh.rows(from, to)));
+            let qk = (row.qkv, k.rows(0, to).t());
+            matmul((&mut weights, block), q_blk, qk, s.scale(), false);
+            matmul(
+                (&mut grads, block),
+                dy_blk,
+                (row.qkv, v.rows(0, to).t()),
+                1.0,
+                false,
+            );
+            for r in 0..block.rows {
+                let i = from + r;
+                let dyi = &row.dy[i * s.c + h * s.hs..][..s.hs];
+                let delta = dot(dyi, &row.y[i * s.c + h * s.hs..][..s.hs]);
+                let first = ((bi * s.nh + h) * t + i) * t;
+                let lse = row.lse[h * t + i];
+                let (w, g) = (&mut weights[r * to..][..to], &mut grads[r * to..][..to]);
+                score_grad_row(w, g, i, lse, delta, s.scale(), first, dropout);
             }
-            let dyi = &row.dy[i * c + h * hs..][..hs];
-            dp.fill(0.0);
-            for (d, &g) in dyi.iter().enumerate() {
-                axpy(g, &head.vt[d * t..][..=i], dp);
-            }
-            let delta = dot(dyi, &row.y[i * c + h * hs..][..hs]);
-            let first = ((bi * s.nh + h) * t + i) * t;
-            let dqi = &mut dq[i * hs..][..hs];
-            for j in 0..=i {
-                let keep = dropout.map_or(1.0, |d| d.factor((first + j) as u64));
-                axpy(p[j] * keep, dyi, &mut dv[j * hs..][..hs]);
-                let ds = p[j] * (dp[j] * keep - delta) * s.scale();
-                axpy(ds, &head.k[j * hs..][..hs], dqi);
-                axpy(ds, &head.q[i * hs..][..hs], &mut dk[j * hs..][..hs]);
-            }
-        }
-        for (part, grad) in [dq, dk, dv].iter().enumerate() {
-            for i in 0..t {
-                dqkv[i * 3 * c + part * c + h * hs..][..hs].copy_from_slice(&grad[i * hs..][..hs]);
-            }
+            let (w, g) = ((&weights[..], block), (&grads[..], block));
+            matmul(
+                (&mut *dqkv, v.rows(0, to)),
+                (w.0, w.1.t()),
+                dy_blk,
+                1.0,
+                true,
+            );
+            matmul(
+                (&mut *dqkv, q.rows(from, to)),
+                g,
+                (row.qkv, k.rows(0, to)),
+                1.0,
+                true,
+            );
+            matmul(
+                (&mut *dqkv, k.rows(0, to)),
+                (g.0, g.1.t()),
+                q_blk,
+                1.0,
+                true,
+            );
         }
     }
 }
 
-/// `y += a·x`, elementwise: the compiler turns this loop into SIMD.
-#[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+/// Query i's row: `weights` holds its scaled scores and `grads` dL/dD; on return `weights`
+/// holds D (the weights after softmax and dropout) and `grads` dL/dS·scale, both 0 past
+/// key i.
+#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+fn score_grad_row(
+    weights: &mut [f32],
+    grads: &mut [f32],
+    i: usize,
+    lse: f32,
+    delta: f32,
+    scale: f32,
+    first: usize,
+    dropout: Option<Dropout>,
+) {
+    let (seen, unseen) = weights.split_at_mut(i + 1);
+    unseen.fill(0.0);
+    grads[i + 1..].fill(0.0);
+    for (j, (w, g)) in seen.iter_mut().zip(&mut grads[..=i]).enumerate() {
+        let p = exp(*w - lse);
+        let keep = dropout.map_or(1.0, |d| d.factor((first + j) as u64));
+        *w = p * keep;
+        *g = p * (*g * keep - delta) * scale;
     }
 }
 
@@ -458,7 +584,10 @@ mod tests {
         for i in 0..=870_000 {
             let x = -(i as f32) * 1e-4;
             let (ours, std) = (exp(x), x.exp());
-            assert!((ours - std).abs() <= 3e-7 * std, "exp({x}): {ours} vs {std}");
+            assert!(
+                (ours - std).abs() <= 3e-7 * std,
+                "exp({x}): {ours} vs {std}"
+            );
         }
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(f32::NEG_INFINITY) < 1e-37);
