@@ -113,6 +113,12 @@ impl Dropout {
     }
 }
 
+/// The dropout factor of weight j in the score row whose first weight has index `first`
+/// (1 without dropout).
+fn keep(dropout: Option<Dropout>, first: usize) -> impl Fn(usize) -> f32 {
+    move |j| dropout.map_or(1.0, |d| d.factor((first + j) as u64))
+}
+
 /// Under autodiff: the forward kernel, and a graph node whose backward is [`backward`].
 fn forward_autodiff(qkv: AutodiffFlexTensor, shape: Shape, dropout: f64) -> AutodiffFlexTensor {
     let dropout = (dropout > 0.0).then(|| Dropout {
@@ -337,7 +343,7 @@ fn forward_row(
             for (r, row) in scores[..block.rows * to].chunks_exact_mut(to).enumerate() {
                 let i = from + r;
                 let first = ((bi * s.nh + h) * t + i) * t;
-                lse[h * t + i] = softmax_row(row, i, first, dropout);
+                lse[h * t + i] = softmax_row(row, i, keep(dropout, first));
             }
             let out = (&mut *y, View::head(s, s.c, 0, h).rows(from, to));
             matmul(out, (&scores, block), (qkv, v.rows(0, to)), 1.0, false);
@@ -347,10 +353,10 @@ fn forward_row(
 
 /// Query i's row of scaled scores against keys 0..row.len() → its attention weights, in
 /// place: softmax over keys 0..=i (the causal mask: later keys get weight 0), then the
-/// dropout mask. Returns the log-sum-exp of the visible scores, all the backward pass
-/// needs to recompute the softmax. `first` is the row's index for the dropout hash.
+/// dropout factor `keep(j)`. Returns the log-sum-exp of the visible scores, all the
+/// backward pass needs to recompute the softmax.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
-fn softmax_row(row: &mut [f32], i: usize, first: usize, dropout: Option<Dropout>) -> f32 {
+fn softmax_row(row: &mut [f32], i: usize, keep: impl Fn(usize) -> f32) -> f32 {
     let (seen, unseen) = row.split_at_mut(i + 1);
     unseen.fill(0.0);
     // Shifted by the row's maximum so exp never overflows.
@@ -360,7 +366,7 @@ fn softmax_row(row: &mut [f32], i: usize, first: usize, dropout: Option<Dropout>
     }
     let sum = sum(seen);
     for (j, x) in seen.iter_mut().enumerate() {
-        *x *= dropout.map_or(1.0, |d| d.factor((first + j) as u64)) / sum;
+        *x *= keep(j) / sum;
     }
     max + sum.ln()
 }
@@ -432,7 +438,7 @@ fn backward_row(row: Row, dqkv: &mut [f32], bi: usize, s: Shape, dropout: Option
                 let first = ((bi * s.nh + h) * t + i) * t;
                 let lse = row.lse[h * t + i];
                 let (w, g) = (&mut weights[r * to..][..to], &mut grads[r * to..][..to]);
-                score_grad_row(w, g, i, lse, delta, s.scale(), first, dropout);
+                score_grad_row(w, g, i, lse, delta, s.scale(), keep(dropout, first));
             }
             let (w, g) = ((&weights[..], block), (&grads[..], block));
             matmul(
@@ -461,8 +467,8 @@ fn backward_row(row: Row, dqkv: &mut [f32], bi: usize, s: Shape, dropout: Option
 }
 
 /// Query i's row: `weights` holds its scaled scores and `grads` dL/dD; on return `weights`
-/// holds D (the weights after softmax and dropout) and `grads` dL/dS·scale, both 0 past
-/// key i.
+/// holds D (the weights after softmax and dropout factor `keep(j)`) and `grads`
+/// dL/dS·scale, both 0 past key i.
 #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn score_grad_row(
     weights: &mut [f32],
@@ -471,15 +477,14 @@ fn score_grad_row(
     lse: f32,
     delta: f32,
     scale: f32,
-    first: usize,
-    dropout: Option<Dropout>,
+    keep: impl Fn(usize) -> f32,
 ) {
     let (seen, unseen) = weights.split_at_mut(i + 1);
     unseen.fill(0.0);
     grads[i + 1..].fill(0.0);
     for (j, (w, g)) in seen.iter_mut().zip(&mut grads[..=i]).enumerate() {
         let p = exp(*w - lse);
-        let keep = dropout.map_or(1.0, |d| d.factor((first + j) as u64));
+        let keep = keep(j);
         *w = p * keep;
         *g = p * (*g * keep - delta) * scale;
     }
