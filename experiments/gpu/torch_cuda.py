@@ -1,0 +1,30 @@
+"""Runs the PyTorch reference (torch_gpt.py, written for the CPU) on the GPU, unchanged.
+
+Usage: python3 torch_cuda.py PATH/TO/torch_gpt.py [its flags...]
+(TORCH_DEVICE=cpu runs the same wrapper on the CPU, to check it without a GPU.)
+
+Every tensor it creates goes to CUDA (torch.set_default_device), and each clock read waits
+for the GPU first, so its per-step times measure finished work rather than queued kernels.
+"""
+import os
+import runpy
+import sys
+import time
+
+import torch
+
+device = os.environ.get("TORCH_DEVICE", "cuda")
+torch.set_default_device(device)
+_clock = time.perf_counter
+
+
+def _synchronised_clock():
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return _clock()
+
+
+time.perf_counter = _synchronised_clock
+script = sys.argv[1]
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
