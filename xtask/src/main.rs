@@ -4,8 +4,9 @@
 //!   `gpt` binary in release with backend B's cargo feature (default flex) and runs that
 //!   `gpt` subcommand with the other arguments, e.g.
 //!   `cargo xtask train --backend cuda --config experiments/shakespeare_char.toml`.
-//! - `cargo xtask bench --compare-torch PYTHON`: `gpt bench` and the PyTorch reference on
-//!   the same config, alternating, and their ratio.
+//! - `cargo xtask bench --compare-torch PYTHON [--torch-sdpa 1]`: `gpt bench` and the
+//!   PyTorch reference on the same config, alternating, and their ratio; `--torch-sdpa 1`
+//!   gives PyTorch its fused `scaled_dot_product_attention` instead of the explicit path.
 //! - `cargo xtask ci [--no-gpu-checks]`: everything CI checks, in the order that fails fastest.
 
 use anyhow::{Context, Result, bail};
@@ -13,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture|bench> [--backend flex|ndarray|wgpu|cuda] [gpt args…]
-       cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [gpt bench args…]
+       cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [--torch-sdpa 0|1] [gpt bench args…]
        cargo xtask ci [--no-gpu-checks]";
 
 /// `gpt` subcommands that xtask builds and runs.
@@ -46,12 +47,14 @@ fn xtask() -> Result<()> {
             let (backend, rest) = take_backend(&args[1..])?;
             let (python, rest) = take_value(&rest, "--compare-torch")?;
             let (rounds, rest) = take_value(&rest, "--rounds")?;
+            let (sdpa, rest) = take_value(&rest, "--torch-sdpa")?;
             let gpt = build_release(&backend)?;
             match python {
                 None => run(Command::new(gpt).arg("bench").args(rest)),
                 Some(python) => {
                     let rounds = rounds.as_deref().unwrap_or("3").parse()?;
-                    compare_torch(&gpt, &python, rounds, &rest)
+                    let sdpa = sdpa.unwrap_or_else(|| "0".into());
+                    compare_torch(&gpt, &python, rounds, &sdpa, &rest)
                 }
             }
         }
@@ -87,8 +90,14 @@ fn take_value(args: &[String], flag: &str) -> Result<(Option<String>, Vec<String
 
 /// `gpt bench` and the PyTorch reference (`../shared/reference/torch_gpt.py`, or
 /// `$BURNGPT_TORCH_SCRIPT`) on the same model and batch shape, alternating, `rounds` times
-/// each; prints both medians and their ratio.
-fn compare_torch(gpt: &Path, python: &str, rounds: usize, bench_args: &[String]) -> Result<()> {
+/// each; prints both medians and their ratio. `sdpa` is the reference's `--sdpa` flag.
+fn compare_torch(
+    gpt: &Path,
+    python: &str,
+    rounds: usize,
+    sdpa: &str,
+    bench_args: &[String],
+) -> Result<()> {
     let script = std::env::var_os("BURNGPT_TORCH_SCRIPT")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared/reference/torch_gpt.py"));
@@ -115,6 +124,7 @@ fn compare_torch(gpt: &Path, python: &str, rounds: usize, bench_args: &[String])
                 .args(["--n_layer", &get("n_layer"), "--n_head", &get("n_head")])
                 .args(["--n_embd", &get("n_embd"), "--dropout", &get("dropout")])
                 .args(["--grad_clip", &get("grad_clip"), "--decay_all", "0"])
+                .args(["--sdpa", sdpa])
                 .args([
                     "--max_iters",
                     &steps.to_string(),
