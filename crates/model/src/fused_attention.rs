@@ -4,11 +4,13 @@
 //! mask, softmax, dropout, ·v, merge the heads. On Burn's CPU backend (flex) each step is a
 //! separate tensor op that writes a (B, nh, T, T) tensor, and autodiff keeps every one of
 //! them for the backward pass; on a small model that bookkeeping costs more than the
-//! arithmetic. Here the same function runs per (batch row, head) in one pass, as
-//! FlashAttention does on a GPU: for each query it computes one row of scores, its
-//! softmax and the weighted sum of values, and keeps only the output and the row's
-//! log-sum-exp. The backward pass recomputes the probabilities from those instead of
-//! storing them.
+//! arithmetic. Here the same function runs per (batch row, head), reading q, k and v in
+//! place inside qkv and writing each head's output in place inside y, in blocks of 64
+//! queries: one matrix product for the block's scores (against only the keys it may see),
+//! the causal mask, softmax and dropout row by row while the block is in cache, one product
+//! with v. As in FlashAttention, only the output and each row's log-sum-exp are kept for
+//! the backward pass, which recomputes the attention weights from them instead of storing
+//! a (B, nh, T, T) tensor.
 //!
 //! It applies on the flex backend, with and without autodiff; every other backend keeps the
 //! explicit path, where its own kernels apply. The tests below hold the two paths to the
