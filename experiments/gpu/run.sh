@@ -4,9 +4,10 @@
 #
 # Prepare on the build machine (x86-64), from the repository root:
 #   experiments/gpu/run.sh --prepare
-# which builds the cuda and wgpu binaries of `gpt` into device-bin/ (git-ignored) and copies
-# Tiny Shakespeare and the PyTorch reference beside them. Then, on the GPU machine, from the
-# repository root with device-bin/ carried along:
+# which builds the cuda and wgpu binaries of `gpt` into device-bin/ (git-ignored; stripped
+# and gzipped, ~10 MB each, so that they travel) and copies Tiny Shakespeare and the PyTorch
+# reference beside them. Then, on the GPU machine, from the repository root with device-bin/
+# carried along:
 #   experiments/gpu/run.sh [OUT_DIR]          # FULL=1 also runs all 5000 iterations
 # It writes to OUT_DIR (default gpu-out/): gpu.txt, bench-cuda.json, bench-wgpu.json,
 # torch-cuda.txt, train-cuda.log, mem-*.txt (GPU memory used, sampled every 200 ms).
@@ -21,7 +22,8 @@ if [[ "${1:-}" == "--prepare" ]]; then
     mkdir -p "$BIN/datasets/tinyshakespeare"
     for backend in cuda wgpu; do
         cargo build --release -p cli --no-default-features --features "$backend"
-        cp target/release/gpt "$BIN/gpt-$backend"
+        strip -o "$BIN/gpt-$backend" target/release/gpt
+        gzip -9f "$BIN/gpt-$backend"
     done
     cp ../shared/datasets/tinyshakespeare/input.txt "$BIN/datasets/tinyshakespeare/"
     cp ../shared/reference/torch_gpt.py "$BIN/"
@@ -32,6 +34,10 @@ fi
 OUT_DIR=${1:-gpu-out}
 PEAK_FLOPS=${PEAK_FLOPS:-989e12}
 mkdir -p "$OUT_DIR"
+for backend in cuda wgpu; do
+    gunzip -c "$BIN/gpt-$backend.gz" >"/tmp/gpt-$backend"
+    chmod +x "/tmp/gpt-$backend"
+done
 export BURNGPT_DATA_DIR="$PWD/$BIN/datasets"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT_DIR/gpu.txt"
 
@@ -47,9 +53,11 @@ with_memory() {
 }
 
 full=experiments/shakespeare_char.toml # the lecture's model: 6L/6H/384, T 256, B 64
+# wgpu needs a Vulkan loader (libvulkan1) on the machine: its failure does not stop the rest.
 for backend in cuda wgpu; do
-    with_memory "bench-$backend" "$BIN/gpt-$backend" bench --config "$full" --steps 20 --warmup 5 \
-        --peak-flops "$PEAK_FLOPS" --sample-tokens 500 --json | tee "$OUT_DIR/bench-$backend.json"
+    with_memory "bench-$backend" "/tmp/gpt-$backend" bench --config "$full" --steps 20 --warmup 5 \
+        --peak-flops "$PEAK_FLOPS" --sample-tokens 500 --json | tee "$OUT_DIR/bench-$backend.json" ||
+        echo "bench on $backend failed"
 done
 
 # The same model and batch in PyTorch eager on the same card (timings synchronised).
@@ -61,6 +69,6 @@ with_memory torch-cuda python3 experiments/gpu/torch_cuda.py "$BIN/torch_gpt.py"
 # nanoGPT's shakespeare_char recipe: a short run, or all of it with FULL=1.
 iters=500
 [[ "${FULL:-0}" == 1 ]] && iters=5000
-with_memory train-cuda "$BIN/gpt-cuda" train --config experiments/nanogpt_shakespeare_char.toml \
+with_memory train-cuda /tmp/gpt-cuda train --config experiments/nanogpt_shakespeare_char.toml \
     --set "max_iters=$iters" --out-dir "$OUT_DIR/run" --overwrite --sample-tokens 200 |
     tee "$OUT_DIR/train-cuda.log"
