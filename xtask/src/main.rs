@@ -200,9 +200,27 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo that runs xtask, in the workspace root. `cargo run` gave this process the
+/// variables that describe xtask's own package (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …);
+/// some build scripts (ring's) rerun when those change, so passing them on would rebuild
+/// them at every switch between `cargo build` and `cargo xtask`.
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let package_var = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix));
+        if package_var || name == "CARGO_PRIMARY_PACKAGE" {
+            c.env_remove(&*name);
+        }
+    }
     c
 }
 
