@@ -226,6 +226,12 @@ impl View {
         }
     }
 
+    /// Head `h`'s q, k and v inside a batch row's qkv (T, 3C), each (T, hs).
+    fn qkv(s: Shape, h: usize) -> (Self, Self, Self) {
+        let part = |p| Self::head(s, 3 * s.c, p, h);
+        (part(0), part(1), part(2))
+    }
+
     /// Rows `from..to` of this matrix.
     fn rows(self, from: usize, to: usize) -> Self {
         Self {
@@ -326,11 +332,7 @@ fn forward_row(
     let t = s.t;
     let mut scores = vec![0.0f32; QUERY_BLOCK.min(t) * t];
     for h in 0..s.nh {
-        let (q, k, v) = (
-            View::head(s, 3 * s.c, 0, h),
-            View::head(s, 3 * s.c, 1, h),
-            View::head(s, 3 * s.c, 2, h),
-        );
+        let (q, k, v) = View::qkv(s, h);
         for from in (0..t).step_by(QUERY_BLOCK) {
             let to = (from + QUERY_BLOCK).min(t); // queries from..to see keys 0..to
             let block = View::dense(to - from, to);
@@ -414,11 +416,7 @@ fn backward_row(row: Row, dqkv: &mut [f32], bi: usize, s: Shape, dropout: Option
     let mut weights = vec![0.0f32; QUERY_BLOCK.min(t) * t];
     let mut grads = vec![0.0f32; QUERY_BLOCK.min(t) * t];
     for h in 0..s.nh {
-        let (q, k, v) = (
-            View::head(s, 3 * s.c, 0, h),
-            View::head(s, 3 * s.c, 1, h),
-            View::head(s, 3 * s.c, 2, h),
-        );
+        let (q, k, v) = View::qkv(s, h);
         let yh = View::head(s, s.c, 0, h);
         for from in (0..t).step_by(QUERY_BLOCK) {
             let to = (from + QUERY_BLOCK).min(t);
