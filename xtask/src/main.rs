@@ -1,21 +1,38 @@
 //! `cargo xtask …`: the project's build recipes, written in Rust so they run wherever cargo does.
 //!
-//! - `cargo xtask train|sample|eval|info|plot|lecture [--backend B] [gpt args…]` builds the
-//!   `gpt` binary in release with backend B's cargo feature (default flex) and runs that
+//! - `cargo xtask train|sample|eval|info|plot|lecture [--backend B] [--] [gpt args…]` builds
+//!   the `gpt` binary in release with backend B's cargo feature (default flex) and runs that
 //!   `gpt` subcommand with the other arguments, e.g.
-//!   `cargo xtask train --backend cuda --config experiments/shakespeare_char.toml`.
+//!   `cargo xtask train --backend cuda --config experiments/shakespeare_char.toml`. An
+//!   optional `--` ends xtask's own flags: everything after it goes to `gpt` untouched
+//!   (`cargo xtask train -- --config experiments/bigram.toml`).
 //! - `cargo xtask bench --compare-torch PYTHON [--torch-sdpa 1]`: `gpt bench` and the
-//!   PyTorch reference on the same config, alternating, and their ratio; `--torch-sdpa 1`
-//!   gives PyTorch its fused `scaled_dot_product_attention` instead of the explicit path.
-//! - `cargo xtask ci [--no-gpu-checks]`: everything CI checks, in the order that fails fastest.
+//!   PyTorch reference (`experiments/torch_gpt.py`) on the same config, alternating, and
+//!   their ratio; `--torch-sdpa 1` gives PyTorch its fused `scaled_dot_product_attention`
+//!   instead of the explicit path.
+//! - `cargo xtask ci [--no-gpu-checks] [--require-system-packages]`: everything CI checks, in
+//!   the order that fails fastest, ending with `readme`.
+//! - `cargo xtask readme [--no-gpu-checks] [--require-system-packages]`: runs every shell
+//!   command of README.md, shrunk to seconds (see `readme.rs`).
+//!
+//! Environment: `BURNGPT_XTASK_PROFILE=dev` makes the `gpt` commands build and run the
+//! dev-profile binary (`target/debug/gpt`) instead of the release one; for the default
+//! backend it is built by `cargo test --workspace --no-run`, the very build `cargo test
+//! --workspace` (and so `ci`) makes, so nothing is compiled twice. `CI=true` implies
+//! `--require-system-packages`.
+
+mod readme;
+mod system;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture|bench> [--backend flex|ndarray|wgpu|cuda] [gpt args…]
-       cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [--torch-sdpa 0|1] [gpt bench args…]
-       cargo xtask ci [--no-gpu-checks]";
+const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture|bench> [--backend flex|ndarray|wgpu|cuda] [--] [gpt args…]
+       cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [--torch-sdpa 0|1] [--] [gpt bench args…]
+       cargo xtask ci [--no-gpu-checks] [--require-system-packages]
+       cargo xtask readme [--no-gpu-checks] [--require-system-packages]
+environment: BURNGPT_XTASK_PROFILE=dev|release (default release), CI=true";
 
 /// `gpt` subcommands that xtask builds and runs.
 const GPT_COMMANDS: &[&str] = &[
@@ -34,21 +51,36 @@ fn main() -> std::process::ExitCode {
 }
 
 fn xtask() -> Result<()> {
-    // Hand-parsed on purpose: everything but `--backend` goes to `gpt` untouched, flags
-    // included, so `cargo xtask train --config X --set k=v` needs no `--`.
+    // Hand-parsed on purpose: everything but xtask's own flags goes to `gpt` untouched,
+    // flags included, so `cargo xtask train --config X --set k=v` needs no `--`; a `--`
+    // (optional) ends xtask's flags, and what follows it is forwarded as it is.
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("ci") => match &args[1..] {
-            [] => ci(true),
-            [flag] if flag == "--no-gpu-checks" => ci(false),
-            _ => bail!("{USAGE}"),
-        },
+        Some(command @ ("ci" | "readme")) => {
+            let mut gpu_checks = true;
+            let mut require = system::required_by_env();
+            for flag in &args[1..] {
+                match flag.as_str() {
+                    "--no-gpu-checks" => gpu_checks = false,
+                    "--require-system-packages" => require = true,
+                    _ => bail!("{USAGE}"),
+                }
+            }
+            if command == "ci" {
+                ci(gpu_checks, require)
+            } else {
+                set_data_dir()?;
+                readme::run(gpu_checks, require)
+            }
+        }
         Some("bench") => {
-            let (backend, rest) = take_backend(&args[1..])?;
+            let (own, forwarded) = split_forwarded(&args[1..]);
+            let (backend, rest) = take_backend(own)?;
             let (python, rest) = take_value(&rest, "--compare-torch")?;
             let (rounds, rest) = take_value(&rest, "--rounds")?;
-            let (sdpa, rest) = take_value(&rest, "--torch-sdpa")?;
-            let gpt = build_release(&backend)?;
+            let (sdpa, mut rest) = take_value(&rest, "--torch-sdpa")?;
+            rest.extend_from_slice(forwarded);
+            let gpt = build_gpt(&backend)?;
             match python {
                 None => run(Command::new(gpt).arg("bench").args(rest)),
                 Some(python) => {
@@ -59,11 +91,22 @@ fn xtask() -> Result<()> {
             }
         }
         Some(command) if GPT_COMMANDS.contains(&command) => {
-            let (backend, rest) = take_backend(&args[1..])?;
-            let gpt = build_release(&backend)?;
+            let (own, forwarded) = split_forwarded(&args[1..]);
+            let (backend, mut rest) = take_backend(own)?;
+            rest.extend_from_slice(forwarded);
+            let gpt = build_gpt(&backend)?;
             run(Command::new(gpt).arg(command).args(rest))
         }
         _ => bail!("{USAGE}"),
+    }
+}
+
+/// Splits the arguments at the first `--`: xtask's flags (mixed with `gpt` arguments)
+/// before it, arguments forwarded to `gpt` as they are after it.
+fn split_forwarded(args: &[String]) -> (&[String], &[String]) {
+    match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[]),
     }
 }
 
@@ -88,7 +131,7 @@ fn take_value(args: &[String], flag: &str) -> Result<(Option<String>, Vec<String
     Ok((value, rest))
 }
 
-/// `gpt bench` and the PyTorch reference (`../shared/reference/torch_gpt.py`, or
+/// `gpt bench` and the PyTorch reference (`experiments/torch_gpt.py`, or
 /// `$BURNGPT_TORCH_SCRIPT`) on the same model and batch shape, alternating, `rounds` times
 /// each; prints both medians and their ratio. `sdpa` is the reference's `--sdpa` flag.
 fn compare_torch(
@@ -100,7 +143,7 @@ fn compare_torch(
 ) -> Result<()> {
     let script = std::env::var_os("BURNGPT_TORCH_SCRIPT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/reference/torch_gpt.py"));
+        .unwrap_or_else(|| root().join("experiments/torch_gpt.py"));
     let (mut burn_ms, mut torch_ms) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let out = output(
@@ -239,21 +282,55 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// Builds `gpt` in release with exactly one backend feature; returns the binary's path.
-fn build_release(backend: &str) -> Result<PathBuf> {
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "cli",
-        "--no-default-features",
-        "--features",
-        backend,
-    ]))?;
-    Ok(target_dir().join("release/gpt"))
+/// The cargo profile xtask builds `gpt` in: release, or dev with
+/// `BURNGPT_XTASK_PROFILE=dev`.
+fn dev_profile() -> Result<bool> {
+    match std::env::var("BURNGPT_XTASK_PROFILE").as_deref() {
+        Err(_) | Ok("" | "release") => Ok(false),
+        Ok("dev" | "debug") => Ok(true),
+        Ok(other) => bail!("BURNGPT_XTASK_PROFILE={other:?}: expected dev or release"),
+    }
 }
 
-fn ci(gpu_checks: bool) -> Result<()> {
+/// Builds `gpt` with exactly one backend feature, in the profile `dev_profile` names;
+/// returns the binary's path.
+///
+/// In the dev profile the default backend (flex) is built by `cargo test --workspace
+/// --no-run`: the same units, features unified over the whole workspace and its
+/// dev-dependencies, as `cargo test --workspace`, so after the tests (or `ci`) it compiles
+/// nothing. (`cargo build -p cli` alone unifies features differently, proptest's among
+/// them, and would recompile burn.) The other backends are built as `ci` builds wgpu.
+fn build_gpt(backend: &str) -> Result<PathBuf> {
+    if !dev_profile()? {
+        run(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "cli",
+            "--no-default-features",
+            "--features",
+            backend,
+        ]))?;
+        return Ok(target_dir().join("release/gpt"));
+    }
+    if backend == "flex" {
+        run(cargo().args(["test", "--workspace", "--no-run", "--quiet"]))?;
+    } else {
+        run(cargo().args([
+            "build",
+            "-p",
+            "cli",
+            "--no-default-features",
+            "--features",
+            backend,
+        ]))?;
+    }
+    Ok(target_dir().join("debug/gpt"))
+}
+
+/// Points `BURNGPT_DATA_DIR` (for this process and its children) at the shared Tiny
+/// Shakespeare, `$BURNGPT_DATA_DIR` or `../shared/datasets`, and checks it is there.
+fn set_data_dir() -> Result<()> {
     let data_dir = std::env::var_os("BURNGPT_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared/datasets"));
@@ -265,6 +342,14 @@ fn ci(gpu_checks: bool) -> Result<()> {
     }
     // SAFETY of set_var: xtask is single-threaded here; children inherit the variable.
     unsafe { std::env::set_var("BURNGPT_DATA_DIR", &data_dir) };
+    Ok(())
+}
+
+/// `require`: the system packages of the runtime checks (Mesa's Vulkan for the wgpu smoke
+/// run, a font for `gpt plot`) must be present; without it a missing one skips its runtime
+/// check with a line naming what to install.
+fn ci(gpu_checks: bool, require: bool) -> Result<()> {
+    set_data_dir()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -327,9 +412,13 @@ fn ci(gpu_checks: bool) -> Result<()> {
             "n_embd=32",
             "block_size=16",
         ];
-        smoke(&gpt, "smoke-wgpu", &tiny, None)?;
+        if system::vulkan(require)? {
+            smoke(&gpt, "smoke-wgpu", &tiny, None)?;
+        }
         no_gpu_is_one_error_line(&gpt)?;
     }
+    // Every command of README.md, as a newcomer would type them (shrunk to seconds).
+    readme::run(gpu_checks, require)?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }
