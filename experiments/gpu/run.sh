@@ -5,9 +5,10 @@
 # Prepare on the build machine (x86-64), from the repository root:
 #   experiments/gpu/run.sh --prepare
 # which builds the cuda and wgpu binaries of `gpt` into device-bin/ (git-ignored; stripped
-# and gzipped, ~10 MB each, so that they travel) and copies Tiny Shakespeare and the PyTorch
-# reference beside them. Then, on the GPU machine, from the repository root with device-bin/
-# carried along:
+# and gzipped, ~10 MB each, so that they travel) and copies Tiny Shakespeare beside them
+# (from $BURNGPT_DATA_DIR, ../shared/datasets or gpt's download cache). The PyTorch
+# reference is the checkout's own experiments/torch_gpt.py. Then, on the GPU machine, from
+# the repository root with device-bin/ carried along:
 #   experiments/gpu/run.sh [OUT_DIR]          # FULL=1 also runs all 5000 iterations
 # It writes to OUT_DIR (default gpu-out/): gpu.txt, bench-cuda.json, bench-wgpu.json,
 # torch-cuda.txt, train-cuda.log, mem-*.txt (GPU memory used, sampled every 200 ms).
@@ -25,8 +26,18 @@ if [[ "${1:-}" == "--prepare" ]]; then
         strip -o "$BIN/gpt-$backend" target/release/gpt
         gzip -9f "$BIN/gpt-$backend"
     done
-    cp ../shared/datasets/tinyshakespeare/input.txt "$BIN/datasets/tinyshakespeare/"
-    cp ../shared/reference/torch_gpt.py "$BIN/"
+    src=""
+    for dir in "${BURNGPT_DATA_DIR:-}" ../shared/datasets "${BURNGPT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/burngpt}"; do
+        if [[ -n "$dir" && -f "$dir/tinyshakespeare/input.txt" ]]; then
+            src="$dir/tinyshakespeare/input.txt"
+            break
+        fi
+    done
+    if [[ -z "$src" ]]; then
+        echo "no Tiny Shakespeare found: run \`cargo xtask train\` once (it downloads it) or set BURNGPT_DATA_DIR" >&2
+        exit 1
+    fi
+    cp "$src" "$BIN/datasets/tinyshakespeare/"
     echo "prepared $BIN/: $(ls "$BIN" | tr '\n' ' ')"
     exit 0
 fi
@@ -61,7 +72,7 @@ for backend in cuda wgpu; do
 done
 
 # The same model and batch in PyTorch eager on the same card (timings synchronised).
-with_memory torch-cuda python3 experiments/gpu/torch_cuda.py "$BIN/torch_gpt.py" \
+with_memory torch-cuda python3 experiments/gpu/torch_cuda.py experiments/torch_gpt.py \
     --batch_size 64 --block_size 256 --n_layer 6 --n_head 6 --n_embd 384 --dropout 0.2 \
     --max_iters 25 --timing_warmup 5 --eval_interval 0 --final_eval 0 --log_interval 5 |
     tee "$OUT_DIR/torch-cuda.txt"

@@ -1,6 +1,7 @@
-"""Runs the PyTorch reference (torch_gpt.py, written for the CPU) on the GPU, unchanged.
+"""Runs the PyTorch reference (experiments/torch_gpt.py, written for the CPU) on the GPU,
+unchanged.
 
-Usage: python3 torch_cuda.py PATH/TO/torch_gpt.py [its flags...]
+Usage: python3 experiments/gpu/torch_cuda.py experiments/torch_gpt.py [its flags...]
 (TORCH_DEVICE=cpu runs the same wrapper on the CPU, to check it without a GPU.)
 
 Every tensor it creates goes to CUDA (torch.set_default_device), and each clock read waits

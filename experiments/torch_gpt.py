@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""burngpt's GPT in PyTorch: the reference that `cargo xtask bench --compare-torch PYTHON`
+and experiments/gpu/run.sh time against `gpt bench`.
+
+The same model and recipe as the Rust code (crates/model, crates/training):
+  * token embedding + learned position embedding (no dropout on the sum);
+  * n_layer pre-LayerNorm blocks, x = x + attn(ln_1(x)); x = x + mlp(ln_2(x));
+  * causal multi-head self-attention: q, k, v from one bias-free Linear(C, 3C), scores
+    scaled by head_size**-0.5, causal mask, softmax, dropout on the weights, heads side
+    by side, output projection (bias per --bias), dropout;
+    --sdpa 1 uses F.scaled_dot_product_attention instead of the explicit ops;
+  * MLP: Linear(C, 4C) -> ReLU -> Linear(4C, C) -> dropout (crates/model/src/mlp.rs);
+  * final LayerNorm, lm_head Linear(C, vocab) (bias per --bias);
+  * init as crates/model/src/init.rs: Linear and Embedding weights N(0, 0.02), biases 0,
+    LayerNorm weight 1 and bias 0;
+  * AdamW (beta1, beta2, eps), weight decay on matrices only (linear weights and
+    embeddings; --decay_all 1 decays everything, as plain torch.optim.AdamW does);
+    gradient clipping by the global norm over all parameters (clip_grad_norm_);
+    nanoGPT's lr schedule with --decay_lr 1 (linear warmup, cosine to min_lr), constant
+    otherwise.
+--model bigram is the lecture's bigram: one Embedding(vocab, vocab) table.
+
+Data: the characters of Tiny Shakespeare, 90/10 split, random block_size chunks. The text is
+--data, else $BURNGPT_DATA_DIR/tinyshakespeare/input.txt, else ../shared/datasets beside
+the checkout, else gpt's download cache (~/.cache/burngpt/tinyshakespeare/input.txt).
+--config FILE reads a burngpt preset (experiments/*.toml, Python >= 3.11) for the defaults;
+flags given on the command line win.
+
+Output: a log, then one last line `RESULT {json}`; xtask reads `median_ms_per_iter`.
+Set-up: `python3 -m pip install torch` (PyPI's default wheel runs on the CPU).
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The flags, with the defaults of burngpt's RunConfig (crates/training/src/config.rs) where
+# it has one, else the lecture's gpt.py.
+FLAGS = [
+    # name, type, default, help
+    ("model", str, "gpt", "gpt or bigram"),
+    ("vocab_size", int, 0, "0: the text's characters"),
+    ("block_size", int, 256, "context length T"),
+    ("n_layer", int, 6, "blocks"),
+    ("n_head", int, 6, "attention heads"),
+    ("n_embd", int, 384, "embedding width C"),
+    ("dropout", float, 0.2, "dropout probability"),
+    ("bias", int, 1, "1: biases in the projections, lm_head and LayerNorms"),
+    ("batch_size", int, 64, "sequences per step"),
+    ("max_iters", int, 5000, "training steps"),
+    ("eval_interval", int, 500, "steps between evaluations (0: none during training)"),
+    ("eval_iters", int, 200, "batches per split in an evaluation"),
+    ("final_eval", int, 1, "1: evaluate after the last step"),
+    ("full_val", int, 0, "1: also the loss over every consecutive window of val"),
+    ("learning_rate", float, 3e-4, "(peak) learning rate"),
+    ("decay_lr", int, 0, "1: warmup then cosine decay to min_lr"),
+    ("warmup_iters", int, 0, "linear warmup steps (with decay_lr)"),
+    ("lr_decay_iters", int, 0, "cosine length (0: max_iters)"),
+    ("min_lr", float, 3e-5, "lr at the end of the cosine"),
+    ("beta1", float, 0.9, "AdamW beta1"),
+    ("beta2", float, 0.999, "AdamW beta2"),
+    ("eps", float, 1e-8, "AdamW epsilon"),
+    ("weight_decay", float, 0.01, "AdamW weight decay"),
+    ("decay_all", int, 0, "0: decay matrices only (burngpt, nanoGPT); 1: every parameter"),
+    ("grad_clip", float, 0.0, "clip the global gradient norm to this (0: off)"),
+    ("train_frac", float, 0.9, "share of the text used for training"),
+    ("seed", int, 1337, "torch.manual_seed"),
+    ("sdpa", int, 0, "1: F.scaled_dot_product_attention instead of explicit attention"),
+    ("threads", int, 2, "torch.set_num_threads (0: PyTorch's default)"),
+    ("log_interval", int, 10, "steps between log lines"),
+    ("timing_warmup", int, 5, "first steps left out of the timing statistics"),
+    ("sample_chars", int, 0, "characters to sample after training"),
+]
+ALIASES = {"lr": "learning_rate"}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=None, help="the training text (default: see above)")
+    p.add_argument("--config", default=None, help="a burngpt preset TOML for the defaults")
+    for name, kind, default, help_text in FLAGS:
+        p.add_argument(f"--{name}", type=kind, default=None, help=f"{help_text} (default {default})")
+    for alias, name in ALIASES.items():
+        p.add_argument(f"--{alias}", dest=name, type=float, default=None, help=f"= --{name}")
+    args = p.parse_args(argv)
+    preset = read_preset(args.config) if args.config else {}
+    for name, kind, default, _ in FLAGS:
+        if getattr(args, name) is None:
+            value = preset.get(name, default)
+            setattr(args, name, int(value) if kind is int and isinstance(value, bool) else kind(value))
+    if args.model not in ("gpt", "bigram"):
+        p.error("--model is gpt or bigram")
+    if args.model == "gpt" and args.n_embd % args.n_head:
+        p.error("n_embd must be a multiple of n_head")
+    return args
+
+
+def read_preset(path):
+    import tomllib  # Python >= 3.11
+
+    with open(path, "rb") as f:
+        table = tomllib.load(f)
+    flat = {}
+    for section in ("model", "train"):
+        flat.update(table.get(section, {}))
+    known = {name for name, *_ in FLAGS}
+    return {k: v for k, v in flat.items() if k in known}
+
+
+def default_data():
+    candidates = []
+    if os.environ.get("BURNGPT_DATA_DIR"):
+        candidates.append(os.path.join(os.environ["BURNGPT_DATA_DIR"], "tinyshakespeare", "input.txt"))
+    candidates.append(os.path.join(HERE, "..", "..", "shared", "datasets", "tinyshakespeare", "input.txt"))
+    cache = os.environ.get("BURNGPT_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "burngpt")
+    candidates.append(os.path.join(cache, "tinyshakespeare", "input.txt"))
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    sys.exit("error: no Tiny Shakespeare found (tried " + ", ".join(candidates)
+             + "); pass --data PATH, or run `cargo xtask train` once to download it")
+
+
+# ----------------------------------------------------------------------------- data
+
+class Text:
+    """The characters of a text, as token ids, split into train and val."""
+
+    def __init__(self, path, train_frac):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        self.chars = sorted(set(text))
+        index = {c: i for i, c in enumerate(self.chars)}
+        ids = torch.tensor([index[c] for c in text], dtype=torch.long)
+        n = int(train_frac * len(ids))
+        self.train, self.val = ids[:n], ids[n:]
+
+    def batch(self, split, batch_size, block_size):
+        ids = self.train if split == "train" else self.val
+        starts = torch.randint(len(ids) - block_size, (batch_size,))
+        x = torch.stack([ids[s:s + block_size] for s in starts])
+        y = torch.stack([ids[s + 1:s + 1 + block_size] for s in starts])
+        return x, y
+
+    def decode(self, ids):
+        return "".join(self.chars[i] for i in ids)
+
+
+# ----------------------------------------------------------------------------- model
+
+class Attention(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.n_head, self.sdpa, self.p = a.n_head, bool(a.sdpa), a.dropout
+        self.c_attn = nn.Linear(a.n_embd, 3 * a.n_embd, bias=False)
+        self.c_proj = nn.Linear(a.n_embd, a.n_embd, bias=bool(a.bias))
+        self.attn_dropout = nn.Dropout(a.dropout)
+        self.resid_dropout = nn.Dropout(a.dropout)
+        mask = torch.tril(torch.ones(a.block_size, a.block_size, dtype=torch.bool))
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        hs = C // self.n_head
+        # (B, T, 3C) -> three (B, nh, T, hs)
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                               dropout_p=self.p if self.training else 0.0)
+        else:
+            att = (q @ k.transpose(-2, -1)) * hs ** -0.5
+            att = att.masked_fill(~self.mask[:T, :T], float("-inf"))
+            y = self.attn_dropout(F.softmax(att, dim=-1)) @ v
+        y = y.transpose(1, 2).reshape(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class Mlp(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.c_fc = nn.Linear(a.n_embd, 4 * a.n_embd, bias=bool(a.bias))
+        self.c_proj = nn.Linear(4 * a.n_embd, a.n_embd, bias=bool(a.bias))
+        self.dropout = nn.Dropout(a.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.relu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(a.n_embd, bias=bool(a.bias))
+        self.attn = Attention(a)
+        self.ln_2 = nn.LayerNorm(a.n_embd, bias=bool(a.bias))
+        self.mlp = Mlp(a)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class Gpt(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.block_size = a.block_size
+        self.wte = nn.Embedding(a.vocab_size, a.n_embd)
+        self.wpe = nn.Embedding(a.block_size, a.n_embd)
+        self.blocks = nn.ModuleList(Block(a) for _ in range(a.n_layer))
+        self.ln_f = nn.LayerNorm(a.n_embd, bias=bool(a.bias))
+        self.lm_head = nn.Linear(a.n_embd, a.vocab_size, bias=bool(a.bias))
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, mean=0.0, std=0.02)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class Bigram(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.block_size = a.block_size
+        self.table = nn.Embedding(a.vocab_size, a.vocab_size)
+
+    def forward(self, idx):
+        return self.table(idx)
+
+
+def loss_of(model, x, y):
+    logits = model(x)
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+
+
+# ----------------------------------------------------------------------------- training
+
+def lr_at(it, a):
+    """nanoGPT's get_lr, as crates/training/src/schedule.rs."""
+    if not a.decay_lr:
+        return a.learning_rate
+    if it < a.warmup_iters:
+        return a.learning_rate * (it + 1) / (a.warmup_iters + 1)
+    decay_iters = a.lr_decay_iters or a.max_iters
+    if it > decay_iters:
+        return a.min_lr
+    ratio = (it - a.warmup_iters) / max(1, decay_iters - a.warmup_iters)
+    return a.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (a.learning_rate - a.min_lr)
+
+
+def optimizer(model, a):
+    params = list(model.parameters())
+    if a.decay_all:
+        groups = [{"params": params, "weight_decay": a.weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": a.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=a.learning_rate, betas=(a.beta1, a.beta2), eps=a.eps)
+
+
+@torch.no_grad()
+def estimate_loss(model, text, a):
+    model.eval()
+    out = {}
+    for split in ("train", "val"):
+        losses = [loss_of(model, *text.batch(split, a.batch_size, a.block_size)).item()
+                  for _ in range(a.eval_iters)]
+        out[split] = sum(losses) / len(losses)
+    model.train()
+    return out
+
+
+@torch.no_grad()
+def full_split_loss(model, ids, block_size, batch_size):
+    """Mean loss over every consecutive block_size window of ids (a partial last one dropped)."""
+    model.eval()
+    n = (len(ids) - 1) // block_size
+    xs = ids[:n * block_size].view(n, block_size)
+    ys = ids[1:n * block_size + 1].view(n, block_size)
+    total = 0.0
+    for i in range(0, n, batch_size):
+        logits = model(xs[i:i + batch_size])
+        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), ys[i:i + batch_size].reshape(-1),
+                                 reduction="sum").item()
+    model.train()
+    return total / (n * block_size)
+
+
+@torch.no_grad()
+def sample(model, n, generator):
+    model.eval()
+    idx = torch.zeros((1, 1), dtype=torch.long)
+    for _ in range(n):
+        logits = model(idx[:, -model.block_size:])[:, -1, :]
+        nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+        idx = torch.cat([idx, nxt], dim=1)
+    model.train()
+    return idx[0, 1:].tolist()
+
+
+def peak_rss_mib():
+    try:
+        import resource
+    except ImportError:
+        return None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    a.data = a.data or default_data()
+    text = Text(a.data, a.train_frac)
+    a.vocab_size = a.vocab_size or len(text.chars)
+    model = (Gpt if a.model == "gpt" else Bigram)(a)
+    opt = optimizer(model, a)
+    n_params = sum(p.numel() for p in model.parameters())
+    tokens_per_iter = a.batch_size * a.block_size
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}")
+    print(f"{a.model}: {n_params} parameters, vocab {a.vocab_size}, {tokens_per_iter} tokens per step, "
+          f"attention {'sdpa' if a.sdpa else 'explicit'}", flush=True)
+
+    evals, step_ms = [], []
+    for it in range(a.max_iters):
+        if a.eval_interval and it % a.eval_interval == 0:
+            e = estimate_loss(model, text, a)
+            evals.append({"iter": it, "train_loss": round(e["train"], 4), "val_loss": round(e["val"], 4)})
+            print(f"iter {it}: train loss {e['train']:.4f}, val loss {e['val']:.4f}", flush=True)
+        t0 = time.perf_counter()
+        lr = lr_at(it, a)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = loss_of(model, *text.batch("train", a.batch_size, a.block_size))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if a.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
+        opt.step()
+        loss = loss.item()  # waits for the step to finish
+        step_ms.append((time.perf_counter() - t0) * 1000.0)
+        if a.log_interval and (it % a.log_interval == 0 or it == a.max_iters - 1):
+            print(f"step {it}: loss {loss:.4f}, {step_ms[-1]:.1f} ms, lr {lr:.2e}", flush=True)
+
+    final = estimate_loss(model, text, a) if a.final_eval else None
+    if final:
+        print(f"final: train loss {final['train']:.4f}, val loss {final['val']:.4f}", flush=True)
+    full_val = full_split_loss(model, text.val, a.block_size, max(a.batch_size, 64)) if a.full_val else None
+    if a.sample_chars:
+        print(text.decode(sample(model, a.sample_chars, torch.Generator().manual_seed(a.seed))))
+
+    timed = step_ms[a.timing_warmup:] or step_ms
+    median = statistics.median(timed) if timed else float("nan")
+    wall = time.perf_counter() - start
+    result = {
+        "model": a.model,
+        "config": {k: v for k, v in vars(a).items() if k != "config"},
+        "params": n_params,
+        "vocab_size": a.vocab_size,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "iters": a.max_iters,
+        "tokens_per_iter": tokens_per_iter,
+        "final_train_loss": round(final["train"], 4) if final else None,
+        "final_val_loss": round(final["val"], 4) if final else None,
+        "full_val_loss": round(full_val, 4) if full_val is not None else None,
+        "evals": evals,
+        "timed_iters": len(timed),
+        "median_ms_per_iter": round(median, 3),
+        "min_ms_per_iter": round(min(timed), 3) if timed else None,
+        "mean_ms_per_iter": round(statistics.fmean(timed), 3) if timed else None,
+        "tokens_per_s": round(tokens_per_iter / median * 1000.0, 1) if timed else None,
+        "wall_s": round(wall, 2),
+        "cpu_per_wall": round((time.process_time() - cpu_start) / wall, 2) if wall > 0 else None,
+        "peak_rss_mib": round(peak_rss_mib(), 1) if peak_rss_mib() is not None else None,
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
