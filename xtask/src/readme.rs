@@ -959,6 +959,26 @@ mod tests {
     }
 
     #[test]
+    fn the_no_device_error_is_one_line_naming_the_backend() {
+        let out = |success, stderr: &str| Finished {
+            success,
+            code: Some(if success { 0 } else { 1 }),
+            stdout: String::new(),
+            stderr: stderr.into(),
+            seconds: 0.0,
+        };
+        let good =
+            "xtask: building\nerror: the wgpu backend found no usable device\nxtask: error: …";
+        assert_eq!(no_device_problem(&out(false, good), "wgpu"), None);
+        assert!(no_device_problem(&out(true, ""), "wgpu").is_some_and(|p| p.contains("succeeded")));
+        let two = "error: the wgpu backend found no usable device\nerror: again";
+        assert!(no_device_problem(&out(false, two), "wgpu").is_some());
+        let panic = "thread 'main' panicked at x\nerror: the wgpu backend";
+        assert!(no_device_problem(&out(false, panic), "wgpu").is_some());
+        assert!(no_device_problem(&out(false, "error: no usable device"), "wgpu").is_some());
+    }
+
+    #[test]
     fn the_readme_has_commands_and_all_parse() {
         let text = std::fs::read_to_string(root().join("README.md")).unwrap();
         let commands = extract(&text);
