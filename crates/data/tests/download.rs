@@ -130,7 +130,7 @@ fn first_use_downloads_into_the_cache_then_reads_it_from_there() {
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     assert_eq!(
         files_under(&cache),
-        [path.clone()],
+        std::slice::from_ref(&path),
         "no temporary file is left"
     );
     assert_eq!(server.served.load(Ordering::SeqCst), 1);
