@@ -31,43 +31,75 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
     "flex"
 };
 
-/// The device `--device INDEX` names (ignored by the CPU backends), checked to work: a
-/// GPU backend with no GPU or driver is a clear error, not a panic deep in the runtime.
+/// The device `--device INDEX` names, checked to exist before the runtime is asked for
+/// it: a GPU runtime without a GPU or driver panics, so this asks the driver first.
 pub fn device(index: Option<usize>) -> Result<Dev> {
-    let device = make_device(index);
-    // GPU runtimes panic when the driver is missing; turn that into an error.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let probe = std::panic::catch_unwind(|| {
-        let t = Tensor::<Inner, 1>::ones([2], &device);
-        t.sum().into_scalar().elem::<f32>()
-    });
-    std::panic::set_hook(hook);
-    match probe {
-        Ok(2.0) => Ok(device),
-        Ok(v) => bail!("the {NAME} device computed 1 + 1 = {v}; refusing to train on it"),
-        Err(_) => bail!(
-            "the {NAME} backend found no usable device{}: is a GPU and its driver present? \
-             Use a CPU build (the default, or --backend flex) instead",
-            index.map(|i| format!(" at index {i}")).unwrap_or_default()
-        ),
+    let device = find_device(index)?;
+    let t = Tensor::<Inner, 1>::ones([2], &device);
+    match t.sum().into_scalar().elem::<f32>() {
+        2.0 => Ok(device),
+        v => bail!("the {NAME} device computed 1 + 1 = {v}; refusing to train on it"),
     }
 }
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn no_device(index: Option<usize>, why: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the {NAME} backend found no usable device{} ({why}): is a GPU and its driver present? Use a CPU build (the default, or --backend flex) instead",
+        index.map(|i| format!(" at index {i}")).unwrap_or_default()
+    )
+}
+
 #[cfg(feature = "cuda")]
-fn make_device(index: Option<usize>) -> Dev {
-    burn::backend::cuda::CudaDevice::new(index.unwrap_or(0))
+fn find_device(index: Option<usize>) -> Result<Dev> {
+    use cudarc::driver::result;
+    // SAFETY: only probes whether the CUDA driver library can be loaded.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return Err(no_device(index, "the CUDA driver library is not installed"));
+    }
+    result::init().map_err(|e| no_device(index, &e.to_string()))?;
+    let count = result::device::get_count().map_err(|e| no_device(index, &e.to_string()))?;
+    let i = index.unwrap_or(0);
+    if i >= count as usize {
+        return Err(no_device(Some(i), &format!("{count} CUDA devices")));
+    }
+    Ok(burn::backend::cuda::CudaDevice::new(i))
 }
 
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-fn make_device(index: Option<usize>) -> Dev {
+fn find_device(index: Option<usize>) -> Result<Dev> {
+    let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor::default());
+    let adapters = ready(instance.enumerate_adapters(wgpu::Backends::all()));
     match index {
-        Some(i) => burn::backend::wgpu::WgpuDevice::DiscreteGpu(i),
-        None => burn::backend::wgpu::WgpuDevice::default(),
+        _ if adapters.is_empty() => Err(no_device(index, "no adapter")),
+        Some(i) if i >= adapters.len() => {
+            Err(no_device(Some(i), &format!("{} adapters", adapters.len())))
+        }
+        Some(i) => Ok(burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)),
+        None => Ok(burn::backend::wgpu::WgpuDevice::default()),
+    }
+}
+
+/// The value of a future that native wgpu completes at once.
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+fn ready<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
     }
 }
 
 #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
-fn make_device(_index: Option<usize>) -> Dev {
-    Default::default()
+fn find_device(index: Option<usize>) -> Result<Dev> {
+    if let Some(i) = index {
+        bail!(
+            "--device {i} picks a GPU, but this gpt is a CPU build ({NAME}): build it for a GPU (cargo xtask … --backend cuda or wgpu)"
+        );
+    }
+    Ok(Default::default())
 }

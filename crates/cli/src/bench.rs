@@ -47,11 +47,21 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
-    if args.steps == 0 {
-        bail!("--steps must be at least 1");
+    /// More steps than anyone times; it also bounds the timings kept in memory.
+    const MAX_STEPS: usize = 1_000_000;
+    if args.steps == 0 || args.steps > MAX_STEPS || args.warmup > MAX_STEPS {
+        bail!("--steps must be in 1..={MAX_STEPS} and --warmup at most {MAX_STEPS}");
+    }
+    if args.sample_tokens > MAX_STEPS || args.prompt_len > MAX_STEPS {
+        bail!("--sample-tokens and --prompt-len must be at most {MAX_STEPS}");
     }
     // The vocabulary is the config's (65, Tiny Shakespeare's characters, by default).
     let config = args.config.load()?;
+    training::budget::check_fits(
+        &config,
+        config.train.batch_size,
+        training::budget::available_bytes(),
+    )?;
     let device = backend::device(device)?;
     let m = &config.model;
     let (b, t) = (config.train.batch_size, m.block_size);
@@ -98,7 +108,9 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             ..Sampling::default()
         };
         let start = Instant::now();
-        generate::<Inner, _>(&sampler, &prompt, &sampling, &device, |_| {})?;
+        generate::<Inner, _>(&sampler, &prompt, &sampling, &device, |_| {
+            std::ops::ControlFlow::Continue(())
+        })?;
         Ok(Some(
             args.sample_tokens as f64 / start.elapsed().as_secs_f64(),
         ))
@@ -110,6 +122,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     if args.json {
         let json = serde_json::json!({
             "backend": backend::NAME,
+            "attention": model::attention_path::<Train>(),
             "batch_size": b,
             "block_size": t,
             "n_layer": m.n_layer,
@@ -136,8 +149,9 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} backend: {}L/{}H/{} (block {t}, batch {b}), {:.2} M parameters",
+        "{} backend ({} attention): {}L/{}H/{} (block {t}, batch {b}), {:.2} M parameters",
         backend::NAME,
+        model::attention_path::<Train>(),
         m.n_layer,
         m.n_head,
         m.n_embd,
@@ -209,4 +223,21 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+#[cfg(all(
+    test,
+    not(any(feature = "cuda", feature = "wgpu", feature = "ndarray"))
+))]
+mod tests {
+    use crate::backend::{Inner, Train};
+    use model::{AttentionPath, attention_path};
+
+    /// The default build trains and samples through the fused CPU attention kernel: a
+    /// change to the backend types that loses it fails here, not silently in a benchmark.
+    #[test]
+    fn flex_build_takes_the_fused_attention_kernel() {
+        assert_eq!(attention_path::<Train>(), AttentionPath::FusedCpu);
+        assert_eq!(attention_path::<Inner>(), AttentionPath::FusedCpu);
+    }
 }

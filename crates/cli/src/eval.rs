@@ -2,28 +2,32 @@
 //! match on held-out problems, per operator and size.
 
 use crate::backend::{self, Inner};
+use crate::prompt::RunArg;
 use anyhow::{Result, bail};
 use data::generator::held_out_set;
-use data::{Corpus, Split, TextSource};
+use data::{Corpus, Split};
 use std::path::PathBuf;
-use training::RunDir;
 use training::eval::{estimate_loss, full_split_loss};
 use training::exact::exact_match;
-use training::train::prepare_corpus;
+use training::train::run_corpus;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArg,
     /// Also the deterministic loss over every consecutive block_size window of val.
     #[arg(long)]
     full: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
-    /// The text the run was trained on, if not its config's dataset.
+    /// Evaluate on this text file (default: the run's own data). Another text than the
+    /// run's needs --allow-data-change.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Accept a text other than the one the run was trained on.
+    #[arg(long)]
+    allow_data_change: bool,
     /// Random batches per split (default: the run's eval_iters).
     #[arg(long)]
     eval_iters: Option<usize>,
@@ -35,15 +39,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
-    let run = RunDir::open(&args.run)?;
+    if args.eval_iters == Some(0) || args.problems == 0 {
+        bail!("--eval-iters and --problems must be at least 1");
+    }
+    let run = args.run.open()?;
     let config = run.config()?;
     if args.full && config.task().is_some() {
         bail!(
             "--full walks a text's val split; an arithmetic run is scored on held-out problems instead"
         );
     }
-    let data = args.data.map(TextSource::Path);
-    let (corpus, _) = prepare_corpus(&config, data, Some(run.tokenizer()?))?;
+    let (corpus, config, _) =
+        run_corpus(&run, config, args.data.as_deref(), args.allow_data_change)?;
     let device = backend::device(device)?;
     let model = run.load_model::<Inner>(&device)?;
     let t = &config.train;

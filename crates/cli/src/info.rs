@@ -1,25 +1,22 @@
 //! `gpt info`: what a run is and how far it got.
 
+use crate::prompt::RunArg;
 use anyhow::Result;
-use burn::backend::Flex;
-use burn::module::Module;
-use model::Model;
-use std::path::PathBuf;
-use training::RunDir;
+use training::budget::num_params;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArg,
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let run = RunDir::open(&args.run)?;
+    let run = args.run.open()?;
     let config = run.config()?;
-    // Counting parameters needs only the shapes, so a CPU model will do.
-    let params = Model::<Flex>::new(&config.model, &Default::default())?.num_params();
+    let params = num_params(&config.model).unwrap_or(u128::MAX);
+    let data = run.marker()?.and_then(|m| m.data);
     let rows = run.rows();
     let last = rows.last();
     let checkpoints = run.checkpoint_epochs();
@@ -31,6 +28,7 @@ pub fn run(args: Args) -> Result<()> {
             "val_loss": last.map(|r| r.val_loss),
             "elapsed_s": last.map(|r| r.elapsed_s),
             "checkpoints": checkpoints,
+            "data": data,
             "config": config,
         });
         println!("{json}");
@@ -53,6 +51,12 @@ pub fn run(args: Args) -> Result<()> {
         ),
     }
     println!("checkpoints after evaluations: {checkpoints:?}");
+    if let Some(d) = &data {
+        println!(
+            "data: {} ({} bytes, sha256 {})",
+            d.dataset, d.bytes, d.sha256
+        );
+    }
     println!("--- config.toml ---\n{}", config.to_toml());
     Ok(())
 }

@@ -334,7 +334,9 @@ fn sample(
         max_new_tokens: n,
         ..Sampling::default()
     };
-    let ids = generate(model, &[0], &sampling, device, |_| {})?;
+    let ids = generate(model, &[0], &sampling, device, |_| {
+        std::ops::ControlFlow::Continue(())
+    })?;
     Ok(tokenizer.decode(&ids)?)
 }
 

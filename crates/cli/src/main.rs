@@ -10,6 +10,7 @@ mod info;
 mod lecture;
 mod plot;
 mod preset;
+mod prompt;
 mod sample;
 mod solve;
 mod train;
@@ -68,8 +69,38 @@ enum Command {
     Bench(bench::Args),
 }
 
+/// Set when any thread panicked: the run cannot be trusted to have done its work.
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A panic is a bug in gpt or a library, never a user mistake (those are checked before
+/// the call that would panic). Report it as one `error:` line, and make sure the
+/// process fails even when the panic was on a worker thread that the main thread
+/// outlives (burn-train's metric or checkpoint threads).
+fn report_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        PANICKED.store(true, std::sync::atomic::Ordering::SeqCst);
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        let thread = std::thread::current();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "error: internal error in thread {}: {}{place} (a bug: please report it)",
+            thread.name().unwrap_or("unnamed"),
+            what.replace('\n', " ")
+        );
+    }));
+}
+
 fn main() -> ExitCode {
     keep_freed_memory();
+    report_panics();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train::run(a, cli.device),
@@ -81,6 +112,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a, cli.device),
     };
     match result {
+        Ok(()) if PANICKED.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::FAILURE,
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the error and its causes, no backtrace.

@@ -1,15 +1,15 @@
 //! `gpt plot`: the run's loss and learning-rate curves as a PNG, from its metrics.csv.
 
+use crate::prompt::RunArg;
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 use std::path::PathBuf;
-use training::RunDir;
 use training::log::EvalRow;
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArg,
     /// Output file (default: <run>/loss.png).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -26,18 +26,40 @@ const FONTS: &[&str] = &[
 ];
 
 pub fn run(args: Args) -> Result<()> {
-    let run = RunDir::open(&args.run)?;
-    let rows = run.rows();
-    if rows.is_empty() {
+    let run = args.run.open()?;
+    let all = run.rows();
+    if all.is_empty() {
         bail!(
             "{} has no evaluations to plot yet",
             run.metrics_path().display()
         );
     }
+    // A diverged run logs NaN or infinite losses: they have no place on the chart.
+    let rows: Vec<EvalRow> = all
+        .iter()
+        .filter(|r| r.train_loss.is_finite() && r.val_loss.is_finite())
+        .cloned()
+        .collect();
+    if rows.is_empty() {
+        bail!(
+            "every evaluation in {} has a NaN or infinite loss: nothing to plot",
+            run.metrics_path().display()
+        );
+    }
+    if rows.len() < all.len() {
+        eprintln!(
+            "note: {} of {} evaluations have a NaN or infinite loss and are not drawn",
+            all.len() - rows.len(),
+            all.len()
+        );
+    }
     register_font()?;
     let out = args.out.unwrap_or_else(|| run.path().join("loss.png"));
-    draw(&rows, &out, &run.path().display().to_string())
-        .with_context(|| format!("drawing {}", out.display()))?;
+    let name = run.path().file_name().map_or_else(
+        || run.path().display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    draw(&rows, &out, &name).with_context(|| format!("drawing {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())
 }
@@ -76,6 +98,7 @@ fn draw(rows: &[EvalRow], out: &std::path::Path, title: &str) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("iteration")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("loss")
         .draw()?;
     for (name, color, pick) in [
@@ -103,7 +126,12 @@ fn draw(rows: &[EvalRow], out: &std::path::Path, title: &str) -> Result<()> {
         .border_style(BLACK)
         .draw()?;
 
-    let max_lr = rows.iter().map(|r| r.lr).fold(0.0, f64::max).max(1e-12);
+    let max_lr = rows
+        .iter()
+        .map(|r| r.lr)
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-12);
     let mut lr = ChartBuilder::on(&bottom)
         .caption("learning rate (at each evaluation)", ("sans-serif", 16))
         .margin(12)

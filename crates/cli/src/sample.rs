@@ -1,19 +1,20 @@
 //! `gpt sample`: stream text from a trained run, or solve a problem with an arithmetic one.
 
 use crate::backend::{self, Inner};
+use crate::prompt::{Prompt, RunArg};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use data::Tokenizer;
 use model::{LanguageModel, Sampling, generate};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use training::RunDir;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The run directory to sample from.
-    #[arg(long)]
-    run: PathBuf,
+    #[command(flatten)]
+    run: RunArg,
     /// Text to continue (default: a newline, as nanoGPT); for an arithmetic run, a
     /// problem such as "123+456=" (default: a held-out one).
     #[arg(long, conflicts_with = "prompt_file")]
@@ -24,7 +25,8 @@ pub struct Args {
     /// Tokens to generate (an arithmetic run writes its answer's length).
     #[arg(long, default_value_t = 500)]
     max_new_tokens: usize,
-    /// Below 1: more conservative; above 1: more surprising.
+    /// Below 1: more conservative; above 1: more surprising. Must be > 0; near 0 it is
+    /// greedy decoding.
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
     /// Sample only among the K most likely tokens (1: greedy).
@@ -42,32 +44,24 @@ pub struct Args {
     weights: String,
 }
 
-/// What generation starts from.
-pub enum Prompt {
-    /// nanoGPT's default start: a newline.
-    Start,
-    Text(String),
-}
-
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     if args.max_new_tokens == 0 {
         bail!("--max-new-tokens must be at least 1");
     }
-    let prompt = match (&args.prompt, &args.prompt_file) {
-        (Some(p), _) => Prompt::Text(p.clone()),
-        (None, Some(f)) => Prompt::Text(
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
-        ),
-        (None, None) => Prompt::Start,
-    };
-    if matches!(&prompt, Prompt::Text(t) if t.is_empty()) {
-        bail!("the prompt is empty: give some text, or leave --prompt out to start from a newline");
+    if args.num_samples == 0 {
+        bail!("--num-samples must be at least 1");
     }
-    let run = RunDir::open(&args.run)?;
+    let prompt = Prompt::from_args(args.prompt.as_deref(), args.prompt_file.as_deref())?;
+    let run = args.run.open()?;
     let device = backend::device(device)?;
+    let mut out = Output::new();
     for i in 0..args.num_samples {
-        if args.num_samples > 1 {
-            println!("--- sample {} ---", i + 1);
+        if args.num_samples > 1
+            && out
+                .write(&format!("--- sample {} ---\n", i + 1))?
+                .is_break()
+        {
+            return Ok(());
         }
         let sampling = Sampling {
             max_new_tokens: args.max_new_tokens,
@@ -77,10 +71,36 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             kv_cache: !args.no_kv_cache,
         };
         let weights = (args.weights == "best").then(|| run.best_path());
-        stream_sample_from::<Inner>(&run, weights, &prompt, &sampling, &device)?;
-        println!();
+        let flow =
+            stream_sample_from::<Inner>(&run, weights, &prompt, &sampling, &device, &mut out)?;
+        if flow.is_break() || out.write("\n")?.is_break() {
+            return Ok(());
+        }
     }
     Ok(())
+}
+
+/// Standard output that reports a reader who has gone (`gpt sample | head`) as
+/// `ControlFlow::Break`, so generation stops quietly, and any other write error as an
+/// error. (Rust ignores SIGPIPE, so a closed pipe is an `EPIPE` write error here.)
+pub struct Output(std::io::Stdout);
+
+impl Output {
+    pub fn new() -> Self {
+        Self(std::io::stdout())
+    }
+
+    pub fn write(&mut self, text: &str) -> Result<ControlFlow<()>> {
+        match self
+            .0
+            .write_all(text.as_bytes())
+            .and_then(|()| self.0.flush())
+        {
+            Ok(()) => Ok(ControlFlow::Continue(())),
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(ControlFlow::Break(())),
+            Err(e) => Err(e).context("writing the sample to standard output"),
+        }
+    }
 }
 
 /// Prints the prompt, then each new token as soon as it is drawn.
@@ -90,7 +110,9 @@ pub fn stream_sample<B: Backend>(
     sampling: &Sampling,
     device: &B::Device,
 ) -> Result<()> {
-    stream_sample_from::<B>(run, None, prompt, sampling, device)
+    // A reader that left early is no failure: nothing more to do either way.
+    let _ = stream_sample_from::<B>(run, None, prompt, sampling, device, &mut Output::new())?;
+    Ok(())
 }
 
 fn stream_sample_from<B: Backend>(
@@ -99,7 +121,8 @@ fn stream_sample_from<B: Backend>(
     prompt: &Prompt,
     sampling: &Sampling,
     device: &B::Device,
-) -> Result<()> {
+    out: &mut Output,
+) -> Result<ControlFlow<()>> {
     let model = match weights {
         Some(path) if path.exists() => run.load_model_file::<B>(&path, device)?,
         Some(path) => bail!(
@@ -109,7 +132,8 @@ fn stream_sample_from<B: Backend>(
         None => run.load_model::<B>(device)?,
     };
     if let Some(task) = run.config()?.task() {
-        return crate::solve::solve(&model, task, prompt, sampling, device);
+        let answer = crate::solve::solve(&model, task, prompt, sampling, device)?;
+        return out.write(&answer);
     }
     let tokenizer = run.tokenizer()?;
     let ids = match prompt {
@@ -125,15 +149,20 @@ fn stream_sample_from<B: Backend>(
                 ids.len()
             );
         }
-        print!("{text}");
+        if out.write(text)?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
     }
-    let mut out = std::io::stdout();
+    let mut result = Ok(ControlFlow::Continue(()));
     generate(&model, &ids, sampling, device, |id| {
         let piece = tokenizer
             .decode(&[id])
             .expect("the model only emits ids of its vocabulary");
-        let _ = write!(out, "{piece}");
-        let _ = out.flush();
+        result = out.write(&piece);
+        match &result {
+            Ok(ControlFlow::Continue(())) => ControlFlow::Continue(()),
+            _ => ControlFlow::Break(()),
+        }
     })?;
-    Ok(())
+    result
 }

@@ -2,25 +2,25 @@
 //! on (zero-padded operands), let it write the answer, and print that the way a person
 //! writes it (digits in the usual order, no padding), with its trace if it has one.
 
-use crate::sample::Prompt;
+use crate::prompt::Prompt;
 use anyhow::Result;
 use burn::prelude::*;
+use data::Tokenizer;
 use data::arithmetic::TaskConfig;
 use data::generator::held_out_set;
-use data::{Problem, Tokenizer};
 use model::{Model, Sampling, generate};
 
 /// Solves the problem in `prompt`, or with no prompt a held-out problem drawn from the
-/// sampling seed, and prints `problem=result` (no newline).
+/// sampling seed, and returns `problem=result` (no newline) to print.
 pub fn solve<B: Backend>(
     model: &Model<B>,
     task: &TaskConfig,
     prompt: &Prompt,
     sampling: &Sampling,
     device: &B::Device,
-) -> Result<()> {
+) -> Result<String> {
     let problem = match prompt {
-        Prompt::Text(text) => Problem::parse(text, task)?,
+        Prompt::Text(text) => task.parse_problem(text)?,
         Prompt::Start => held_out_set(task, 1, sampling.seed)[0],
     };
     let tokenizer = task.tokenizer();
@@ -29,15 +29,16 @@ pub fn solve<B: Backend>(
         ..sampling.clone()
     };
     let ids = tokenizer.encode(&task.prompt(&problem))?;
-    let answer = tokenizer.decode(&generate(model, &ids, &sampling, device, |_| {})?)?;
-    match task.read(&problem, &answer) {
-        Some(reading) if reading.trace.is_empty() => print!("{problem}={}", reading.result),
-        Some(reading) => print!(
+    let answer = tokenizer.decode(&generate(model, &ids, &sampling, device, |_| {
+        std::ops::ControlFlow::Continue(())
+    })?)?;
+    Ok(match task.read(&problem, &answer) {
+        Some(reading) if reading.trace.is_empty() => format!("{problem}={}", reading.result),
+        Some(reading) => format!(
             "{problem}={}\n  trace: {}",
             reading.result,
             reading.trace.join(", ")
         ),
-        None => print!("{problem}=? (the model wrote {answer:?})"),
-    }
-    Ok(())
+        None => format!("{problem}=? (the model wrote {answer:?})"),
+    })
 }

@@ -2,29 +2,39 @@
 
 use crate::backend::{self, Inner, Train};
 use crate::preset::ConfigArgs;
-use crate::sample::{Prompt, stream_sample};
+use crate::prompt::Prompt;
+use crate::sample::stream_sample;
 use anyhow::Result;
 use burn::train::Interrupter;
-use data::TextSource;
 use model::Sampling;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use training::{RunConfig, RunDir, TrainOptions};
+use training::train::CTRL_C;
+use training::{Start, TrainOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,
-    /// Train on this text file instead of the config's dataset.
+    /// Train on this text file instead of the config's dataset (recorded in the run, so
+    /// --resume and eval use it again).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// With --resume: accept a text other than the one the run was trained on (another
+    /// --data file, or the same file after it changed).
+    #[arg(long, requires = "resume")]
+    allow_data_change: bool,
+    /// Train even when the config's estimated memory exceeds what the machine has.
+    #[arg(long)]
+    no_memory_check: bool,
     /// Run directory (default: runs/<preset name>).
     #[arg(long)]
     out_dir: Option<PathBuf>,
     /// Continue the run in --out-dir from its last checkpoint.
     #[arg(long)]
     resume: bool,
-    /// Replace a run already in --out-dir.
+    /// Replace the run in --out-dir (only a run directory; the old run is kept until the
+    /// new one has its first checkpoint).
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Characters of the sample printed when training ends (0: none).
@@ -36,32 +46,40 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let out_dir = args
         .out_dir
         .unwrap_or_else(|| PathBuf::from("runs").join(args.config.name()));
-    let config = if args.resume {
+    let start = if args.resume {
         // A resumed run keeps its own config; --set may change the recipe (e.g. max_iters).
-        let run = RunDir::open(&out_dir)?;
-        let text = std::fs::read_to_string(run.config_path())?;
-        let what = run.config_path().display().to_string();
-        RunConfig::parse(&text, &what, &args.config.set)?
+        if args.config.config.is_some() {
+            anyhow::bail!("--resume continues the run's own config: drop --config");
+        }
+        Start::Resume {
+            overrides: args.config.set.clone(),
+        }
     } else {
-        args.config.load()?
+        Start::New {
+            config: Box::new(args.config.load()?),
+            overwrite: args.overwrite,
+        }
     };
     let device = backend::device(device)?;
     let interrupter = Interrupter::new();
     let on_signal = interrupter.clone();
     // Ctrl-C stops after the current iteration; the run is saved and can be resumed.
-    let _ = ctrlc::set_handler(move || on_signal.stop(Some("Ctrl-C")));
+    let _ = ctrlc::set_handler(move || on_signal.stop(Some(CTRL_C)));
     let report = training::train::<Train>(
         TrainOptions {
-            config,
-            data: args.data.map(TextSource::Path),
+            start,
+            data: args.data,
+            allow_data_change: args.allow_data_change,
             out_dir,
-            resume: args.resume,
-            overwrite: args.overwrite,
+            memory_check: !args.no_memory_check,
             tui: std::io::stdout().is_terminal(),
             interrupter,
         },
         &device,
     )?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
     println!(
         "{} after {} iterations: train loss {:.4}, val loss {:.4} ({:.1} s on {}); run saved in {}",
         if report.interrupted {

@@ -71,6 +71,11 @@ pub struct Reading {
 }
 
 impl TaskConfig {
+    /// Reads a problem as a user types it, refusing what this task cannot pose.
+    pub fn parse_problem(&self, input: &str) -> Result<Problem> {
+        Problem::parse(input, self.n_digits, &self.ops)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(DataError::InvalidTask(m.into()));
         if !(1..=9).contains(&self.n_digits) {

@@ -116,7 +116,7 @@ mod tests {
         (0..ds.len())
             .map(|i| {
                 let text = tok.decode(&ds.get(i).unwrap().tokens).unwrap();
-                let p = Problem::parse(&text[..prompt_len], &ds.task).unwrap();
+                let p = ds.task.parse_problem(&text[..prompt_len]).unwrap();
                 (p, text)
             })
             .collect()

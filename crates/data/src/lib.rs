@@ -22,7 +22,7 @@ pub use arithmetic::TaskConfig;
 pub use batcher::{Chunk, ConsecutiveWindows, LmBatch, LmBatcher, RandomChunks, mix_seed};
 pub use corpus::Corpus;
 pub use problem::{Op, Problem};
-pub use source::{TextSource, load_text};
+pub use source::{Dataset, TextSource, load_text};
 pub use tokenizer::{CharTokenizer, Tokenizer};
 pub use tokens::{Split, TokenStore, Tokens};
 
@@ -36,6 +36,8 @@ pub enum DataError {
     Io { path: String, err: std::io::Error },
     #[error("cannot write into {path}: {err}")]
     Write { path: String, err: std::io::Error },
+    #[error("refusing to read {path}: {reason}")]
+    TooLarge { path: String, reason: String },
     #[error("{path} is empty: there is no text to train on")]
     Empty { path: String },
     #[error("{path} is not UTF-8 text (invalid byte at offset {offset})")]

@@ -6,7 +6,6 @@
 //! `a = q·b + r` and `0 ≤ r < b` (for non-negative operands, truncating and floor division
 //! agree). `b` is never 0. Subtraction may go below zero: `5-12` is `-7`.
 
-use crate::arithmetic::TaskConfig;
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -90,15 +89,15 @@ impl Problem {
             .collect()
     }
 
-    /// Reads what a user types — `7+45=`, `7 + 45`, `007+045` — refusing anything `task`
-    /// cannot pose: letters, numbers longer than `n_digits`, a missing operand, an
-    /// operator the task was not trained on, division by zero.
-    pub fn parse(input: &str, task: &TaskConfig) -> Result<Problem> {
+    /// Reads what a user types — `7+45=`, `7 + 45`, `007+045` — refusing anything a task
+    /// of `n_digits` numbers and operators `ops` cannot pose: letters, longer numbers, a
+    /// missing operand, an operator the task was not trained on, division by zero.
+    pub fn parse(input: &str, n_digits: usize, ops: &[Op]) -> Result<Problem> {
         let bad = |reason: String| DataError::BadProblem {
             input: input.to_string(),
             reason,
-            n_digits: task.n_digits,
-            ops: task.ops.iter().map(|op| op.symbol()).collect(),
+            n_digits,
+            ops: ops.iter().map(|op| op.symbol()).collect(),
         };
         let text: String = input.chars().filter(|c| !c.is_whitespace()).collect();
         let text = text.strip_suffix('=').unwrap_or(&text);
@@ -119,17 +118,14 @@ impl Problem {
                 }));
             }
             let significant = digits.trim_start_matches('0');
-            if significant.len() > task.n_digits {
-                return Err(bad(format!(
-                    "{digits} has more than {} digits",
-                    task.n_digits
-                )));
+            if significant.len() > n_digits {
+                return Err(bad(format!("{digits} has more than {n_digits} digits")));
             }
             Ok(significant.parse().unwrap_or(0))
         };
         let a = number(&text[..at], "before")?;
         let b = number(&text[at + 1..], "after")?;
-        if !task.ops.contains(&op) {
+        if !ops.contains(&op) {
             return Err(bad(format!("this run was not trained on '{op}'")));
         }
         if op == Op::Div && b == 0 {
@@ -148,18 +144,9 @@ fn digit_count(n: u64) -> usize {
 mod tests {
     use super::*;
 
-    fn task(ops: &[Op]) -> TaskConfig {
-        TaskConfig {
-            n_digits: 3,
-            ops: ops.to_vec(),
-            trace: false,
-        }
-    }
-
     #[test]
     fn parses_natural_input() {
-        let t = task(&Op::ALL);
-        let p = |s: &str| Problem::parse(s, &t).unwrap();
+        let p = |s: &str| Problem::parse(s, 3, &Op::ALL).unwrap();
         let seven_plus_45 = Problem {
             op: Op::Add,
             a: 7,
@@ -176,8 +163,11 @@ mod tests {
 
     #[test]
     fn malformed_problems_say_what_is_wrong() {
-        let t = task(&[Op::Add, Op::Div]);
-        let err = |s: &str| Problem::parse(s, &t).unwrap_err().to_string();
+        let err = |s: &str| {
+            Problem::parse(s, 3, &[Op::Add, Op::Div])
+                .unwrap_err()
+                .to_string()
+        };
         assert!(
             err("7+4a").contains("'a' is not a digit"),
             "{}",

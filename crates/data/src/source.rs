@@ -1,8 +1,9 @@
 //! Where the training text comes from: a local file, or a named dataset described by a
 //! manifest in `datasets/` (URL, size, sha256), found locally or downloaded once into a cache.
+//! [`Dataset`] is the config's choice between those and generated arithmetic.
 
 use crate::{DataError, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::io::{Read, Write};
@@ -23,6 +24,80 @@ impl fmt::Display for TextSource {
         }
     }
 }
+
+/// What a run trains on: `[train] dataset` in a config, written as a string.
+///
+/// | string | variant |
+/// |---|---|
+/// | `"tinyshakespeare"` | a named dataset of `datasets/` (checksummed, cached) |
+/// | `"file:path/to/input.txt"` | a UTF-8 text file |
+/// | `"arithmetic"` | problems generated as `[task]` says |
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Dataset {
+    Named(String),
+    File(PathBuf),
+    Arithmetic,
+}
+
+impl Dataset {
+    /// The text it names (`None` for generated problems).
+    pub fn text_source(&self) -> Option<TextSource> {
+        match self {
+            Dataset::Named(n) => Some(TextSource::Named(n.clone())),
+            Dataset::File(p) => Some(TextSource::Path(p.clone())),
+            Dataset::Arithmetic => None,
+        }
+    }
+}
+
+impl From<TextSource> for Dataset {
+    fn from(source: TextSource) -> Self {
+        match source {
+            TextSource::Path(p) => Dataset::File(p),
+            TextSource::Named(n) => Dataset::Named(n),
+        }
+    }
+}
+
+impl TryFrom<String> for Dataset {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        if s == crate::arithmetic::DATASET {
+            return Ok(Dataset::Arithmetic);
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err("dataset \"file:\" names no file: write file:PATH".into());
+            }
+            return Ok(Dataset::File(path.into()));
+        }
+        let is_name = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if is_name {
+            Ok(Dataset::Named(s))
+        } else {
+            Err(format!(
+                "dataset {s:?} is not a dataset name; for a text file write \"file:{s}\""
+            ))
+        }
+    }
+}
+
+impl From<Dataset> for String {
+    fn from(d: Dataset) -> String {
+        match d {
+            Dataset::Named(n) => n,
+            Dataset::File(p) => format!("file:{}", p.display()),
+            Dataset::Arithmetic => crate::arithmetic::DATASET.into(),
+        }
+    }
+}
+
+/// The largest text the in-memory path reads (it holds the text and its token ids).
+pub const MAX_TEXT_BYTES: u64 = 1 << 30;
 
 /// The dataset manifests, compiled in so the binary needs no checkout to find them.
 const MANIFESTS: &[&str] = &[include_str!(
@@ -139,12 +214,14 @@ fn download(manifest: &Manifest, dest: &Path) -> Result<()> {
         .build()
         .into();
     let mut bytes = Vec::new();
+    // Never read more than the manifest's size (and one byte to notice a longer body).
     agent
         .get(&manifest.url)
         .call()
         .map_err(|e| fail(e.to_string()))?
         .into_body()
         .into_reader()
+        .take(manifest.size + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| fail(e.to_string()))?;
     manifest.verify(Path::new(&manifest.url), &bytes)?;
@@ -155,10 +232,38 @@ fn download(manifest: &Manifest, dest: &Path) -> Result<()> {
     };
     std::fs::create_dir_all(dir).map_err(io_err)?;
     let tmp = dest.with_extension("download.tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(io_err)?;
-    file.write_all(&bytes).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    std::fs::rename(&tmp, dest).map_err(io_err)
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dest)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(|err| DataError::Write {
+        path: dest.display().to_string(),
+        err,
+    })
+}
+
+/// Refuses a path that is not a regular file, or one larger than `max` bytes.
+pub fn check_regular_file(path: &Path, max: u64) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|err| DataError::Io {
+        path: path.display().to_string(),
+        err,
+    })?;
+    let reason = if !meta.is_file() {
+        "it is not a regular file".to_string()
+    } else if meta.len() > max {
+        format!("it has {} bytes, more than the limit of {max}", meta.len())
+    } else {
+        return Ok(());
+    };
+    Err(DataError::TooLarge {
+        path: path.display().to_string(),
+        reason,
+    })
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>> {
@@ -168,8 +273,11 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
-/// Reads a UTF-8 text file, refusing empty and non-UTF-8 files with a clear message.
+/// Reads a UTF-8 text file, refusing empty and non-UTF-8 files, and anything that is not
+/// a regular file of at most [`MAX_TEXT_BYTES`] (a device such as `/dev/zero` never ends),
+/// with a clear message, before reading it.
 pub fn read_text(path: &Path) -> Result<String> {
+    check_regular_file(path, MAX_TEXT_BYTES)?;
     let bytes = read_bytes(path)?;
     let name = || path.display().to_string();
     if bytes.is_empty() {
@@ -250,6 +358,33 @@ pub(crate) mod tests {
         std::fs::write(cache.join("tinyshakespeare/input.txt"), "not shakespeare").unwrap();
         let msg = locate(&manifest, None, &cache).unwrap_err().to_string();
         assert!(msg.contains("expected 1115394"), "{msg}");
+    }
+
+    #[test]
+    fn datasets_are_written_as_names_files_or_arithmetic() {
+        let parse = |s: &str| Dataset::try_from(s.to_string());
+        assert_eq!(
+            parse("tinyshakespeare"),
+            Ok(Dataset::Named("tinyshakespeare".into()))
+        );
+        assert_eq!(parse("file:a/b.txt"), Ok(Dataset::File("a/b.txt".into())));
+        assert_eq!(parse("arithmetic"), Ok(Dataset::Arithmetic));
+        assert!(parse("a/b.txt").unwrap_err().contains("file:a/b.txt"));
+        assert!(parse("file:").is_err());
+        for d in ["tinyshakespeare", "file:x/y.txt", "arithmetic"] {
+            assert_eq!(String::from(parse(d).unwrap()), d);
+        }
+    }
+
+    #[test]
+    fn devices_and_huge_files_are_refused_before_reading() {
+        let msg = read_text(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(msg.contains("not a regular file"), "{msg}");
+        let dir = temp_dir("huge");
+        let path = dir.join("big.txt");
+        std::fs::write(&path, "0123456789").unwrap();
+        let msg = check_regular_file(&path, 4).unwrap_err().to_string();
+        assert!(msg.contains("more than the limit of 4"), "{msg}");
     }
 
     #[test]

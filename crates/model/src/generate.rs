@@ -16,12 +16,15 @@ use crate::{KvCache, LanguageModel, ModelError, Result};
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use std::ops::ControlFlow;
 
 /// How to draw each next token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
     pub max_new_tokens: usize,
-    /// < 1 sharpens the distribution, > 1 flattens it. Must be > 0.
+    /// < 1 sharpens the distribution, > 1 flattens it. Must be > 0; as it approaches 0
+    /// sampling approaches greedy decoding, and any tiny positive value (down to the
+    /// smallest f32) samples without overflow (see [`sample_next`]).
     pub temperature: f32,
     /// Sample only among the k most likely tokens; `Some(1)` is greedy decoding.
     pub top_k: Option<usize>,
@@ -57,14 +60,16 @@ impl Sampling {
     }
 }
 
-/// Extends `prompt` by `sampling.max_new_tokens` tokens, calling `on_token` with each as
-/// soon as it is drawn (so a caller can stream text), and returns the new tokens.
+/// Extends `prompt` by up to `sampling.max_new_tokens` tokens, calling `on_token` with
+/// each as soon as it is drawn (so a caller can stream text; it returns
+/// `ControlFlow::Break` to stop early, e.g. when its reader has gone), and returns the new
+/// tokens.
 pub fn generate<B: Backend, M: LanguageModel<B>>(
     model: &M,
     prompt: &[u32],
     sampling: &Sampling,
     device: &B::Device,
-    mut on_token: impl FnMut(u32),
+    mut on_token: impl FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Vec<u32>> {
     sampling.validate()?;
     if prompt.is_empty() {
@@ -103,7 +108,9 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
         }
         let next = sample_next(&last, sampling.temperature, sampling.top_k, &mut rng);
         idx.push(next);
-        on_token(next);
+        if on_token(next).is_break() {
+            break;
+        }
     }
     Ok(idx.split_off(prompt.len()))
 }
@@ -116,7 +123,10 @@ pub fn sample_next(
     top_k: Option<usize>,
     rng: &mut StdRng,
 ) -> u32 {
-    let mut scaled: Vec<f32> = logits.iter().map(|l| l / temperature).collect();
+    // Shift by the largest logit before dividing: (l - max) / T is ≤ 0, so a tiny T sends
+    // the others to -inf (weight 0) instead of overflowing to inf - inf = NaN.
+    let top = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut scaled: Vec<f32> = logits.iter().map(|l| (l - top) / temperature).collect();
     if let Some(k) = top_k.filter(|&k| k < scaled.len()) {
         let mut sorted = scaled.clone();
         sorted.sort_unstable_by(|a, b| b.total_cmp(a));
@@ -162,7 +172,10 @@ mod tests {
     }
 
     fn run(model: &Model<B>, sampling: &Sampling) -> Vec<u32> {
-        generate(model, &[1, 2, 3], sampling, &Default::default(), |_| {}).unwrap()
+        generate(model, &[1, 2, 3], sampling, &Default::default(), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap()
     }
 
     #[test]
@@ -200,8 +213,34 @@ mod tests {
             max_new_tokens: 5,
             ..Sampling::default()
         };
-        let out = generate(&m, &[0], &s, &Default::default(), |t| streamed.push(t)).unwrap();
+        let out = generate(&m, &[0], &s, &Default::default(), |t| {
+            streamed.push(t);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(out, streamed);
+        // A caller that stops after two tokens gets two.
+        let mut n = 0;
+        let out = generate(&m, &[0], &s, &Default::default(), |_| {
+            n += 1;
+            if n == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!(out, streamed[..2]);
+    }
+
+    #[test]
+    fn tiny_temperatures_are_greedy_not_nan() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for t in [1e-45, f32::MIN_POSITIVE, 1e-20] {
+            for _ in 0..20 {
+                assert_eq!(sample_next(&[0.1, 3.0, 2.9, -1.0], t, None, &mut rng), 1);
+            }
+        }
     }
 
     #[test]
@@ -240,7 +279,10 @@ mod tests {
     fn bad_options_are_errors() {
         let m = model();
         let gen_err = |prompt: &[u32], s: &Sampling| {
-            generate(&m, prompt, s, &Default::default(), |_| {}).unwrap_err()
+            generate(&m, prompt, s, &Default::default(), |_| {
+                ControlFlow::Continue(())
+            })
+            .unwrap_err()
         };
         assert_eq!(gen_err(&[], &Sampling::default()), ModelError::EmptyPrompt);
         let cold = Sampling {

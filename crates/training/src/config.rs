@@ -14,7 +14,7 @@
 
 use crate::TrainError;
 use crate::step::OnNonFinite;
-use data::TaskConfig;
+use data::{Dataset, TaskConfig};
 use model::GptConfig;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -23,9 +23,9 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// A named dataset (`tinyshakespeare`), a path to a text file, or `arithmetic`:
-    /// problems generated as `[task]` says, instead of a text.
-    pub dataset: String,
+    /// A named dataset (`"tinyshakespeare"`), a text file (`"file:path/to/input.txt"`),
+    /// or `"arithmetic"`: problems generated as `[task]` says, instead of a text.
+    pub dataset: Dataset,
     pub batch_size: usize,
     pub max_iters: usize,
     /// Evaluate (and checkpoint) every this many iterations.
@@ -59,7 +59,7 @@ impl Default for TrainConfig {
     /// The lecture's `gpt.py` recipe with PyTorch's AdamW defaults.
     fn default() -> Self {
         Self {
-            dataset: "tinyshakespeare".into(),
+            dataset: Dataset::Named("tinyshakespeare".into()),
             batch_size: 64,
             max_iters: 5000,
             eval_interval: 500,
@@ -121,9 +121,12 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// Parses a saved `config.toml` without overrides.
+    /// Parses a saved `config.toml` without overrides, and validates it.
     pub fn from_toml(text: &str) -> Result<Self, TrainError> {
-        toml::from_str(text).map_err(|e| TrainError::Config(e.message().to_string()))
+        let config: RunConfig =
+            toml::from_str(text).map_err(|e| TrainError::Config(e.message().to_string()))?;
+        config.validate()?;
+        Ok(config)
     }
 
     pub fn to_toml(&self) -> String {
@@ -137,6 +140,7 @@ impl RunConfig {
         let bad = |m: String| Err(TrainError::Config(m));
         for (name, v) in [
             ("batch_size", t.batch_size),
+            ("max_iters", t.max_iters),
             ("eval_interval", t.eval_interval),
             ("eval_iters", t.eval_iters),
             ("keep_checkpoints", t.keep_checkpoints),
@@ -144,6 +148,21 @@ impl RunConfig {
             if v == 0 {
                 return bad(format!("{name} must be > 0"));
             }
+        }
+        // Sizes that are multiplied together must not overflow (an evaluation draws
+        // eval_iters × batch_size chunks of block_size + 1 tokens).
+        let too_big = || {
+            TrainError::Config(format!(
+                "eval_iters × batch_size × block_size ({} × {} × {}) is too large to count",
+                t.eval_iters, t.batch_size, self.model.block_size
+            ))
+        };
+        t.eval_iters
+            .checked_mul(t.batch_size)
+            .and_then(|n| n.checked_mul(self.model.block_size + 1))
+            .ok_or_else(too_big)?;
+        if t.max_iters.checked_add(t.eval_interval).is_none() {
+            return bad(format!("max_iters {} is too large", t.max_iters));
         }
         if t.learning_rate.is_nan() || t.learning_rate <= 0.0 {
             return bad(format!(
@@ -183,7 +202,7 @@ impl RunConfig {
 
     /// The arithmetic task, when the run trains on generated problems.
     pub fn task(&self) -> Option<&TaskConfig> {
-        (self.train.dataset == data::arithmetic::DATASET).then_some(&self.task)
+        (self.train.dataset == Dataset::Arithmetic).then_some(&self.task)
     }
 
     /// The cosine's length: `lr_decay_iters`, or `max_iters` when 0.
@@ -196,7 +215,7 @@ impl RunConfig {
 }
 
 /// Applies one `key=value` override. The value is parsed as TOML (`3e-4`, `true`,
-/// `"text"`), falling back to a plain string so `dataset=path/to/file.txt` works.
+/// `"text"`), falling back to a plain string so `dataset=file:path/to/input.txt` works.
 fn set(table: &mut toml::Table, kv: &str) -> Result<(), TrainError> {
     let (key, raw) = kv
         .split_once('=')
@@ -268,13 +287,13 @@ mod tests {
             "max_iters=7",
             "model.n_layer=2",
             "learning_rate=1e-3",
-            "dataset=a/b.txt",
+            "dataset=file:a/b.txt",
         ])
         .unwrap();
         assert_eq!(c.train.max_iters, 7);
         assert_eq!(c.model.n_layer, 2);
         assert_eq!(c.train.learning_rate, 1e-3);
-        assert_eq!(c.train.dataset, "a/b.txt");
+        assert_eq!(c.train.dataset, Dataset::File("a/b.txt".into()));
     }
 
     #[test]
@@ -286,6 +305,9 @@ mod tests {
         assert!(msg(&["n_head=5"]).contains("divisible by n_head"));
         assert!(msg(&["learning_rate=0"]).contains("learning_rate must be > 0"));
         assert!(msg(&["dropout=1.5"]).contains("dropout"));
+        assert!(msg(&["max_iters=0"]).contains("max_iters must be > 0"));
+        assert!(msg(&["eval_iters=9223372036854775807"]).contains("too large to count"));
+        assert!(msg(&["dataset=a/b.txt"]).contains("file:a/b.txt"));
     }
 
     #[test]

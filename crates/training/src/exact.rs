@@ -54,7 +54,9 @@ pub fn exact_match<B: Backend>(
             ..Sampling::default()
         };
         let prompt = tokenizer.encode(&task.prompt(p))?;
-        let answer = tokenizer.decode(&generate(model, &prompt, &sampling, device, |_| {})?)?;
+        let answer = tokenizer.decode(&generate(model, &prompt, &sampling, device, |_| {
+            std::ops::ControlFlow::Continue(())
+        })?)?;
         let (solved, total) = cases.entry((p.op, p.digits())).or_insert((0, 0));
         *solved += usize::from(task.is_exact(p, &answer));
         *total += 1;

@@ -6,10 +6,12 @@
 //! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping;
 //!   [`optim`]: AdamW decaying matrices only, as nanoGPT.
 //! - [`metrics`], [`log`], [`renderer`]: what is measured, logged and shown.
-//! - [`run`], [`recorder`]: the run directory and its crash-safe checkpoints.
+//! - [`run`], [`recorder`]: the run directory (read, written by one locked writer) and
+//!   its crash-safe, validated checkpoints; [`budget`]: will a config fit in memory.
 //! - [`train()`], [`eval`] and [`exact`] (exact match on arithmetic): the entry points the
 //!   CLI calls.
 
+pub mod budget;
 pub mod clip;
 pub mod config;
 pub mod eval;
@@ -27,7 +29,7 @@ pub mod train;
 
 pub use config::{RunConfig, TrainConfig};
 pub use run::RunDir;
-pub use train::{TrainOptions, TrainReport, train};
+pub use train::{Start, TrainOptions, TrainReport, train};
 
 /// Everything that can stop a run, worded for the user.
 #[derive(Debug, thiserror::Error)]

@@ -1,10 +1,11 @@
 //! The run's own record of its evaluations: one row per eval point in `metrics.csv`
-//! (what `gpt info` and `gpt plot` read), a plain console line per eval when stdout is not
-//! a terminal, and the checkpoint policy that keeps the newest checkpoints plus the best.
+//! (what `gpt info` and `gpt plot` read), and a plain console line per eval when stdout
+//! is not a terminal. A row that cannot be written stops the run with that error.
 
-use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
+use crate::metrics::names;
+use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
-use burn::train::metric::store::{EpochSummary, EventStoreClient, MetricsUpdate, Split};
+use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
 use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 use std::collections::HashMap;
 use std::io::Write;
@@ -139,12 +140,14 @@ pub struct RunLog {
     elapsed_before: f64,
     start: Instant,
     echo: bool,
+    /// Stops the run when a row cannot be written.
+    interrupter: Interrupter,
 }
 
 impl RunLog {
     /// `history` holds the rows of earlier sessions of this run; `echo` prints a line per
     /// evaluation (for logs and pipes, where the TUI is off).
-    pub fn new(path: PathBuf, history: History, echo: bool) -> Self {
+    pub fn new(path: PathBuf, history: History, echo: bool, interrupter: Interrupter) -> Self {
         let last = history.rows().last().cloned();
         Self {
             path,
@@ -156,6 +159,7 @@ impl RunLog {
             elapsed_before: last.map_or(0.0, |r| r.elapsed_s),
             start: Instant::now(),
             echo,
+            interrupter,
         }
     }
 
@@ -189,7 +193,7 @@ impl MetricLogger for RunLog {
         for u in update.entries_numeric {
             if let Some(name) = self.names.get(&u.entry.metric_id) {
                 // The learning rate is a setting, not a measurement: report its latest value.
-                let entry = if name == "Learning Rate" {
+                let entry = if name == names::LEARNING_RATE {
                     u.numeric_entry
                 } else {
                     u.running_entry
@@ -226,64 +230,23 @@ impl MetricLogger for RunLog {
         let row = EvalRow {
             epoch: self.epoch,
             iter: self.iter,
-            train_loss: self.value(true, "train_loss"),
-            val_loss: self.value(true, "val_loss"),
-            batch_loss: self.value(false, "loss"),
-            lr: self.value(false, "Learning Rate"),
-            tokens_per_s: self.value(false, "tokens_per_s"),
+            train_loss: self.value(true, names::TRAIN_LOSS),
+            val_loss: self.value(true, names::VAL_LOSS),
+            batch_loss: self.value(false, names::LOSS),
+            lr: self.value(false, names::LEARNING_RATE),
+            tokens_per_s: self.value(false, names::TOKENS_PER_S),
             elapsed_s: self.elapsed_before + self.start.elapsed().as_secs_f64(),
-            exact_match: self.value(true, "exact_match"),
+            exact_match: self.value(true, names::EXACT_MATCH),
         };
         if let Err(e) = self.append(&row) {
-            eprintln!("warning: could not append to {}: {e}", self.path.display());
+            let msg = format!("cannot append to {}: {e}", self.path.display());
+            self.interrupter.stop(Some(&msg));
         }
         if self.echo {
             println!("{}", row.line());
         }
         self.history.push(row);
         self.running.clear();
-    }
-}
-
-/// Keeps the newest `keep` checkpoints and the one with the best val loss; deletes an old
-/// checkpoint only after a newer one has been saved.
-pub struct KeepRecentAndBest {
-    keep: usize,
-    history: History,
-    saved: Vec<usize>,
-}
-
-impl KeepRecentAndBest {
-    /// `existing`: epochs already on disk (a resumed run's earlier checkpoints).
-    pub fn new(keep: usize, history: History, existing: Vec<usize>) -> Self {
-        Self {
-            keep: keep.max(1),
-            history,
-            saved: existing,
-        }
-    }
-}
-
-impl KeepRecentAndBest {
-    /// Save `epoch`'s checkpoint, and delete those that are neither recent nor the best.
-    fn plan(&mut self, epoch: usize) -> Vec<CheckpointingAction> {
-        self.saved.push(epoch);
-        self.saved.sort_unstable();
-        self.saved.dedup();
-        let best = self.history.best_epoch();
-        let recent = self.saved.len().saturating_sub(self.keep);
-        let (old, _) = self.saved.split_at(recent);
-        let delete: Vec<usize> = old.iter().copied().filter(|&e| Some(e) != best).collect();
-        self.saved.retain(|e| !delete.contains(e));
-        std::iter::once(CheckpointingAction::Save)
-            .chain(delete.into_iter().map(CheckpointingAction::Delete))
-            .collect()
-    }
-}
-
-impl CheckpointingStrategy for KeepRecentAndBest {
-    fn checkpointing(&mut self, epoch: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
-        self.plan(epoch)
     }
 }
 
@@ -320,21 +283,5 @@ mod tests {
         let old = "epoch,iter\n1,10,2.0,2.5,2.0,1e-3,100.0,1.0\n";
         std::fs::write(&path, old).unwrap();
         assert!(read_rows(&path)[0].exact_match.is_nan());
-    }
-
-    #[test]
-    fn keeps_recent_and_best() {
-        let history = History::new(vec![row(1, 3.0), row(2, 1.0), row(3, 2.0)]);
-        let mut s = KeepRecentAndBest::new(2, history, vec![1, 2]);
-        // epochs on disk: 1, 2; saving 3 keeps 2 (best) and 3, deletes 1.
-        let actions = s.plan(3);
-        assert_eq!(
-            actions,
-            vec![CheckpointingAction::Save, CheckpointingAction::Delete(1)]
-        );
-        // saving 4 keeps 3, 4 and the best (2).
-        let actions = s.plan(4);
-        assert_eq!(actions, vec![CheckpointingAction::Save]);
-        assert_eq!(s.saved, vec![2, 3, 4]);
     }
 }

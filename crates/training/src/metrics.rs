@@ -16,6 +16,20 @@ use data::Split;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Metric names, shared by the metrics here and the run's log (`log`).
+pub mod names {
+    /// The training loss of each step.
+    pub const LOSS: &str = "loss";
+    /// The evaluation losses (`{split}_loss`).
+    pub const TRAIN_LOSS: &str = "train_loss";
+    pub const VAL_LOSS: &str = "val_loss";
+    pub const EXACT_MATCH: &str = "exact_match";
+    pub const TOKENS_PER_S: &str = "tokens_per_s";
+    pub const PERPLEXITY: &str = "perplexity";
+    /// burn-train's `LearningRateMetric` names itself so.
+    pub const LEARNING_RATE: &str = "Learning Rate";
+}
+
 /// One step's result, still on the device.
 pub struct StepOutput<B: Backend> {
     pub loss: Tensor<B, 1>,
@@ -70,18 +84,26 @@ pub struct SplitMean {
 impl SplitMean {
     /// The training loss of each step (`loss`).
     pub fn loss() -> Self {
-        Self::new("loss", None, |s| Some(s.loss), false)
+        Self::new(names::LOSS, None, |s| Some(s.loss), false)
     }
 
     /// The evaluation loss on one split (`train_loss` / `val_loss`).
     pub fn loss_of(split: Split) -> Self {
-        let name = format!("{}_loss", split.name());
-        Self::new(&name, Some(split), |s| Some(s.loss), false)
+        let name = match split {
+            Split::Train => names::TRAIN_LOSS,
+            Split::Val => names::VAL_LOSS,
+        };
+        Self::new(name, Some(split), |s| Some(s.loss), false)
     }
 
     /// The share of held-out problems answered exactly (`exact_match`).
     pub fn exact_match() -> Self {
-        Self::new("exact_match", Some(Split::Val), |s| s.exact_match, true)
+        Self::new(
+            names::EXACT_MATCH,
+            Some(Split::Val),
+            |s| s.exact_match,
+            true,
+        )
     }
 
     fn new(
@@ -154,7 +176,7 @@ pub struct TokensPerSecond {
 impl Default for TokensPerSecond {
     fn default() -> Self {
         Self {
-            name: Arc::new("tokens_per_s".into()),
+            name: Arc::new(names::TOKENS_PER_S.into()),
             state: NumericMetricState::new(),
             last: None,
         }
@@ -202,19 +224,38 @@ impl Numeric for TokensPerSecond {
     }
 }
 
-/// exp(loss): the number of equally likely tokens the model is choosing between.
+/// Perplexity as Burn's `PerplexityMetric` defines it: exp of the mean loss per token
+/// (not the mean of each batch's exp(loss), which over-weights bad batches). The value is
+/// the current batch's, the running value the epoch's so far.
 #[derive(Clone)]
 pub struct Perplexity {
     name: MetricName,
-    state: NumericMetricState,
+    /// Σ loss × tokens and Σ tokens over the epoch so far.
+    sum_nll: f64,
+    tokens: usize,
+    current: f64,
 }
 
 impl Default for Perplexity {
     fn default() -> Self {
         Self {
-            name: Arc::new("perplexity".into()),
-            state: NumericMetricState::new(),
+            name: Arc::new(names::PERPLEXITY.into()),
+            sum_nll: 0.0,
+            tokens: 0,
+            current: f64::NAN,
         }
+    }
+}
+
+impl Perplexity {
+    fn add(&mut self, item: &StepStats) {
+        self.sum_nll += item.loss * item.tokens as f64;
+        self.tokens += item.tokens;
+        self.current = item.loss.exp();
+    }
+
+    fn epoch_value(&self) -> f64 {
+        (self.sum_nll / self.tokens.max(1) as f64).exp()
     }
 }
 
@@ -226,12 +267,21 @@ impl Metric for Perplexity {
     }
 
     fn update(&mut self, item: &StepStats, _: &MetricMetadata) -> SerializedEntry {
-        let format = FormatOptions::new(self.name()).precision(2);
-        self.state.update(item.loss.exp(), 1, format)
+        self.add(item);
+        let epoch = self.epoch_value();
+        let serialized = NumericEntry::Aggregated {
+            aggregated_value: epoch,
+            count: self.tokens,
+        }
+        .serialize();
+        SerializedEntry::new(
+            format!("epoch {epoch:.2} - batch {:.2}", self.current),
+            serialized,
+        )
     }
 
     fn clear(&mut self) {
-        self.state.reset();
+        *self = Self::default();
     }
 
     fn attributes(&self) -> MetricAttributes {
@@ -245,10 +295,40 @@ impl Metric for Perplexity {
 
 impl Numeric for Perplexity {
     fn value(&self) -> NumericEntry {
-        self.state.current_value()
+        NumericEntry::Value(self.current)
     }
 
     fn running_value(&self) -> NumericEntry {
-        self.state.running_value()
+        NumericEntry::Aggregated {
+            aggregated_value: self.epoch_value(),
+            count: self.tokens,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perplexity_is_exp_of_the_mean_loss() {
+        let mut p = Perplexity::default();
+        for loss in [1.0, 3.0] {
+            p.add(&StepStats {
+                loss,
+                tokens: 10,
+                split: Split::Train,
+                exact_match: None,
+            });
+        }
+        let NumericEntry::Aggregated {
+            aggregated_value, ..
+        } = p.running_value()
+        else {
+            panic!("an epoch value")
+        };
+        // exp(mean) = e², not the mean of e¹ and e³.
+        assert!((aggregated_value - 2f64.exp()).abs() < 1e-9);
+        assert!(matches!(p.value(), NumericEntry::Value(v) if (v - 3f64.exp()).abs() < 1e-9));
     }
 }

@@ -36,8 +36,9 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         let mut bytes = Vec::new();
         rmp_serde::encode::write_named(&mut bytes, &item)
             .map_err(|e| RecorderError::Unknown(e.to_string()))?;
-        write_atomically(&file.with_extension(EXTENSION), &bytes)
-            .map_err(|e| RecorderError::Unknown(format!("writing {}: {e}", file.display())))
+        let path = file.with_extension(EXTENSION);
+        write_atomically(&path, &bytes)
+            .map_err(|e| RecorderError::Unknown(format!("writing {}: {e}", path.display())))
     }
 
     fn load_item<I: DeserializeOwned>(&self, file: &mut PathBuf) -> Result<I, RecorderError> {
@@ -53,7 +54,8 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
     }
 }
 
-/// Writes `bytes` to `path` via a synced temporary file and a rename.
+/// Writes `bytes` to `path` via a synced temporary file and a rename. On failure (a full
+/// disk, say) the temporary file is removed and `path` keeps its old content.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -62,10 +64,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path)?;
     // Persist the rename itself.
     if let Ok(d) = std::fs::File::open(dir) {

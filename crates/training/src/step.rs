@@ -167,36 +167,8 @@ impl<B: Backend> InferenceStep for Trainee<B> {
     }
 }
 
-/// Loads `record` into `fresh`, refusing a record whose parameter shapes differ from the
-/// run's config (another architecture or vocabulary): Burn would load it silently and
-/// fail later, mid-forward.
-pub(crate) fn load_checked<B: Backend>(
-    fresh: Trainee<B>,
-    record: TraineeRecord<B>,
-    path: &std::path::Path,
-) -> Result<Trainee<B>, crate::TrainError> {
-    let mismatch = || {
-        crate::TrainError::Checkpoint(format!(
-            "{} does not match this run's config.toml (different architecture or vocabulary)",
-            path.display()
-        ))
-    };
-    let expected = shapes(&fresh);
-    // A record of another model kind makes Burn panic; report it as the mismatch it is.
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let loaded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fresh.load_record(record)));
-    std::panic::set_hook(hook);
-    let loaded = loaded.map_err(|_| mismatch())?;
-    if shapes(&loaded) != expected {
-        return Err(mismatch());
-    }
-    Ok(loaded)
-}
-
 /// The shape of every float parameter, in visiting order.
-fn shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
+pub(crate) fn shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
     struct Shapes(Vec<Vec<usize>>);
     impl<B: Backend> burn::module::ModuleVisitor<B> for Shapes {
         fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {

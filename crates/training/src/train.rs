@@ -1,34 +1,55 @@
 //! `train`: from a config and a text (or generated problems) to a trained run directory,
-//! through burn-train.
+//! through burn-train. The run directory's lifecycle (create, resume, replace, lock) is
+//! [`RunWriter`]'s; this file prepares the data and the Learner and launches it.
 
+use crate::budget;
 use crate::loader::{EpochLoader, Pass};
-use crate::log::{History, KeepRecentAndBest, RunLog, write_rows};
+use crate::log::{History, RunLog, write_rows};
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::PlainRenderer;
-use crate::run::RunDir;
+use crate::run::checkpoint::KeepRecentAndBest;
+use crate::run::marker::{Resume, now_unix_s};
+use crate::run::writer::leftovers;
+use crate::run::{DataRecord, RunDir, RunMarker, RunWriter};
 use crate::schedule::NanoGptSchedule;
 use crate::step::{NonFiniteWatch, OnNonFinite, StepPolicy, Trainee};
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Interrupter, Learner, SupervisedTraining};
-use data::{CharTokenizer, Corpus, Split, TextSource, TokenStore, Tokenizer, load_text, mix_seed};
+use data::{CharTokenizer, Corpus, Dataset, Split, TokenStore, Tokenizer, load_text, mix_seed};
 use model::Model;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// The reason the Ctrl-C handler gives the interrupter: a user's stop, not a failure.
+pub const CTRL_C: &str = "Ctrl-C";
+/// The reason burn-train's dashboard gives when the user presses `q`.
+const TUI_STOP: &str = "Stopping training from user input.";
+
+/// How `gpt train` starts.
+pub enum Start {
+    /// A new run with this config; `overwrite` replaces a run already in the directory.
+    New {
+        config: Box<RunConfig>,
+        overwrite: bool,
+    },
+    /// Continue the run in the directory, with these `--set` overrides (recipe keys only).
+    Resume { overrides: Vec<String> },
+}
 
 /// What `gpt train` asked for.
 pub struct TrainOptions {
-    /// For a resumed run: the overrides are applied on top of the run's own config.
-    pub config: RunConfig,
-    /// Overrides the config's `dataset`.
-    pub data: Option<TextSource>,
+    pub start: Start,
+    /// `--data`: a text file instead of the config's dataset.
+    pub data: Option<PathBuf>,
+    /// Accept a text that differs from the one the run was trained on.
+    pub allow_data_change: bool,
     pub out_dir: PathBuf,
-    pub resume: bool,
-    /// Replace a run already in `out_dir`.
-    pub overwrite: bool,
+    /// Refuse configs whose training step would not fit in the available memory.
+    pub memory_check: bool,
     /// Show burn-train's TUI dashboard (stdout is a terminal); else plain lines.
     pub tui: bool,
     /// Stops training after the current iteration (Ctrl-C, `q` in the TUI).
@@ -46,51 +67,209 @@ pub struct TrainReport {
     /// Seconds spent training in this session.
     pub seconds: f64,
     pub interrupted: bool,
+    /// Something the user should know (an old run put back, a leftover found).
+    pub notes: Vec<String>,
 }
 
-/// What the run trains on, and its tokenizer. A text's vocabulary is `saved` (a resumed
-/// or finished run's) or built from the text; arithmetic has a fixed one.
+/// What a run trains on, its tokenizer, and (for a text) the text's record. A text's
+/// vocabulary is `saved` (a resumed or finished run's) or built from the text;
+/// arithmetic has a fixed one.
 pub fn prepare_corpus(
     config: &RunConfig,
-    data: Option<TextSource>,
     saved: Option<CharTokenizer>,
-) -> Result<(Corpus, CharTokenizer), TrainError> {
-    if let Some(task) = config.task() {
-        if data.is_some() {
-            return Err(TrainError::Config(
-                "--data gives a text, but this run's dataset is generated arithmetic; drop one of them".into(),
-            ));
-        }
-        return Ok((Corpus::Problems(task.clone()), task.tokenizer()));
-    }
-    let text = load_text(&text_source(config, data))?;
+) -> Result<(Corpus, CharTokenizer, Option<DataRecord>), TrainError> {
+    let Some(source) = config.train.dataset.text_source() else {
+        let task = config.task().expect("arithmetic runs have a task");
+        return Ok((Corpus::Problems(task.clone()), task.tokenizer(), None));
+    };
+    let text = load_text(&source)?;
+    let record = DataRecord::of(&config.train.dataset, &text);
     let tokenizer = saved.unwrap_or_else(|| CharTokenizer::from_text(&text));
-    let store = prepare_tokens(&text, &tokenizer, config.model.block_size)?;
-    Ok((Corpus::Text(store), tokenizer))
-}
-
-/// Where the text comes from: `--data`, else the config's `dataset` (a name or a path).
-fn text_source(config: &RunConfig, data: Option<TextSource>) -> TextSource {
-    data.unwrap_or_else(|| {
-        let d = &config.train.dataset;
-        if d.contains('/') || d.contains('.') {
-            TextSource::Path(d.into())
-        } else {
-            TextSource::Named(d.clone())
-        }
-    })
-}
-
-/// Tokenizes the text and splits it 90/10.
-fn prepare_tokens(
-    text: &str,
-    tokenizer: &CharTokenizer,
-    block_size: usize,
-) -> Result<TokenStore, TrainError> {
-    let ids = tokenizer.encode(text)?;
+    let ids = tokenizer.encode(&text)?;
     let store = TokenStore::new(&ids, tokenizer.vocab_size());
-    store.check_block_size(block_size)?;
-    Ok(store)
+    store.check_block_size(config.model.block_size)?;
+    Ok((Corpus::Text(store), tokenizer, Some(record)))
+}
+
+/// Points `config` at `--data PATH` (made absolute, so the run finds it from anywhere).
+pub fn use_data_file(config: &mut RunConfig, path: &Path) -> Result<(), TrainError> {
+    if config.task().is_some() {
+        return Err(TrainError::Config(
+            "--data gives a text, but this run's dataset is generated arithmetic; drop one of them"
+                .into(),
+        ));
+    }
+    let path = std::path::absolute(path)
+        .map_err(|e| TrainError::Config(format!("--data {}: {e}", path.display())))?;
+    config.train.dataset = Dataset::File(path);
+    Ok(())
+}
+
+/// The data of an existing run: its own, or `--data` when `allow_change` (or when it
+/// names the same file). A text that changed since the run recorded it is refused unless
+/// `allow_change`. Returns the corpus, the config pointing at the data used, and the
+/// text's record.
+pub fn run_corpus(
+    run: &RunDir,
+    mut config: RunConfig,
+    data: Option<&Path>,
+    allow_change: bool,
+) -> Result<(Corpus, RunConfig, Option<DataRecord>), TrainError> {
+    let recorded = run.marker()?.and_then(|m| m.data);
+    if let Some(path) = data {
+        let before = config.train.dataset.clone();
+        use_data_file(&mut config, path)?;
+        if config.train.dataset != before && !allow_change {
+            return Err(TrainError::Run(format!(
+                "this run was trained on {}; --data names another text: add --allow-data-change to use it",
+                String::from(before)
+            )));
+        }
+    }
+    let (corpus, _, record) = prepare_corpus(&config, Some(run.tokenizer()?))?;
+    if let (Some(was), Some(now)) = (&recorded, &record)
+        && was.sha256 != now.sha256
+        && !allow_change
+    {
+        return Err(TrainError::Run(format!(
+            "the text {} is not the one this run was trained on (sha256 {}…, recorded {}…); add --allow-data-change to use it anyway",
+            now.dataset,
+            &now.sha256[..12],
+            &was.sha256[..12]
+        )));
+    }
+    Ok((corpus, config, record))
+}
+
+/// Config keys `--resume --set` may change: the recipe. Everything else (the model's
+/// shape, the tokenizer's task, the data, the evaluation cadence that numbers the
+/// checkpoints) would make it another run.
+const RESUMABLE: &[&str] = &[
+    "max_iters",
+    "eval_iters",
+    "learning_rate",
+    "decay_lr",
+    "warmup_iters",
+    "lr_decay_iters",
+    "min_lr",
+    "beta1",
+    "beta2",
+    "eps",
+    "weight_decay",
+    "grad_clip",
+    "on_nonfinite_loss",
+    "seed",
+    "keep_checkpoints",
+    "batch_size",
+    "dropout",
+];
+
+/// The saved config with `overrides` applied, refusing keys that would change the run.
+fn resumed_config(saved: &RunConfig, overrides: &[String]) -> Result<RunConfig, TrainError> {
+    let text = saved.to_toml();
+    let config = RunConfig::parse(&text, "the run's config.toml", overrides)?;
+    let before = toml::Table::try_from(saved).expect("configs serialise");
+    let after = toml::Table::try_from(&config).expect("configs serialise");
+    for (section, table) in &after {
+        let old = before.get(section).and_then(|t| t.as_table());
+        for (key, value) in table.as_table().into_iter().flatten() {
+            let changed = old.and_then(|o| o.get(key)) != Some(value);
+            if changed && !RESUMABLE.contains(&key.as_str()) {
+                return Err(TrainError::Config(format!(
+                    "--resume cannot change {section}.{key}: it would be another run (only {} may change); start a new run with another --out-dir",
+                    RESUMABLE.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// A run ready to launch: its writer, config, data and where it resumes.
+struct Prepared {
+    writer: RunWriter,
+    config: RunConfig,
+    corpus: Corpus,
+    start_epoch: usize,
+    history: History,
+}
+
+fn prepare<B: AutodiffBackend>(
+    opts: &TrainOptions,
+    device: &B::Device,
+) -> Result<Prepared, TrainError> {
+    let check_memory = |config: &RunConfig| {
+        let available = opts.memory_check.then(budget::available_bytes).flatten();
+        budget::check_fits(config, config.train.batch_size, available)
+    };
+    match &opts.start {
+        Start::New { config, overwrite } => {
+            let mut config = (**config).clone();
+            if let Some(path) = &opts.data {
+                use_data_file(&mut config, path)?;
+            }
+            let (corpus, tokenizer, record) = prepare_corpus(&config, None)?;
+            config.model.vocab_size = tokenizer.vocab_size();
+            config.model.validate()?;
+            check_memory(&config)?;
+            let writer = RunWriter::create(&opts.out_dir, *overwrite)?;
+            let run = writer.run();
+            run.save_marker(&RunMarker::new(record))?;
+            run.save_config(&config)?;
+            run.save_tokenizer(&tokenizer)?;
+            write_rows(&run.metrics_path(), &[])
+                .map_err(|e| crate::run::io(&run.metrics_path(), e))?;
+            Ok(Prepared {
+                writer,
+                config,
+                corpus,
+                start_epoch: 0,
+                history: History::default(),
+            })
+        }
+        Start::Resume { overrides } => {
+            // The lock first: a second trainer stops here, before touching anything.
+            let writer = RunWriter::resume(&opts.out_dir)?;
+            let run = writer.run();
+            let config = resumed_config(&run.config()?, overrides)?;
+            let (corpus, config, record) =
+                run_corpus(run, config, opts.data.as_deref(), opts.allow_data_change)?;
+            check_memory(&config)?;
+            let start_epoch = run.checkpoint_epochs().pop().unwrap_or(0);
+            if start_epoch > 0 {
+                // The state must load under the (new) config before config.toml changes.
+                run.load_model_file::<B::InnerBackend>(
+                    &run.checkpoint_model_path(start_epoch),
+                    device,
+                )?;
+            }
+            // Forget evaluations logged after the checkpoint we resume from (a kill
+            // between the log line and the checkpoint write), so log and weights agree.
+            let rows: Vec<_> = run
+                .rows()
+                .into_iter()
+                .filter(|r| r.epoch <= start_epoch)
+                .collect();
+            let mut marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
+            marker.data = record;
+            marker.resumes.push(Resume {
+                at_iter: rows.last().map_or(0, |r| r.iter),
+                unix_s: now_unix_s(),
+                set: overrides.clone(),
+            });
+            run.save_config(&config)?;
+            run.save_marker(&marker)?;
+            write_rows(&run.metrics_path(), &rows)
+                .map_err(|e| crate::run::io(&run.metrics_path(), e))?;
+            Ok(Prepared {
+                writer,
+                config,
+                corpus,
+                start_epoch,
+                history: History::new(rows),
+            })
+        }
+    }
 }
 
 /// Trains (or resumes) a run. Blocks until `max_iters` or an interrupt.
@@ -98,118 +277,33 @@ pub fn train<B: AutodiffBackend>(
     opts: TrainOptions,
     device: &B::Device,
 ) -> Result<TrainReport, TrainError> {
-    let run = RunDir::new(&opts.out_dir);
-    let mut config = opts.config;
-    let done = opts
-        .resume
-        .then(|| RunDir::open(&opts.out_dir))
-        .transpose()?;
-    let saved = done.as_ref().map(RunDir::tokenizer).transpose()?;
-    let (corpus, tokenizer) = prepare_corpus(&config, opts.data, saved)?;
-    let start_epoch = if let Some(done) = done {
-        done.checkpoint_epochs().pop().unwrap_or(0)
-    } else {
-        if run.has_run() && !opts.overwrite {
-            return Err(TrainError::Run(format!(
-                "{} already holds a run: continue it with --resume, or replace it with --overwrite",
-                run.path().display()
-            )));
-        }
-        if opts.overwrite && run.path().exists() {
-            std::fs::remove_dir_all(run.path()).map_err(|e| crate::run::io(run.path(), e))?;
-        }
-        config.model.vocab_size = tokenizer.vocab_size();
-        0
-    };
-    let model = Model::<B>::new(&config.model, device)?;
-    run.save_config(&config)?;
-    run.save_tokenizer(&tokenizer)?;
-
-    // Forget evaluations logged after the checkpoint we resume from (a kill between the
-    // log line and the checkpoint write), so the log and the weights agree.
-    let rows: Vec<_> = run
-        .rows()
-        .into_iter()
-        .filter(|r| r.epoch <= start_epoch)
+    let Prepared {
+        writer,
+        config,
+        corpus,
+        start_epoch,
+        history,
+    } = prepare::<B>(&opts, device)?;
+    let mut notes: Vec<String> = leftovers(&opts.out_dir)
+        .iter()
+        .map(|p| {
+            format!(
+                "{} holds a run an interrupted --overwrite moved aside; delete it or move it back",
+                p.display()
+            )
+        })
         .collect();
-    write_rows(&run.metrics_path(), &rows).map_err(|e| crate::run::io(&run.metrics_path(), e))?;
-    let history = History::new(rows);
-
-    let t = &config.train;
-    let num_epochs = t.max_iters.div_ceil(t.eval_interval);
+    let run = writer.run().clone();
     let start = std::time::Instant::now();
-    if start_epoch < num_epochs {
-        B::seed(device, mix_seed(t.seed, start_epoch as u64));
-        let optim = MatrixDecayAdamW::init(&config);
-        let policy = StepPolicy {
-            grad_clip: t.grad_clip,
-            on_nonfinite: t.on_nonfinite_loss,
-            watch: Arc::new(NonFiniteWatch::new(
-                history.rows().last().map_or(0, |r| r.iter),
-                opts.interrupter.clone(),
-            )),
-        };
-        let watch = policy.watch.clone();
-        let learner = Learner::new(
-            Trainee::new(model, policy),
-            optim,
-            NanoGptSchedule::new(&config),
-        );
-        let train_dl =
-            EpochLoader::<B>::new(Pass::Train, corpus.clone(), &config, start_epoch, device);
-        let valid_dl =
-            EpochLoader::<B::InnerBackend>::new(Pass::Eval, corpus, &config, start_epoch, device);
-        let mut training =
-            SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl))
-                .metric_train_numeric(SplitMean::loss())
-                .metric_train_numeric(Perplexity::default())
-                .metric_train_numeric(LearningRateMetric::new())
-                .metric_train_numeric(TokensPerSecond::default())
-                .metric_valid_numeric(SplitMean::loss_of(Split::Train))
-                .metric_valid_numeric(SplitMean::loss_of(Split::Val))
-                .with_metric_logger(RunLog::new(run.metrics_path(), history.clone(), !opts.tui))
-                .with_file_checkpointer(AtomicRecorder)
-                .with_checkpointing_strategy(KeepRecentAndBest::new(
-                    t.keep_checkpoints,
-                    history.clone(),
-                    run.checkpoint_epochs(),
-                ))
-                .with_interrupter(opts.interrupter.clone())
-                .num_epochs(num_epochs);
-        if config.task().is_some() {
-            training = training.metric_valid_numeric(SplitMean::exact_match());
-        }
-        if start_epoch > 0 {
-            training = training.checkpoint(start_epoch);
-        }
-        if !opts.tui {
-            training = training.renderer(PlainRenderer);
-        }
-        let result = training.launch(learner);
-        if let (OnNonFinite::Stop, Some(iter)) = (t.on_nonfinite_loss, watch.first_nonfinite()) {
-            // The update was skipped, but the run stops here: keep the last checkpoint
-            // (all finite) as the model to resume from, and don't write model.mpk.
-            let kept = match history.rows().last() {
-                Some(r) => format!("keeping its last checkpoint (iteration {})", r.iter),
-                None => "before its first checkpoint".to_string(),
-            };
-            return Err(TrainError::NonFinite { iter, kept });
-        }
-        if watch.skipped() > 0 {
-            eprintln!(
-                "warning: skipped {} updates whose loss was NaN or infinite (first at iteration {})",
-                watch.skipped(),
-                watch.first_nonfinite().unwrap_or(0)
-            );
-        }
-        run.save_model(result.model, &run.model_path())?;
-        if let Some(best) = history.best_epoch() {
-            let from = run.checkpoint_model_path(best);
-            if from.exists() {
-                std::fs::copy(&from, run.best_path()).map_err(|e| crate::run::io(&from, e))?;
-            }
-        }
+    let launched = launch::<B>(&run, &config, corpus, start_epoch, &history, &opts, device);
+    let settled = writer.settle()?;
+    if let Err(e) = launched {
+        return Err(match settled {
+            Some(note) => TrainError::Run(format!("{e}; {note}")),
+            None => e,
+        });
     }
+    notes.extend(settled);
     let last = history.rows().last().cloned();
     let iter = last.as_ref().map_or(0, |r| r.iter);
     Ok(TrainReport {
@@ -220,5 +314,139 @@ pub fn train<B: AutodiffBackend>(
         // (The TUI resets the interrupter when it closes, so ask the iteration count.)
         interrupted: iter < config.train.max_iters,
         run,
+        notes,
     })
+}
+
+/// Builds the Learner and runs it from `start_epoch`; then saves the final and best
+/// models. Any failure inside burn-train (a checkpoint or log write) is an error here.
+fn launch<B: AutodiffBackend>(
+    run: &RunDir,
+    config: &RunConfig,
+    corpus: Corpus,
+    start_epoch: usize,
+    history: &History,
+    opts: &TrainOptions,
+    device: &B::Device,
+) -> Result<(), TrainError> {
+    let t = &config.train;
+    let num_epochs = t.max_iters.div_ceil(t.eval_interval);
+    if start_epoch >= num_epochs {
+        return Ok(());
+    }
+    B::seed(device, mix_seed(t.seed, start_epoch as u64));
+    let model = Model::<B>::new(&config.model, device)?;
+    let optim = MatrixDecayAdamW::init(config);
+    let policy = StepPolicy {
+        grad_clip: t.grad_clip,
+        on_nonfinite: t.on_nonfinite_loss,
+        watch: Arc::new(NonFiniteWatch::new(
+            history.rows().last().map_or(0, |r| r.iter),
+            opts.interrupter.clone(),
+        )),
+    };
+    let watch = policy.watch.clone();
+    let learner = Learner::new(
+        Trainee::new(model, policy),
+        optim,
+        NanoGptSchedule::new(config),
+    );
+    let train_dl = EpochLoader::<B>::new(Pass::Train, corpus.clone(), config, start_epoch, device);
+    let valid_dl =
+        EpochLoader::<B::InnerBackend>::new(Pass::Eval, corpus, config, start_epoch, device);
+    let log = RunLog::new(
+        run.metrics_path(),
+        history.clone(),
+        !opts.tui,
+        opts.interrupter.clone(),
+    );
+    let mut training = SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl))
+        .metric_train_numeric(SplitMean::loss())
+        .metric_train_numeric(Perplexity::default())
+        .metric_train_numeric(LearningRateMetric::new())
+        .metric_train_numeric(TokensPerSecond::default())
+        .metric_valid_numeric(SplitMean::loss_of(Split::Train))
+        .metric_valid_numeric(SplitMean::loss_of(Split::Val))
+        .with_metric_logger(log)
+        .with_file_checkpointer(AtomicRecorder)
+        .with_checkpointing_strategy(KeepRecentAndBest::new(
+            t.keep_checkpoints,
+            history.clone(),
+            run.checkpoint_epochs(),
+        ))
+        .with_interrupter(opts.interrupter.clone())
+        .num_epochs(num_epochs);
+    if config.task().is_some() {
+        training = training.metric_valid_numeric(SplitMean::exact_match());
+    }
+    if start_epoch > 0 {
+        training = training.checkpoint(start_epoch);
+    }
+    if !opts.tui {
+        training = training.renderer(PlainRenderer);
+    }
+    let result = training.launch(learner);
+    if let (OnNonFinite::Stop, Some(iter)) = (t.on_nonfinite_loss, watch.first_nonfinite()) {
+        // The update was skipped, but the run stops here: keep the last checkpoint
+        // (all finite) as the model to resume from, and don't write model.mpk.
+        let kept = match history.rows().last() {
+            Some(r) => format!("keeping its last checkpoint (iteration {})", r.iter),
+            None => "before its first checkpoint".to_string(),
+        };
+        return Err(TrainError::NonFinite { iter, kept });
+    }
+    // burn-train reports a failed checkpoint write (and our log a failed row) by stopping
+    // the run with the cause as the reason; a user's stop gives one of these two.
+    if let Some(reason) = opts.interrupter.get_message()
+        && reason != CTRL_C
+        && reason != TUI_STOP
+    {
+        return Err(TrainError::Run(format!("training failed: {reason}")));
+    }
+    if watch.skipped() > 0 {
+        eprintln!(
+            "warning: skipped {} updates whose loss was NaN or infinite (first at iteration {})",
+            watch.skipped(),
+            watch.first_nonfinite().unwrap_or(0)
+        );
+    }
+    run.save_model(result.model, &run.model_path())?;
+    if let Some(best) = history.best_epoch() {
+        let from = run.checkpoint_model_path(best);
+        if from.exists() {
+            let bytes = std::fs::read(&from).map_err(|e| crate::run::io(&from, e))?;
+            crate::recorder::write_atomically(&run.best_path(), &bytes)
+                .map_err(|e| crate::run::io(&run.best_path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_refuses_keys_that_make_another_run() {
+        let saved = RunConfig::default();
+        let ok = resumed_config(
+            &saved,
+            &["max_iters=9000".into(), "learning_rate=1e-4".into()],
+        )
+        .unwrap();
+        assert_eq!(ok.train.max_iters, 9000);
+        for key in [
+            "n_embd=48",
+            "block_size=32",
+            "dataset=file:x.txt",
+            "eval_interval=7",
+            "n_digits=2",
+        ] {
+            let msg = resumed_config(&saved, &[key.into()])
+                .unwrap_err()
+                .to_string();
+            let name = key.split('=').next().unwrap();
+            assert!(msg.contains(&format!(".{name}")), "{key}: {msg}");
+        }
+    }
 }

@@ -2,6 +2,9 @@
 //!
 //! ```text
 //! runs/NAME/
+//!   run.json             the marker: format, creation time, the data and its sha256,
+//!                        each resume (see `marker`)
+//!   run.lock             the writer's lock, holding its pid (see `writer`)
 //!   config.toml          resolved config (vocab_size filled in)
 //!   tokenizer.json       the vocabulary the model was trained with
 //!   metrics.csv          one row per evaluation (see `log`)
@@ -9,16 +12,30 @@
 //!   model.mpk            the model when training ended (or was stopped)
 //!   best.mpk             the checkpointed model with the lowest val loss
 //! ```
+//!
+//! [`RunDir`] reads a run (anything may read while a run trains: every file is replaced
+//! atomically) and validates what it reads; [`RunWriter`] is the one process that writes
+//! it.
+
+pub mod checkpoint;
+pub mod marker;
+pub mod writer;
 
 use crate::log::{EvalRow, read_rows};
 use crate::recorder::{AtomicRecorder, write_atomically};
-use crate::step::{StepPolicy, Trainee, TraineeRecord};
+use crate::step::{StepPolicy, Trainee, TraineeRecord, shapes};
 use crate::{RunConfig, TrainError};
 use burn::prelude::*;
 use burn::record::Recorder;
-use data::CharTokenizer;
+use data::{CharTokenizer, Tokenizer};
+pub use marker::{DataRecord, RunMarker};
 use model::Model;
 use std::path::{Path, PathBuf};
+pub use writer::RunWriter;
+
+/// The largest run file (config, tokenizer, marker) read back; checkpoints are bounded
+/// by the model's own size.
+const MAX_RUN_FILE: u64 = 16 << 20;
 
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -41,7 +58,7 @@ impl RunDir {
         }
         if !run.has_run() {
             return Err(TrainError::Run(format!(
-                "{} holds no run (no config.toml); train one with `gpt train --out-dir {}`",
+                "{} holds no run (no run.json or config.toml); train one with `gpt train --out-dir {}`",
                 run.root.display(),
                 run.root.display()
             )));
@@ -77,14 +94,79 @@ impl RunDir {
         self.root.join("best.mpk")
     }
 
-    pub fn has_run(&self) -> bool {
-        self.config_path().exists()
+    pub fn marker_path(&self) -> PathBuf {
+        self.root.join("run.json")
     }
 
+    /// A run is a folder with the marker, or with a `config.toml` (runs made before the
+    /// marker existed).
+    pub fn has_run(&self) -> bool {
+        self.marker_path().exists() || self.config_path().exists()
+    }
+
+    /// The most recently trained run under `root` (by its last metrics or config write).
+    pub fn latest(root: &Path) -> Result<RunDir, TrainError> {
+        let newest = std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| RunDir::new(e.path()))
+            .filter(|r| r.path().is_dir() && r.has_run())
+            .filter_map(|r| {
+                let touched = [r.metrics_path(), r.config_path(), r.marker_path()]
+                    .iter()
+                    .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
+                    .max()?;
+                Some((touched, r))
+            })
+            .max_by_key(|(t, _)| *t);
+        newest.map(|(_, r)| r).ok_or_else(|| {
+            TrainError::Run(format!(
+                "no run found under {}/: train one with `cargo xtask train`, or pass --run DIR",
+                root.display()
+            ))
+        })
+    }
+
+    /// Reads a run file of at most [`MAX_RUN_FILE`] bytes.
+    fn read_small(&self, path: &Path) -> Result<String, TrainError> {
+        data::source::check_regular_file(path, MAX_RUN_FILE)?;
+        std::fs::read_to_string(path).map_err(|e| io(path, e))
+    }
+
+    /// The run's config, validated, with a known vocabulary.
     pub fn config(&self) -> Result<RunConfig, TrainError> {
         let path = self.config_path();
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-        RunConfig::from_toml(&text).map_err(|e| TrainError::Run(format!("{}: {e}", path.display())))
+        let bad = |e: String| TrainError::Run(format!("{}: {e}", path.display()));
+        let config =
+            RunConfig::from_toml(&self.read_small(&path)?).map_err(|e| bad(e.to_string()))?;
+        config.model.validate().map_err(|e| bad(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// The marker (`None` for a run made before it existed).
+    pub fn marker(&self) -> Result<Option<RunMarker>, TrainError> {
+        let path = self.marker_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let marker: RunMarker = serde_json::from_str(&self.read_small(&path)?)
+            .map_err(|e| TrainError::Run(format!("{} is corrupt: {e}", path.display())))?;
+        if marker.format > marker::FORMAT {
+            return Err(TrainError::Run(format!(
+                "{} has format {}, newer than this gpt understands ({}); update burngpt",
+                path.display(),
+                marker.format,
+                marker::FORMAT
+            )));
+        }
+        Ok(Some(marker))
+    }
+
+    pub fn save_marker(&self, marker: &RunMarker) -> Result<(), TrainError> {
+        let path = self.marker_path();
+        let json = serde_json::to_string_pretty(marker).expect("a marker always serialises");
+        write_atomically(&path, json.as_bytes()).map_err(|e| io(&path, e))
     }
 
     pub fn save_config(&self, config: &RunConfig) -> Result<(), TrainError> {
@@ -92,11 +174,20 @@ impl RunDir {
         write_atomically(&path, config.to_toml().as_bytes()).map_err(|e| io(&path, e))
     }
 
+    /// The run's tokenizer, checked against the config's `vocab_size`.
     pub fn tokenizer(&self) -> Result<CharTokenizer, TrainError> {
         let path = self.tokenizer_path();
-        let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| TrainError::Run(format!("{} is corrupt: {e}", path.display())))
+        let tokenizer: CharTokenizer = serde_json::from_str(&self.read_small(&path)?)
+            .map_err(|e| TrainError::Run(format!("{} is corrupt: {e}", path.display())))?;
+        let vocab_size = self.config()?.model.vocab_size;
+        if tokenizer.vocab_size() != vocab_size {
+            return Err(TrainError::Run(format!(
+                "{} has {} tokens but config.toml says vocab_size = {vocab_size}: the run's files disagree (edited?)",
+                path.display(),
+                tokenizer.vocab_size()
+            )));
+        }
+        Ok(tokenizer)
     }
 
     pub fn save_tokenizer(&self, tokenizer: &CharTokenizer) -> Result<(), TrainError> {
@@ -138,23 +229,32 @@ impl RunDir {
         self.checkpoint_dir().join(format!("model-{epoch}.mpk"))
     }
 
-    /// The trained model: `model.mpk`, else the newest checkpoint.
+    /// The trained model: `model.mpk`, else the newest checkpoint. (A run in training
+    /// may delete an old checkpoint between listing and reading: then the next newest.)
     pub fn load_model<B: Backend>(&self, device: &B::Device) -> Result<Model<B>, TrainError> {
-        let path = if self.model_path().exists() {
-            self.model_path()
-        } else {
-            let epoch = self.checkpoint_epochs().pop().ok_or_else(|| {
-                TrainError::Run(format!(
-                    "{} holds no trained model yet (no model.mpk, no checkpoint)",
-                    self.root.display()
-                ))
-            })?;
-            self.checkpoint_model_path(epoch)
+        if self.model_path().exists() {
+            return self.load_model_file(&self.model_path(), device);
+        }
+        let mut epochs = self.checkpoint_epochs();
+        let none = || {
+            TrainError::Run(format!(
+                "{} holds no trained model yet (no model.mpk, no checkpoint)",
+                self.root.display()
+            ))
         };
-        self.load_model_file(&path, device)
+        let newest = epochs.pop().ok_or_else(none)?;
+        let path = self.checkpoint_model_path(newest);
+        match self.load_model_file(&path, device) {
+            Err(_) if !path.exists() => match epochs.pop() {
+                Some(e) => self.load_model_file(&self.checkpoint_model_path(e), device),
+                None => Err(none()),
+            },
+            loaded => loaded,
+        }
     }
 
-    /// Loads a model file of this run, checking it matches the run's config.
+    /// Loads a model file of this run, after checking that it holds exactly the f32
+    /// tensors of the run's config (see `checkpoint`).
     pub fn load_model_file<B: Backend>(
         &self,
         path: &Path,
@@ -162,10 +262,29 @@ impl RunDir {
     ) -> Result<Model<B>, TrainError> {
         let config = self.config()?;
         let fresh = Trainee::new(Model::new(&config.model, device)?, StepPolicy::default());
+        let expected = shapes(&fresh);
+        let cannot =
+            |e: String| TrainError::Checkpoint(format!("cannot load {}: {e}", path.display()));
+        // Four bytes per parameter, plus generous room for names and the optimizer-free
+        // record's framing: a larger file is not this run's.
+        let params: u64 = expected
+            .iter()
+            .map(|s| s.iter().product::<usize>() as u64)
+            .sum();
+        data::source::check_regular_file(path, params * 4 + (1 << 20) + params)
+            .map_err(|e| cannot(e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| cannot(e.to_string()))?;
+        checkpoint::check_tensors(&bytes, &expected).map_err(|refused| match refused {
+            checkpoint::Refused::Unreadable(e) => cannot(e),
+            checkpoint::Refused::Mismatch(e) => TrainError::Checkpoint(format!(
+                "{} does not match this run's config.toml: {e}",
+                path.display()
+            )),
+        })?;
         let record: TraineeRecord<B> = AtomicRecorder
             .load(path.to_path_buf(), device)
-            .map_err(|e| TrainError::Checkpoint(format!("cannot load {}: {e}", path.display())))?;
-        Ok(crate::step::load_checked(fresh, record, path)?.model)
+            .map_err(|e| cannot(e.to_string()))?;
+        Ok(fresh.load_record(record).model)
     }
 
     /// Saves the model atomically as `path`.

@@ -1,0 +1,68 @@
+//! `run.json`: the marker that makes a folder a run directory, and what the run is bound
+//! to. `--overwrite` replaces only a folder that holds one, and `--resume` and `eval`
+//! check the data against it.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The marker's format; a newer one is refused rather than misread.
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMarker {
+    pub format: u32,
+    /// Seconds since the Unix epoch when the run was created.
+    pub created_unix_s: u64,
+    /// The burngpt version that created it.
+    pub burngpt: String,
+    /// The text the run trains on (`None` for generated arithmetic).
+    pub data: Option<DataRecord>,
+    /// Each `--resume`, with the `--set` overrides it applied.
+    #[serde(default)]
+    pub resumes: Vec<Resume>,
+}
+
+/// A text, pinned by its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRecord {
+    /// The config's dataset string (`tinyshakespeare` or `file:/abs/path`).
+    pub dataset: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl DataRecord {
+    pub fn of(dataset: &data::Dataset, text: &str) -> Self {
+        Self {
+            dataset: String::from(dataset.clone()),
+            bytes: text.len() as u64,
+            sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
+        }
+    }
+}
+
+/// One `--resume`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resume {
+    pub at_iter: usize,
+    pub unix_s: u64,
+    pub set: Vec<String>,
+}
+
+impl RunMarker {
+    pub fn new(data: Option<DataRecord>) -> Self {
+        Self {
+            format: FORMAT,
+            created_unix_s: now_unix_s(),
+            burngpt: env!("CARGO_PKG_VERSION").to_string(),
+            data,
+            resumes: Vec::new(),
+        }
+    }
+}
+
+pub fn now_unix_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
