@@ -13,7 +13,49 @@ use crate::kv_cache::LayerKv;
 use crate::per_token::per_token;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
+use burn::tensor::Element;
 use burn::tensor::activation::softmax;
+
+/// Which computation [`CausalSelfAttention::forward`] runs on a backend: the fused CPU
+/// kernel (`crate::fused_attention`, flex with or without autodiff, f32) or the explicit
+/// tensor ops of [`CausalSelfAttention`]'s `attend` (every other backend, and the model
+/// crate built without its `fused` feature). Sampling with a KV cache always runs the
+/// explicit path; this names the path of full forward passes (training, evaluation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttentionPath {
+    /// "fused-cpu"
+    FusedCpu,
+    /// "explicit"
+    Explicit,
+}
+
+impl AttentionPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttentionPath::FusedCpu => "fused-cpu",
+            AttentionPath::Explicit => "explicit",
+        }
+    }
+}
+
+impl std::fmt::Display for AttentionPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The attention path `B`'s forward pass takes for tensors of its float element type
+/// (f32 on flex), decided by the very check the forward pass makes. (Tensors cast to
+/// another dtype at run time fall back to the explicit path; on flex that fallback is
+/// reported once on stderr.)
+pub fn attention_path<B: Backend>() -> AttentionPath {
+    if fused_attention::applies::<B>(<B::FloatElem as Element>::dtype()) {
+        AttentionPath::FusedCpu
+    } else {
+        AttentionPath::Explicit
+    }
+}
 
 /// The fields are visible to the crate so the lecture's one-head-at-a-time version
 /// ([`crate::lecture::MultiHeadAttention::from_batched`]) can be cut from the same weights.
@@ -42,15 +84,45 @@ impl<B: Backend> CausalSelfAttention<B> {
 
     /// `x` (B, T, C) → (B, T, C), every token attending to itself and those before it.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.forward_with(x, None)
+    }
+
+    /// As [`forward`](Self::forward), pushing this layer's attention weights
+    /// (B, nh, T, T) onto `weights`: the softmax after the causal mask, before dropout.
+    pub(crate) fn forward_recording(
+        &self,
+        x: Tensor<B, 3>,
+        weights: &mut Vec<Tensor<B, 4>>,
+    ) -> Tensor<B, 3> {
+        self.forward_with(x, Some(weights))
+    }
+
+    fn forward_with(
+        &self,
+        x: Tensor<B, 3>,
+        record: Option<&mut Vec<Tensor<B, 4>>>,
+    ) -> Tensor<B, 3> {
         let qkv = per_token(&self.c_attn, x); // (B, T, 3C)
-        // On the CPU backend the whole of `attend` runs as one fused kernel; elsewhere,
-        // and as its reference, the explicit path below.
-        let y = fused_attention::causal_self_attention(qkv, self.n_head, self.attn_dropout.prob)
-            .unwrap_or_else(|qkv| {
-                let (q, k, v) = self.heads(qkv);
-                merge_heads(self.attend(q, k, v))
-            });
+        let y = match record {
+            // The fused kernel never stores the weights: take the explicit path, which
+            // the tests hold to the kernel's outputs.
+            Some(weights) => self.explicit(qkv, Some(weights)),
+            // With the `fused` feature, on the CPU backend the whole of `explicit` runs as
+            // one fused kernel; elsewhere, and as its reference, the explicit path.
+            // [`attention_path`] says which.
+            None => {
+                fused_attention::causal_self_attention(qkv, self.n_head, self.attn_dropout.prob)
+                    .unwrap_or_else(|qkv| self.explicit(qkv, None))
+            }
+        };
         self.resid_dropout.forward(per_token(&self.c_proj, y))
+    }
+
+    /// Projected `qkv` (B, T, 3C) → the heads' outputs side by side (B, T, C), as
+    /// separate tensor ops.
+    fn explicit(&self, qkv: Tensor<B, 3>, record: Option<&mut Vec<Tensor<B, 4>>>) -> Tensor<B, 3> {
+        let (q, k, v) = self.heads(qkv);
+        merge_heads(self.attend(q, k, v, record))
     }
 
     /// As [`forward`](Self::forward) for `x` holding the tokens after those in `past`:
@@ -66,7 +138,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             k: k.clone(),
             v: v.clone(),
         });
-        let y = merge_heads(self.attend(q, k, v));
+        let y = merge_heads(self.attend(q, k, v, None));
         self.resid_dropout.forward(per_token(&self.c_proj, y))
     }
 
@@ -84,7 +156,26 @@ impl<B: Backend> CausalSelfAttention<B> {
     }
 
     /// Scaled dot-product attention with a causal mask: queries (B, nh, Tq, hs) of the
-    /// last Tq positions against keys and values (B, nh, Tk, hs) of all Tk positions.
+    /// last Tq positions against keys and values (B, nh, Tk, hs) of all Tk positions, the
+    /// [`weights`](Self::weights) (pushed onto `record` when given) through dropout,
+    /// times the values.
+    fn attend(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        record: Option<&mut Vec<Tensor<B, 4>>>,
+    ) -> Tensor<B, 4> {
+        let att = self.weights(q, k);
+        if let Some(weights) = record {
+            weights.push(att.clone());
+        }
+        self.attn_dropout.forward(att).matmul(v) // (B, nh, Tq, hs)
+    }
+
+    /// The attention weights (B, nh, Tq, Tk) of queries (B, nh, Tq, hs) at the last Tq
+    /// positions over keys (B, nh, Tk, hs) at all Tk positions: each row a softmax that is
+    /// exactly 0 on the keys the query may not see.
     ///
     /// Why scale by 1/sqrt(head_size): with unit-variance q and k, each score q·k is a sum of
     /// head_size products, so its variance grows like head_size. Large scores make softmax
@@ -95,7 +186,7 @@ impl<B: Backend> CausalSelfAttention<B> {
     /// scores above the diagonal become -inf and their softmax weight exactly 0. Query i
     /// sits at position Tk - Tq + i, so it may see keys 0..=Tk - Tq + i. A single new
     /// token (Tq = 1, sampling with a cache) sees every key and needs no mask.
-    fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    fn weights(&self, q: Tensor<B, 4>, k: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, nh, tq, hs] = q.dims();
         let tk = k.dims()[2];
         let scale = (hs as f64).powf(-0.5);
@@ -109,7 +200,7 @@ impl<B: Backend> CausalSelfAttention<B> {
                 .expand([b, nh, tq, tk]);
             att.mask_fill(future, f32::NEG_INFINITY)
         };
-        self.attn_dropout.forward(softmax(att, 3)).matmul(v) // (B, nh, Tq, hs)
+        softmax(att, 3)
     }
 }
 
@@ -128,6 +219,7 @@ mod tests {
     /// The fused kernel against the explicit path: same output and same gradient with
     /// respect to qkv, for head sizes that are and are not a multiple of the SIMD width, and
     /// for sequences longer than one block of queries.
+    #[cfg(feature = "fused")]
     #[test]
     fn fused_kernel_matches_explicit_path_forward_and_backward() {
         type A = TestAutodiff;
@@ -155,8 +247,7 @@ mod tests {
                     fused_attention::causal_self_attention(qkv.clone(), n_head, 0.0)
                         .expect("flex has the fused kernel")
                 } else {
-                    let (q, k, v) = attn.heads(qkv.clone());
-                    merge_heads(attn.attend(q, k, v))
+                    attn.explicit(qkv.clone(), None)
                 };
                 let grads = (y.clone() * weights.clone()).sum().backward();
                 (
@@ -169,6 +260,79 @@ mod tests {
             y_fused.assert_approx_eq::<f32>(&y_explicit, tolerance);
             g_fused.assert_approx_eq::<f32>(&g_explicit, tolerance);
         }
+    }
+
+    #[test]
+    fn attention_path_names_the_fused_kernel_on_flex() {
+        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+        use burn::backend::{Autodiff, Flex};
+        let expected = if cfg!(feature = "fused") {
+            AttentionPath::FusedCpu
+        } else {
+            AttentionPath::Explicit
+        };
+        assert_eq!(attention_path::<Flex>(), expected);
+        assert_eq!(attention_path::<Autodiff<Flex>>(), expected);
+        // Checkpointing strategies share Autodiff<Flex>'s tensor type, and its kernel.
+        assert_eq!(
+            attention_path::<Autodiff<Flex, BalancedCheckpointing>>(),
+            expected
+        );
+        assert_eq!(
+            serde_json::to_string(&AttentionPath::FusedCpu).unwrap(),
+            "\"fused-cpu\""
+        );
+        assert_eq!(
+            serde_json::from_str::<AttentionPath>("\"explicit\"").unwrap(),
+            AttentionPath::Explicit
+        );
+        assert_eq!(AttentionPath::FusedCpu.to_string(), "fused-cpu");
+    }
+
+    /// Tensors of another dtype on flex fall back to the explicit path (with a notice on
+    /// stderr) instead of feeding the f32 kernel.
+    #[test]
+    fn other_dtypes_fall_back_to_the_explicit_path() {
+        let device = Default::default();
+        let qkv = Tensor::<B, 3>::random([1, 4, 24], Distribution::Normal(0.0, 1.0), &device)
+            .cast(burn::tensor::DType::F16);
+        assert!(fused_attention::causal_self_attention(qkv, 2, 0.0).is_err());
+    }
+
+    /// The weights [`CausalSelfAttention::forward_recording`] records are those the fused
+    /// kernel applies: times v they give the kernel's output, and the layer's output is
+    /// the one [`CausalSelfAttention::forward`] gives (sequence longer than one block of
+    /// the kernel's queries).
+    #[cfg(feature = "fused")]
+    #[test]
+    fn recorded_weights_reproduce_the_fused_kernel() {
+        let device = Default::default();
+        let (b, t, n_embd, n_head) = (2, 70, 32, 4);
+        let config = GptConfig {
+            n_embd,
+            n_head,
+            dropout: 0.0,
+            ..GptConfig::default()
+        };
+        let attn = CausalSelfAttention::<B>::new(&config, &device);
+        let x = Tensor::<B, 3>::random([b, t, n_embd], Distribution::Normal(0.0, 1.0), &device);
+        let mut weights = Vec::new();
+        let recorded = attn.forward_recording(x.clone(), &mut weights);
+        assert_eq!(weights.len(), 1);
+        assert_eq!(weights[0].dims(), [b, n_head, t, t]);
+
+        let qkv = per_token(&attn.c_attn, x.clone());
+        let (_, _, v) = attn.heads(qkv.clone());
+        let from_weights = merge_heads(weights[0].clone().matmul(v));
+        let fused = fused_attention::causal_self_attention(qkv, n_head, 0.0)
+            .expect("flex has the fused kernel");
+        let tolerance = burn::tensor::Tolerance::absolute(1e-5);
+        from_weights
+            .into_data()
+            .assert_approx_eq::<f32>(&fused.into_data(), tolerance);
+        recorded
+            .into_data()
+            .assert_approx_eq::<f32>(&attn.forward(x).into_data(), tolerance);
     }
 
     /// The batched computation must equal the lecture's version: each head on its own

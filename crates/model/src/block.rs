@@ -15,7 +15,7 @@ use burn::prelude::*;
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
     ln_1: LayerNorm<B>,
-    attn: CausalSelfAttention<B>,
+    pub(crate) attn: CausalSelfAttention<B>,
     ln_2: LayerNorm<B>,
     mlp: Mlp<B>,
 }
@@ -33,6 +33,16 @@ impl<B: Backend> Block<B> {
     /// `x` (B, T, C) → (B, T, C).
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.residuals(x, |x| self.attn.forward(x))
+    }
+
+    /// As [`forward`](Self::forward), pushing the attention weights (B, nh, T, T) onto
+    /// `weights` (see [`Gpt::attention_maps`](crate::Gpt::attention_maps)).
+    pub fn forward_recording(
+        &self,
+        x: Tensor<B, 3>,
+        weights: &mut Vec<Tensor<B, 4>>,
+    ) -> Tensor<B, 3> {
+        self.residuals(x, |x| self.attn.forward_recording(x, weights))
     }
 
     /// As [`forward`](Self::forward), reusing and extending this layer's cached keys and

@@ -12,9 +12,49 @@
 //! the backward pass, which recomputes the attention weights from them instead of storing
 //! a (B, nh, T, T) tensor.
 //!
-//! It applies on the flex backend, with and without autodiff; every other backend keeps the
-//! explicit path, where its own kernels apply. The tests below hold the two paths to the
-//! same values and gradients.
+//! It applies on the flex backend, with and without autodiff (any checkpointing strategy),
+//! to f32 tensors; every other backend keeps the explicit path, where its own kernels
+//! apply. [`crate::attention_path`] says which path a backend takes, from the same check
+//! the forward pass makes; a flex backend that falls back says so once on stderr. The
+//! tests hold the two paths to the same values and gradients. The crate's `fused` feature
+//! (on by default) builds this module; without it every backend takes the explicit path.
+//!
+//! # How the kernel is plugged in: a run-time type check, not a backend trait
+//!
+//! Burn's idiom for a custom kernel (the `custom-wgpu-kernel` and `custom-cubecl-kernel`
+//! examples and the Burn book's "backend extension" chapter) is an extension trait,
+//!
+//! ```text
+//! pub trait Backend: burn::tensor::backend::Backend {
+//!     fn fused_attention(qkv: FloatTensor<Self>, n_head: usize, dropout: f64) -> FloatTensor<Self>;
+//! }
+//! pub trait AutodiffBackend: Backend + burn::tensor::backend::AutodiffBackend {}
+//! ```
+//!
+//! implemented for each backend that has the kernel (here `Flex`), and for
+//! `Autodiff<B, C>` with `B: Backend` by registering a backward step, as below; the model
+//! is then generic over `B: crate::Backend` instead of Burn's `Backend`. That is the right
+//! shape for a library of kernels, and it resolves the choice at compile time. It fits this
+//! project worse:
+//!
+//! - every backend the model runs on must implement the trait, including those with no
+//!   kernel (ndarray, wgpu, cuda, and wrappers such as fusion or router), each with an impl
+//!   that only calls the explicit path: Rust has no specialisation, so one blanket
+//!   `impl<B: burn::tensor::backend::Backend> Backend for B` cannot coexist with the
+//!   `Flex` impl. The model crate would depend on every backend crate, or each binary would
+//!   carry impls for its own;
+//! - the bound spreads to every generic item that holds a model: `Model<B>`, `Gpt<B>`, the
+//!   training step, the Learner's `AutodiffBackend` bounds, the cli's sampling and
+//!   evaluation, so one CPU kernel would reshape the whole workspace's signatures;
+//! - the backward pass becomes a second trait method (the `Autodiff<B, C>` impl calls the
+//!   inner backend's), where here it is one `Backward` step on `Flex`.
+//!
+//! The check here is a `TypeId` comparison of `B`'s float tensor type and the tensor's
+//! dtype, made at each attention call (nanoseconds against a kernel of milliseconds): the
+//! model stays generic over Burn's `Backend`, backends without a kernel need nothing, and
+//! the explicit path remains the one reference every backend shares. What it gives up is
+//! the compiler's word that the kernel runs; [`crate::attention_path`], the stderr notice
+//! and the cli's test that the default build trains through the kernel stand in for it.
 
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
@@ -26,35 +66,88 @@ use burn::tensor::backend::BackendTypes;
 use burn::tensor::{DType, Distribution, TensorData, TensorPrimitive};
 use multiversion::multiversion;
 use rayon::prelude::*;
-use std::any::Any;
-use std::sync::Arc;
+use std::any::{Any, TypeId};
+use std::sync::{Arc, Once};
 
 type AutodiffFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+
+/// Which kernel applies to tensors of `B` holding `dtype`: the one check both
+/// [`causal_self_attention`] and [`crate::attention_path`] make.
+///
+/// It asks for `B`'s float tensor type, not for `B` itself, so every checkpointing
+/// strategy of `Autodiff<Flex, C>` qualifies (they share `AutodiffTensor<Flex>`). That is
+/// sound: the graph node below is compute-bound and keeps its own state, and burn-autodiff
+/// treats a compute-bound node the same under every strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// `Flex`: inference (validation, sampling), no graph, no dropout.
+    Flex,
+    /// `Autodiff<Flex, _>`: training, with a backward pass.
+    AutodiffFlex,
+}
+
+fn kernel<B: Backend>(dtype: DType) -> Option<Kernel> {
+    let primitive = TypeId::of::<B::FloatTensorPrimitive>();
+    if dtype != DType::F32 {
+        None
+    } else if primitive == TypeId::of::<FlexTensor>() {
+        Some(Kernel::Flex)
+    } else if primitive == TypeId::of::<AutodiffFlexTensor>() {
+        Some(Kernel::AutodiffFlex)
+    } else {
+        None
+    }
+}
+
+/// Whether [`causal_self_attention`] runs the fused kernel for tensors of `B` holding
+/// `dtype`.
+pub(crate) fn applies<B: Backend>(dtype: DType) -> bool {
+    kernel::<B>(dtype).is_some()
+}
 
 /// `qkv` (B, T, 3C), each row `[q | k | v]` with head h at columns h·hs.. of each third,
 /// → (B, T, C), the heads' outputs side by side: exactly what the explicit path computes
 /// from the same `qkv`, dropout applied to the attention weights with probability
 /// `dropout` when training.
 ///
-/// Gives `qkv` back untouched when this backend has no fused kernel.
+/// Gives `qkv` back untouched when the kernel does not apply (see [`applies`]); on a flex
+/// backend that is a fallback worth knowing about, said once on stderr.
 pub(crate) fn causal_self_attention<B: Backend>(
     qkv: Tensor<B, 3>,
     n_head: usize,
     dropout: f64,
 ) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
-    if qkv.dtype() != DType::F32 {
+    let Some(kernel) = kernel::<B>(qkv.dtype()) else {
+        notice_fallback::<B>(qkv.dtype());
         return Err(qkv);
-    }
+    };
     let shape = Shape::new(qkv.dims(), n_head);
     let primitive = qkv.into_primitive().tensor();
-    // Flex without autodiff (validation, sampling): dropout is off, as in burn's Dropout.
-    let primitive = match downcast::<_, FlexTensor>(primitive) {
-        Ok(qkv) => return Ok(upcast(forward(&qkv.to_contiguous(), shape, None).0)),
-        Err(primitive) => primitive,
-    };
-    match downcast::<_, AutodiffFlexTensor>(primitive) {
-        Ok(qkv) => Ok(upcast(forward_autodiff(qkv, shape, dropout))),
-        Err(primitive) => Err(Tensor::from_primitive(TensorPrimitive::Float(primitive))),
+    Ok(match kernel {
+        // Without autodiff (validation, sampling) dropout is off, as in burn's Dropout.
+        Kernel::Flex => {
+            let qkv: FlexTensor = downcast(primitive).unwrap_or_else(|_| unreachable!());
+            upcast(forward(&qkv.to_contiguous(), shape, None).0)
+        }
+        Kernel::AutodiffFlex => {
+            let qkv: AutodiffFlexTensor = downcast(primitive).unwrap_or_else(|_| unreachable!());
+            upcast(forward_autodiff(qkv, shape, dropout))
+        }
+    })
+}
+
+/// Says on stderr, once per process, that a flex backend took the explicit path: a
+/// wrapper around Flex that is not `Autodiff<Flex, _>`, or tensors that are not f32.
+fn notice_fallback<B: Backend>(dtype: DType) {
+    static NOTICE: Once = Once::new();
+    let backend = std::any::type_name::<B>();
+    if backend.contains("burn_flex") {
+        NOTICE.call_once(|| {
+            eprintln!(
+                "note: attention runs the explicit path (slower), not the fused CPU kernel: \
+                 the kernel takes f32 tensors of Flex or Autodiff<Flex>, this is {dtype:?} on {backend}"
+            )
+        });
     }
 }
 

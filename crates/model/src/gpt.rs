@@ -48,6 +48,33 @@ impl<B: Backend> Gpt<B> {
         Ok(self.head(x))
     }
 
+    /// The attention weights the model gives `idx` (B, T), 1 ≤ T ≤ block_size: one
+    /// (B, n_head, T, T) tensor per layer, first layer first. Entry [b, h, i, j] is how
+    /// much query position i of head h listens to key position j: each row is a softmax
+    /// over j ≤ i and exactly 0 above the diagonal. Taken from a forward pass over the
+    /// whole of `idx` (no KV cache), before dropout; call it on an inference model
+    /// (no autodiff), where dropout is off anyway.
+    pub fn attention_maps(&self, idx: Tensor<B, 2, Int>) -> Result<Vec<Tensor<B, 4>>> {
+        Ok(self.forward_with_attention(idx)?.1)
+    }
+
+    /// [`forward`](Self::forward)'s logits together with the
+    /// [`attention_maps`](Self::attention_maps) of the same pass. The attention runs as
+    /// explicit tensor ops, so the weights exist as tensors; the fused CPU kernel computes
+    /// the same function without storing them (the logits agree to float rounding).
+    pub fn forward_with_attention(
+        &self,
+        idx: Tensor<B, 2, Int>,
+    ) -> Result<(Tensor<B, 3>, Vec<Tensor<B, 4>>)> {
+        let mut weights = Vec::with_capacity(self.blocks.len());
+        let x = self.embed(idx, 0)?;
+        let x = self
+            .blocks
+            .iter()
+            .fold(x, |x, block| block.forward_recording(x, &mut weights));
+        Ok((self.head(x), weights))
+    }
+
     /// As [`forward`](Self::forward) for `idx` holding the tokens that follow the
     /// `cache.len()` tokens already in `cache`; their keys and values are appended to it.
     /// The positions continue from `cache.len()`, up to block_size in all.
@@ -178,6 +205,115 @@ mod tests {
                 block_size: 16
             }
         );
+    }
+
+    /// Every layer's map is (B, n_head, T, T), each row a probability distribution over
+    /// the positions up to its own, exactly 0 above the diagonal.
+    #[test]
+    fn attention_maps_are_causal_distributions() {
+        let device = Default::default();
+        let model = Gpt::<B>::new(&small(), &device).unwrap();
+        let (b, t) = (2, 16);
+        let maps = model
+            .attention_maps(random_ids::<B>([b, t], 65, 10, &device))
+            .unwrap();
+        assert_eq!(maps.len(), 2);
+        for map in maps {
+            assert_eq!(map.dims(), [b, 4, t, t]);
+            let row_sums = map.clone().sum_dim(3).into_data().to_vec::<f32>().unwrap();
+            assert!(
+                row_sums.iter().all(|s| (s - 1.0).abs() < 1e-5),
+                "{row_sums:?}"
+            );
+            let w = map.into_data().to_vec::<f32>().unwrap();
+            for (n, row) in w.chunks_exact(t).enumerate() {
+                let i = n % t; // the query's position
+                assert!(row[i + 1..].iter().all(|&x| x == 0.0), "row {i}: {row:?}");
+                assert!(row[..=i].iter().all(|&x| x > 0.0), "row {i}: {row:?}");
+            }
+        }
+    }
+
+    /// Recording the maps runs the explicit attention, yet the logits are those of the
+    /// model's own forward pass (the fused kernel on flex).
+    #[test]
+    fn forward_with_attention_keeps_the_logits() {
+        let device = Default::default();
+        let model = Gpt::<B>::new(&small(), &device).unwrap();
+        let idx = random_ids::<B>([3, 16], 65, 11, &device);
+        let (logits, maps) = model.forward_with_attention(idx.clone()).unwrap();
+        assert_eq!(maps.len(), 2);
+        logits.into_data().assert_approx_eq::<f32>(
+            &model.forward(idx).unwrap().into_data(),
+            burn::tensor::Tolerance::absolute(1e-4),
+        );
+    }
+
+    /// A checkpointing autodiff takes the fused kernel too (same tensor type): its
+    /// gradients equal those without checkpointing, and those of the explicit path.
+    #[test]
+    fn balanced_checkpointing_gives_the_same_gradients() {
+        use burn::backend::Autodiff;
+        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+        use burn::module::AutodiffModule;
+        use burn::tensor::backend::AutodiffBackend;
+        type Balanced = Autodiff<B, BalancedCheckpointing>;
+
+        fn grad<A: AutodiffBackend>(
+            inner: &Gpt<A::InnerBackend>,
+            [x, y]: &[Tensor<A::InnerBackend, 2, Int>; 2],
+            explicit: bool,
+        ) -> TensorData
+        where
+            Gpt<A>: AutodiffModule<A, InnerModule = Gpt<A::InnerBackend>>,
+        {
+            // `inner`'s parameters were read on a backend without gradients: ask for them.
+            struct RequireGrad;
+            impl<A: AutodiffBackend> burn::module::ModuleMapper<A> for RequireGrad {
+                fn map_float<const D: usize>(
+                    &mut self,
+                    p: burn::module::Param<Tensor<A, D>>,
+                ) -> burn::module::Param<Tensor<A, D>> {
+                    p.map(|t| t.require_grad())
+                }
+            }
+            let model = Gpt::<A>::from_inner(inner.clone()).map(&mut RequireGrad);
+            let idx = Tensor::from_inner(x.clone());
+            let logits = if explicit {
+                model.forward_with_attention(idx).unwrap().0 // the explicit path
+            } else {
+                model.forward(idx).unwrap()
+            };
+            let grads = cross_entropy(logits, Tensor::from_inner(y.clone())).backward();
+            let w = model.blocks[0].attn.c_attn.weight.val();
+            w.grad(&grads).unwrap().into_data()
+        }
+
+        let device = Default::default();
+        // Parameters are initialised lazily, and each clone of a lazy one on its own:
+        // read every parameter once so that the clones share the values.
+        struct Touch;
+        impl burn::module::ModuleVisitor<B> for Touch {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<B, D>>) {
+                let _ = p.val();
+            }
+        }
+        let inner = Gpt::<B>::new(&small(), &device).unwrap();
+        inner.visit(&mut Touch);
+        let batch = [
+            random_ids::<B>([2, 16], 65, 12, &device),
+            random_ids::<B>([2, 16], 65, 13, &device),
+        ];
+        let plain = grad::<TestAutodiff>(&inner, &batch, false);
+        let tolerance = burn::tensor::Tolerance::absolute(1e-6);
+        for (balanced, explicit) in [(false, true), (true, false), (true, true)] {
+            let g = if balanced {
+                grad::<Balanced>(&inner, &batch, explicit)
+            } else {
+                grad::<TestAutodiff>(&inner, &batch, explicit)
+            };
+            g.assert_approx_eq::<f32>(&plain, tolerance);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod attention;
 pub mod bigram;
 pub mod block;
 pub mod config;
+#[cfg(feature = "fused")]
 mod fused_attention;
 pub mod generate;
 pub mod gpt;
@@ -19,6 +20,7 @@ pub mod loss;
 pub mod mlp;
 mod per_token;
 
+pub use attention::{AttentionPath, attention_path};
 pub use bigram::BigramLanguageModel;
 pub use config::{GptConfig, ModelKind};
 pub use generate::{Sampling, generate};
@@ -38,6 +40,8 @@ pub enum ModelError {
     EmptyPrompt,
     #[error("invalid sampling option: {0}")]
     InvalidSampling(String),
+    #[error("the bigram model has no attention layers: attention maps need a GPT")]
+    NoAttention,
     #[error(
         "the model's logits are not finite numbers (its weights hold NaN or infinity: was it trained with a loss that diverged?)"
     )]
@@ -45,6 +49,25 @@ pub enum ModelError {
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// Built without the `fused` feature: no kernel, every backend takes the explicit path.
+#[cfg(not(feature = "fused"))]
+mod fused_attention {
+    use burn::prelude::*;
+    use burn::tensor::DType;
+
+    pub(crate) fn applies<B: Backend>(_dtype: DType) -> bool {
+        false
+    }
+
+    pub(crate) fn causal_self_attention<B: Backend>(
+        qkv: Tensor<B, 3>,
+        _n_head: usize,
+        _dropout: f64,
+    ) -> std::result::Result<Tensor<B, 3>, Tensor<B, 3>> {
+        Err(qkv)
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod test_util {

@@ -1,7 +1,7 @@
 //! What training and sampling need from a network, so one loop serves both the bigram
 //! baseline and the GPT.
 
-use crate::{BigramLanguageModel, Gpt, GptConfig, KvCache, ModelKind, Result};
+use crate::{BigramLanguageModel, Gpt, GptConfig, KvCache, ModelError, ModelKind, Result};
 use burn::prelude::*;
 
 /// A next-token predictor: token ids in, logits out.
@@ -32,6 +32,15 @@ impl<B: Backend> Model<B> {
             ModelKind::Bigram => Model::Bigram(BigramLanguageModel::new(config, device)?),
             ModelKind::Gpt => Model::Gpt(Gpt::new(config, device)?),
         })
+    }
+
+    /// The GPT's attention weights for `idx` (B, T), one (B, n_head, T, T) tensor per
+    /// layer: see [`Gpt::attention_maps`]. The bigram model has no attention: an error.
+    pub fn attention_maps(&self, idx: Tensor<B, 2, Int>) -> Result<Vec<Tensor<B, 4>>> {
+        match self {
+            Model::Bigram(_) => Err(ModelError::NoAttention),
+            Model::Gpt(m) => m.attention_maps(idx),
+        }
     }
 }
 
@@ -82,5 +91,28 @@ mod tests {
         let loss: f32 = cross_entropy(model.logits(x).unwrap(), y).into_scalar();
         assert!((loss - 65f32.ln()).abs() < 0.2, "loss {loss}");
         assert_eq!(model.context_size(), None);
+        let idx = random_ids::<B>([1, 8], 65, 3, &device);
+        assert_eq!(
+            model.attention_maps(idx).unwrap_err(),
+            ModelError::NoAttention
+        );
+    }
+
+    #[test]
+    fn gpt_attention_maps_one_per_layer() {
+        let device = Default::default();
+        let config = GptConfig {
+            block_size: 8,
+            n_layer: 3,
+            n_head: 2,
+            n_embd: 16,
+            ..GptConfig::default()
+        };
+        let model = Model::<B>::new(&config, &device).unwrap();
+        let maps = model
+            .attention_maps(random_ids::<B>([1, 5], 65, 4, &device))
+            .unwrap();
+        let dims: Vec<_> = maps.iter().map(|m| m.dims()).collect();
+        assert_eq!(dims, vec![[1, 2, 5, 5]; 3]);
     }
 }
