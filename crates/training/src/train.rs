@@ -4,12 +4,11 @@
 
 use crate::budget;
 use crate::loader::{EpochLoader, Pass};
-use crate::log::{History, RunLog, write_rows};
+use crate::log::{History, RunLog};
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::PlainRenderer;
-use crate::run::checkpoint::KeepRecentAndBest;
 use crate::run::marker::{Resume, now_unix_s};
 use crate::run::writer::leftovers;
 use crate::run::{DataRecord, RunDir, RunMarker, RunWriter};
@@ -213,12 +212,7 @@ fn prepare<B: AutodiffBackend>(
             config.model.validate()?;
             check_memory(&config)?;
             let writer = RunWriter::create(&opts.out_dir, *overwrite)?;
-            let run = writer.run();
-            run.save_marker(&RunMarker::new(record))?;
-            run.save_config(&config)?;
-            run.save_tokenizer(&tokenizer)?;
-            write_rows(&run.metrics_path(), &[])
-                .map_err(|e| crate::run::io(&run.metrics_path(), e))?;
+            writer.begin(&RunMarker::new(record), &config, &tokenizer)?;
             Ok(Prepared {
                 writer,
                 config,
@@ -257,10 +251,7 @@ fn prepare<B: AutodiffBackend>(
                 unix_s: now_unix_s(),
                 set: overrides.clone(),
             });
-            run.save_config(&config)?;
-            run.save_marker(&marker)?;
-            write_rows(&run.metrics_path(), &rows)
-                .map_err(|e| crate::run::io(&run.metrics_path(), e))?;
+            writer.continue_with(&marker, &config, &rows)?;
             Ok(Prepared {
                 writer,
                 config,
@@ -295,7 +286,15 @@ pub fn train<B: AutodiffBackend>(
         .collect();
     let run = writer.run().clone();
     let start = std::time::Instant::now();
-    let launched = launch::<B>(&run, &config, corpus, start_epoch, &history, &opts, device);
+    let launched = launch::<B>(
+        &writer,
+        &config,
+        corpus,
+        start_epoch,
+        &history,
+        &opts,
+        device,
+    );
     let settled = writer.settle()?;
     if let Err(e) = launched {
         return Err(match settled {
@@ -321,7 +320,7 @@ pub fn train<B: AutodiffBackend>(
 /// Builds the Learner and runs it from `start_epoch`; then saves the final and best
 /// models. Any failure inside burn-train (a checkpoint or log write) is an error here.
 fn launch<B: AutodiffBackend>(
-    run: &RunDir,
+    writer: &RunWriter,
     config: &RunConfig,
     corpus: Corpus,
     start_epoch: usize,
@@ -329,6 +328,7 @@ fn launch<B: AutodiffBackend>(
     opts: &TrainOptions,
     device: &B::Device,
 ) -> Result<(), TrainError> {
+    let run = writer.run();
     let t = &config.train;
     let num_epochs = t.max_iters.div_ceil(t.eval_interval);
     if start_epoch >= num_epochs {
@@ -369,11 +369,7 @@ fn launch<B: AutodiffBackend>(
         .metric_valid_numeric(SplitMean::loss_of(Split::Val))
         .with_metric_logger(log)
         .with_file_checkpointer(AtomicRecorder)
-        .with_checkpointing_strategy(KeepRecentAndBest::new(
-            t.keep_checkpoints,
-            history.clone(),
-            run.checkpoint_epochs(),
-        ))
+        .with_checkpointing_strategy(writer.checkpoint_policy(t.keep_checkpoints, history.clone()))
         .with_interrupter(opts.interrupter.clone())
         .num_epochs(num_epochs);
     if config.task().is_some() {
@@ -410,16 +406,7 @@ fn launch<B: AutodiffBackend>(
             watch.first_nonfinite().unwrap_or(0)
         );
     }
-    run.save_model(result.model, &run.model_path())?;
-    if let Some(best) = history.best_epoch() {
-        let from = run.checkpoint_model_path(best);
-        if from.exists() {
-            let bytes = std::fs::read(&from).map_err(|e| crate::run::io(&from, e))?;
-            crate::recorder::write_atomically(&run.best_path(), &bytes)
-                .map_err(|e| crate::run::io(&run.best_path(), e))?;
-        }
-    }
-    Ok(())
+    writer.finish(result.model, history)
 }
 
 #[cfg(test)]

@@ -12,8 +12,14 @@
 //!   `.NAME.replaced-PID` beside it, and deleted only once the new run has a checkpoint;
 //!   if the new run fails before that, it is removed and the old one is moved back.
 
-use super::{RunDir, io};
-use crate::TrainError;
+use super::checkpoint::KeepRecentAndBest;
+use super::{RunDir, RunMarker, io};
+use crate::log::{EvalRow, History, write_rows};
+use crate::recorder::write_atomically;
+use crate::step::Trainee;
+use crate::{RunConfig, TrainError};
+use burn::prelude::Backend;
+use data::CharTokenizer;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -97,6 +103,61 @@ impl RunWriter {
 
     pub fn run(&self) -> &RunDir {
         &self.run
+    }
+
+    /// A new run's files: the marker, the config, the tokenizer and an empty log.
+    pub fn begin(
+        &self,
+        marker: &RunMarker,
+        config: &RunConfig,
+        tokenizer: &CharTokenizer,
+    ) -> Result<(), TrainError> {
+        self.run.save_marker(marker)?;
+        self.run.save_config(config)?;
+        self.run.save_tokenizer(tokenizer)?;
+        self.write_rows(&[])
+    }
+
+    /// A resumed run's files, once its checkpoint has loaded under `config`: the config
+    /// (with the resume's overrides), the marker, and the log cut back to `rows`.
+    pub fn continue_with(
+        &self,
+        marker: &RunMarker,
+        config: &RunConfig,
+        rows: &[EvalRow],
+    ) -> Result<(), TrainError> {
+        self.run.save_config(config)?;
+        self.run.save_marker(marker)?;
+        self.write_rows(rows)
+    }
+
+    fn write_rows(&self, rows: &[EvalRow]) -> Result<(), TrainError> {
+        let path = self.run.metrics_path();
+        write_rows(&path, rows).map_err(|e| io(&path, e))
+    }
+
+    /// Which checkpoints the Learner keeps: the newest `keep` and the best by val loss.
+    pub fn checkpoint_policy(&self, keep: usize, history: History) -> KeepRecentAndBest {
+        KeepRecentAndBest::new(keep, history, self.run.checkpoint_epochs())
+    }
+
+    /// The end of a session: the final model as `model.mpk`, the best checkpoint's as
+    /// `best.mpk`.
+    pub fn finish<B: Backend>(
+        &self,
+        trainee: Trainee<B>,
+        history: &History,
+    ) -> Result<(), TrainError> {
+        self.run.save_model(trainee, &self.run.model_path())?;
+        if let Some(best) = history.best_epoch() {
+            let from = self.run.checkpoint_model_path(best);
+            if from.exists() {
+                let bytes = std::fs::read(&from).map_err(|e| io(&from, e))?;
+                let to = self.run.best_path();
+                write_atomically(&to, &bytes).map_err(|e| io(&to, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends the replacement of an old run: deleted if the new one has a checkpoint (or a
