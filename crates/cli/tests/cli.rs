@@ -209,6 +209,7 @@ fn bad_input_gets_one_clear_error_line() {
     // fails at once (a mirror on a closed loopback port stands in for a machine offline).
     let offline = gpt_command(&["train", "--out-dir", o])
         .env("BURNGPT_DATA_DIR", dir.join("empty-data-dir"))
+        .env("BURNGPT_CACHE", dir.join("empty-cache"))
         .env("BURNGPT_MIRROR", "http://127.0.0.1:9")
         .output()
         .unwrap();

@@ -205,7 +205,7 @@ fn one_trainer_per_run_and_readers_are_welcome() {
 fn resume_is_the_same_run() {
     let (parent, run) = workspace("rel-resume");
     let text = parent.join("text.txt");
-    let shakespeare = common::data_dir().join("tinyshakespeare/input.txt");
+    let shakespeare = common::shakespeare_path();
     std::fs::write(&text, &std::fs::read(&shakespeare).unwrap()[..200_000]).unwrap();
     let o = train_tiny(&run, &["--data", s(&text)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -161,17 +161,21 @@ impl Manifest {
 pub fn load_text(source: &TextSource) -> Result<String> {
     match source {
         TextSource::Path(path) => read_text(path),
-        TextSource::Named(name) => {
-            let mut manifest = Manifest::named(name)?;
-            if let Ok(mirror) = std::env::var("BURNGPT_MIRROR") {
-                let base = mirror.trim_end_matches('/');
-                manifest.url = format!("{base}/{}/{}", manifest.name, manifest.file);
-            }
-            let data_dir = std::env::var_os("BURNGPT_DATA_DIR").map(PathBuf::from);
-            let path = locate(&manifest, data_dir.as_deref(), &cache_dir())?;
-            read_text(&path)
-        }
+        TextSource::Named(name) => read_text(&named_path(name)?),
     }
+}
+
+/// The verified local copy of a named dataset, found (or downloaded) as [`load_text`]
+/// says. Tests use it too, so that a clone downloads Tiny Shakespeare once and CI reads
+/// its shared copy through `BURNGPT_DATA_DIR`.
+pub fn named_path(name: &str) -> Result<PathBuf> {
+    let mut manifest = Manifest::named(name)?;
+    if let Ok(mirror) = std::env::var("BURNGPT_MIRROR") {
+        let base = mirror.trim_end_matches('/');
+        manifest.url = format!("{base}/{}/{}", manifest.name, manifest.file);
+    }
+    let data_dir = std::env::var_os("BURNGPT_DATA_DIR").map(PathBuf::from);
+    locate(&manifest, data_dir.as_deref(), &cache_dir())
 }
 
 /// The cache for downloaded datasets.
@@ -293,24 +297,10 @@ pub fn read_text(path: &Path) -> Result<String> {
 pub(crate) mod tests {
     use super::*;
 
-    /// The shared copy of Tiny Shakespeare that tests and CI use (never committed).
-    pub(crate) fn shakespeare_dir() -> PathBuf {
-        std::env::var_os("BURNGPT_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets")
-            })
-    }
-
+    /// Tiny Shakespeare, found as users find it: `BURNGPT_DATA_DIR` (CI's shared copy),
+    /// the cache, or one download.
     pub(crate) fn shakespeare() -> String {
-        let manifest = Manifest::named("tinyshakespeare").unwrap();
-        let path = locate(
-            &manifest,
-            Some(&shakespeare_dir()),
-            Path::new("/nonexistent"),
-        )
-        .unwrap();
-        read_text(&path).unwrap()
+        read_text(&named_path("tinyshakespeare").unwrap()).unwrap()
     }
 
     fn temp_dir(tag: &str) -> PathBuf {

@@ -3,8 +3,8 @@
 //! by sha256; a server that sends other bytes gives the checksum error and leaves nothing
 //! in the cache; `BURNGPT_MIRROR` redirects `load_text`'s download to a mirror.
 //!
-//! The served bytes are the shared copy, `$BURNGPT_DATA_DIR/tinyshakespeare/input.txt`
-//! (default `../shared/datasets` beside the workspace).
+//! The served bytes are Tiny Shakespeare as the data crate finds it (`BURNGPT_DATA_DIR`,
+//! the cache, or one download).
 
 use data::source::{Manifest, TextSource, load_text, locate};
 use std::io::{BufRead, BufReader, Write};
@@ -23,16 +23,10 @@ fn lock_env() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn shared_copy() -> Vec<u8> {
-    let dir = std::env::var_os("BURNGPT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"));
-    let path = dir.join("tinyshakespeare/input.txt");
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "these tests serve the shared Tiny Shakespeare, {}: {e} (set BURNGPT_DATA_DIR)",
-            path.display()
-        )
-    })
+    // Found as users find it: `BURNGPT_DATA_DIR` (CI's shared copy), the cache, or one
+    // download. Callers hold the environment lock and read it before changing anything.
+    let path = data::source::named_path("tinyshakespeare").expect("Tiny Shakespeare");
+    std::fs::read(path).expect("a verified copy reads")
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 answering `GET <path>` with `body` (404 for any other

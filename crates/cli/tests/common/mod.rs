@@ -1,5 +1,6 @@
-//! Helpers shared by the end-to-end tests: run the `gpt` binary against the shared copy of
-//! Tiny Shakespeare (`BURNGPT_DATA_DIR`), with no download cache and no network.
+//! Helpers shared by the end-to-end tests: run the `gpt` binary, which finds Tiny
+//! Shakespeare as a user's does (`BURNGPT_DATA_DIR`, which CI points at its shared copy;
+//! else the cache, filled by one download).
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -26,10 +27,9 @@ pub const TINY: &[&str] = &[
     "max_iters=20",
 ];
 
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("BURNGPT_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets"))
+/// Tiny Shakespeare's verified local copy.
+pub fn shakespeare_path() -> PathBuf {
+    data::source::named_path("tinyshakespeare").expect("Tiny Shakespeare")
 }
 
 /// A fresh, empty path for this test process.
@@ -42,10 +42,7 @@ pub fn tmp(name: &str) -> PathBuf {
 /// `gpt args…`, ready to run or spawn.
 pub fn gpt_command(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpt"));
-    cmd.args(args)
-        .env("BURNGPT_DATA_DIR", data_dir())
-        // An empty cache: a named dataset not found in BURNGPT_DATA_DIR would need the network.
-        .env("BURNGPT_CACHE", tmp("cache"));
+    cmd.args(args);
     cmd
 }
 
