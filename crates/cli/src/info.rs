@@ -1,5 +1,6 @@
 //! `gpt info`: what a run is and how far it got.
 
+use crate::backend::Inner;
 use crate::prompt::RunArg;
 use anyhow::Result;
 use training::budget::num_params;
@@ -17,6 +18,8 @@ pub fn run(args: Args) -> Result<()> {
     let config = run.config()?;
     let params = num_params(&config.model).unwrap_or(u128::MAX);
     let data = run.marker()?.and_then(|m| m.data);
+    // Which attention this build runs (the fused CPU kernel, or the explicit path).
+    let attention = model::attention_path::<Inner>().as_str();
     let rows = run.rows();
     let last = rows.last();
     let checkpoints = run.checkpoint_epochs();
@@ -29,6 +32,8 @@ pub fn run(args: Args) -> Result<()> {
             "elapsed_s": last.map(|r| r.elapsed_s),
             "checkpoints": checkpoints,
             "data": data,
+            "backend": crate::backend::NAME,
+            "attention": attention,
             "config": config,
         });
         println!("{json}");
@@ -51,6 +56,7 @@ pub fn run(args: Args) -> Result<()> {
         ),
     }
     println!("checkpoints after evaluations: {checkpoints:?}");
+    println!("backend: {}, attention: {attention}", crate::backend::NAME);
     if let Some(d) = &data {
         println!(
             "data: {} ({} bytes, sha256 {})",

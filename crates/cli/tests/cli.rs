@@ -56,6 +56,10 @@ fn info_eval_and_plot_read_the_run() {
     let info = json(&ok(&["info", "--run", run, "--json"]));
     assert_eq!(info["iter"], 20);
     assert_eq!(info["config"]["model"]["n_embd"], 16);
+    // The default CPU build runs attention as the fused kernel, and says so.
+    if info["backend"] == "flex" {
+        assert_eq!(info["attention"], "fused-cpu");
+    }
     let eval = json(&ok(&["eval", "--run", run, "--json", "--full"]));
     assert_eq!(eval["iter"], 20);
     let (val, full) = (
@@ -255,4 +259,35 @@ fn corrupt_or_mismatched_checkpoints_are_refused() {
         e.contains("does not match this run's config.toml") && e.lines().count() == 1,
         "{e}"
     );
+}
+
+/// Without --run, the commands that read a run take the newest under runs/ and say which.
+#[test]
+fn run_defaults_to_the_newest_run_under_runs() {
+    let cwd = tmp("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let in_cwd = |args: &[&str]| gpt_command(args).current_dir(&cwd).output().unwrap();
+    let o = in_cwd(&["sample"]);
+    check_one_error_line(&["sample"], &o, "no run found under runs/");
+    assert!(
+        train_tiny(&cwd.join("runs/old"), &["--set", "max_iters=10"])
+            .status
+            .success()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(
+        train_tiny(&cwd.join("runs/new"), &["--set", "max_iters=10"])
+            .status
+            .success()
+    );
+    for args in [
+        &["sample", "--max-new-tokens", "5"][..],
+        &["info"],
+        &["eval", "--eval-iters", "1"],
+    ] {
+        let o = in_cwd(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {err}");
+        assert!(err.contains("using runs/new"), "{args:?}: {err}");
+    }
 }
