@@ -81,6 +81,9 @@ impl Default for TrainConfig {
     }
 }
 
+/// The largest config file read (presets are a few hundred bytes).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Everything a run needs to be reproduced, saved as `config.toml` in its directory.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -96,8 +99,16 @@ impl RunConfig {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, TrainError> {
         let (text, what) = match path {
             Some(p) => (
-                std::fs::read_to_string(p).map_err(|e| {
-                    TrainError::Config(format!("cannot read config {}: {e}", p.display()))
+                match std::fs::metadata(p) {
+                    // A device or a huge file is refused before it is read.
+                    Ok(_) => data::source::check_regular_file(p, MAX_CONFIG_BYTES)
+                        .map_err(|e| TrainError::Config(e.to_string())),
+                    Err(_) => Ok(()),
+                }
+                .and_then(|()| {
+                    std::fs::read_to_string(p).map_err(|e| {
+                        TrainError::Config(format!("cannot read config {}: {e}", p.display()))
+                    })
                 })?,
                 p.display().to_string(),
             ),
