@@ -353,6 +353,10 @@ fn resource_bombs_are_refused_before_allocating() {
             "not a regular file",
         ),
         (
+            vec!["train", "--out-dir", o, "--config", "/dev/zero"],
+            "not a regular file",
+        ),
+        (
             vec!["bench", "--steps", "18446744073709551615"],
             "--steps must be in",
         ),
