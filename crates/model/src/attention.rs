@@ -213,7 +213,7 @@ fn merge_heads<B: Backend>(y: Tensor<B, 4>) -> Tensor<B, 3> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestAutodiff, TestBackend as B};
+    use crate::test_util::TestBackend as B;
     use burn::tensor::Distribution;
 
     /// The fused kernel against the explicit path: same output and same gradient with
@@ -222,7 +222,7 @@ mod tests {
     #[cfg(feature = "fused")]
     #[test]
     fn fused_kernel_matches_explicit_path_forward_and_backward() {
-        type A = TestAutodiff;
+        type A = crate::test_util::TestAutodiff;
         let device = Default::default();
         for (b, t, n_embd, n_head) in [
             (2, 7, 32, 4),
