@@ -68,15 +68,39 @@ fn find_device(index: Option<usize>) -> Result<Dev> {
 
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 fn find_device(index: Option<usize>) -> Result<Dev> {
-    let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor::default());
-    let adapters = ready(instance.enumerate_adapters(wgpu::Backends::all()));
+    use burn::backend::wgpu::{AutoGraphicsApi, GraphicsApi, WgpuDevice};
+    // The same instance and adapter request as Burn's wgpu runtime (cubecl-wgpu), which
+    // panics where these return nothing.
+    let backend = AutoGraphicsApi::backend();
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: backend.into(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
     match index {
-        _ if adapters.is_empty() => Err(no_device(index, "no adapter")),
-        Some(i) if i >= adapters.len() => {
-            Err(no_device(Some(i), &format!("{} adapters", adapters.len())))
+        // `--device i`: the i-th discrete GPU, as WgpuDevice::DiscreteGpu(i) selects it.
+        Some(i) => {
+            let discrete = ready(instance.enumerate_adapters(backend.into()))
+                .iter()
+                .filter(|a| a.get_info().device_type == wgpu::DeviceType::DiscreteGpu)
+                .count();
+            if i >= discrete {
+                return Err(no_device(
+                    Some(i),
+                    &format!("{discrete} discrete {backend:?} GPUs"),
+                ));
+            }
+            Ok(WgpuDevice::DiscreteGpu(i))
         }
-        Some(i) => Ok(burn::backend::wgpu::WgpuDevice::DiscreteGpu(i)),
-        None => Ok(burn::backend::wgpu::WgpuDevice::default()),
+        None => {
+            let options = wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+            };
+            ready(instance.request_adapter(&options))
+                .map_err(|e| no_device(None, &format!("{backend:?}: {e}")))?;
+            Ok(WgpuDevice::default())
+        }
     }
 }
 
