@@ -1,7 +1,10 @@
 //! Text → tokens → batches: the lecture's data pipeline, with no model code.
 //!
 //! - [`source`]: where text comes from (a local file or a named, checksummed dataset).
-//! - [`tokenizer`]: the lecture's character-level tokenizer behind a [`Tokenizer`] trait.
+//! - [`tokenizer`]: the lecture's character-level tokenizer and GPT-2's BPE, one
+//!   [`TextTokenizer`] behind a [`Tokenizer`] trait.
+//! - [`prepared`]: `gpt prepare`'s corpora larger than memory: streamed, tokenized in
+//!   parallel into `train.bin`/`val.bin` + `meta.json`, read back memory-mapped.
 //! - [`tokens`]: the compact token store and the 90/10 train/val split.
 //! - [`batcher`]: random `block_size` chunks and the Burn [`Batcher`](burn::data::dataloader::batcher::Batcher)
 //!   that stacks them into `(inputs, targets)`, as the lecture's `get_batch`.
@@ -13,6 +16,7 @@ pub mod arithmetic;
 pub mod batcher;
 pub mod corpus;
 pub mod generator;
+pub mod prepared;
 pub mod problem;
 pub mod source;
 pub mod tokenizer;
@@ -23,7 +27,9 @@ pub use batcher::{Chunk, ConsecutiveWindows, LmBatch, LmBatcher, RandomChunks, m
 pub use corpus::Corpus;
 pub use problem::{Op, Problem};
 pub use source::{Dataset, TextSource, load_text};
-pub use tokenizer::{CharTokenizer, Tokenizer};
+pub use tokenizer::{
+    CharTokenizer, GPT2_EOT, GPT2_VOCAB_SIZE, TextTokenizer, Tokenizer, TokenizerKind, Utf8Stream,
+};
 pub use tokens::{Split, TokenStore, Tokens};
 
 /// Everything that can go wrong between a path on disk and a batch of tokens.
@@ -77,6 +83,8 @@ pub enum DataError {
         n_digits: usize,
         ops: String,
     },
+    #[error("{0}")]
+    Prepared(String),
     #[error("invalid [task]: {0}")]
     InvalidTask(String),
     #[error(

@@ -32,21 +32,26 @@ impl fmt::Display for TextSource {
 /// | `"tinyshakespeare"` | a named dataset of `datasets/` (checksummed, cached) |
 /// | `"file:path/to/input.txt"` | a UTF-8 text file |
 /// | `"arithmetic"` | problems generated as `[task]` says |
+/// | `"prepared"` | a `gpt prepare` directory, named by `[train] data_dir` |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Dataset {
     Named(String),
     File(PathBuf),
     Arithmetic,
+    Prepared,
 }
 
+/// The string that names a prepared directory's dataset.
+pub const PREPARED: &str = "prepared";
+
 impl Dataset {
-    /// The text it names (`None` for generated problems).
+    /// The text it names (`None` for generated problems and prepared directories).
     pub fn text_source(&self) -> Option<TextSource> {
         match self {
             Dataset::Named(n) => Some(TextSource::Named(n.clone())),
             Dataset::File(p) => Some(TextSource::Path(p.clone())),
-            Dataset::Arithmetic => None,
+            Dataset::Arithmetic | Dataset::Prepared => None,
         }
     }
 }
@@ -66,6 +71,9 @@ impl TryFrom<String> for Dataset {
     fn try_from(s: String) -> std::result::Result<Self, String> {
         if s == crate::arithmetic::DATASET {
             return Ok(Dataset::Arithmetic);
+        }
+        if s == PREPARED {
+            return Ok(Dataset::Prepared);
         }
         if let Some(path) = s.strip_prefix("file:") {
             if path.is_empty() {
@@ -92,6 +100,7 @@ impl From<Dataset> for String {
             Dataset::Named(n) => n,
             Dataset::File(p) => format!("file:{}", p.display()),
             Dataset::Arithmetic => crate::arithmetic::DATASET.into(),
+            Dataset::Prepared => PREPARED.into(),
         }
     }
 }
@@ -361,7 +370,8 @@ pub(crate) mod tests {
         assert_eq!(parse("arithmetic"), Ok(Dataset::Arithmetic));
         assert!(parse("a/b.txt").unwrap_err().contains("file:a/b.txt"));
         assert!(parse("file:").is_err());
-        for d in ["tinyshakespeare", "file:x/y.txt", "arithmetic"] {
+        assert_eq!(parse("prepared"), Ok(Dataset::Prepared));
+        for d in ["tinyshakespeare", "file:x/y.txt", "arithmetic", "prepared"] {
             assert_eq!(String::from(parse(d).unwrap()), d);
         }
     }

@@ -1,10 +1,11 @@
 //! Tokenizers turn text into integer ids and back. The lecture's is the simplest one that
-//! works: every distinct character of the training text is one token.
+//! works: every distinct character of the training text is one token. nanoGPT's larger
+//! runs use GPT-2's byte-level BPE; [`TextTokenizer`] is either.
 
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
 
-/// What the model needs from any tokenizer (character-level now, GPT-2 BPE later).
+/// What the model needs from any tokenizer (characters or GPT-2's BPE).
 pub trait Tokenizer {
     /// Number of distinct token ids; the model's `vocab_size`.
     fn vocab_size(&self) -> usize;
@@ -75,10 +76,311 @@ impl Tokenizer for CharTokenizer {
     }
 }
 
+/// GPT-2's `<|endoftext|>`: the last id of its vocabulary, written between documents.
+pub const GPT2_EOT: u32 = 50256;
+/// GPT-2's vocabulary: 50,000 merges, 256 bytes and `<|endoftext|>`.
+pub const GPT2_VOCAB_SIZE: usize = 50257;
+
+/// Which kind of tokenizer: what `gpt prepare --tokenizer` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenizerKind {
+    /// One token per distinct character of the text (the lecture's).
+    Char,
+    /// GPT-2's byte-level BPE (`r50k_base`), 50,257 tokens.
+    Gpt2,
+}
+
+impl TokenizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenizerKind::Char => "char",
+            TokenizerKind::Gpt2 => "gpt2",
+        }
+    }
+}
+
+impl std::str::FromStr for TokenizerKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "char" => Ok(TokenizerKind::Char),
+            "gpt2" => Ok(TokenizerKind::Gpt2),
+            _ => Err(format!("unknown tokenizer {s:?}: use char or gpt2")),
+        }
+    }
+}
+
+/// The one tokenizer type a run uses: the lecture's characters, or GPT-2's byte-level BPE.
+/// GPT-2's ranks ship inside the `tiktoken-rs` crate (its `r50k_base`, compiled in), so a
+/// run records only the kind; a character tokenizer records its vocabulary.
+///
+/// Saved as `{"kind": "char", "chars": [...]}` or `{"kind": "gpt2"}`; a run written before
+/// the kind existed (`{"chars": [...]}`) still reads as a character tokenizer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "TokenizerRepr", into = "TaggedTokenizer")]
+pub enum TextTokenizer {
+    Char(CharTokenizer),
+    Gpt2,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum TaggedTokenizer {
+    Char(CharTokenizer),
+    Gpt2,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TokenizerRepr {
+    Tagged(TaggedTokenizer),
+    Legacy(CharTokenizer),
+}
+
+impl From<TokenizerRepr> for TextTokenizer {
+    fn from(r: TokenizerRepr) -> Self {
+        match r {
+            TokenizerRepr::Tagged(TaggedTokenizer::Char(c)) | TokenizerRepr::Legacy(c) => {
+                TextTokenizer::Char(c)
+            }
+            TokenizerRepr::Tagged(TaggedTokenizer::Gpt2) => TextTokenizer::Gpt2,
+        }
+    }
+}
+
+impl From<TextTokenizer> for TaggedTokenizer {
+    fn from(t: TextTokenizer) -> Self {
+        match t {
+            TextTokenizer::Char(c) => TaggedTokenizer::Char(c),
+            TextTokenizer::Gpt2 => TaggedTokenizer::Gpt2,
+        }
+    }
+}
+
+/// GPT-2's encoder, built once from the ranks compiled into tiktoken-rs.
+pub fn gpt2_bpe() -> &'static tiktoken_rs::CoreBPE {
+    tiktoken_rs::r50k_base_singleton()
+}
+
+impl TextTokenizer {
+    pub fn kind(&self) -> TokenizerKind {
+        match self {
+            TextTokenizer::Char(_) => TokenizerKind::Char,
+            TextTokenizer::Gpt2 => TokenizerKind::Gpt2,
+        }
+    }
+
+    /// The UTF-8 bytes of one token. A GPT-2 token can hold part of a character, so a
+    /// stream of tokens is decoded by joining bytes (see [`Utf8Stream`]).
+    pub fn token_bytes(&self, id: u32) -> Result<Vec<u8>> {
+        match self {
+            TextTokenizer::Char(c) => Ok(c.decode(&[id])?.into_bytes()),
+            TextTokenizer::Gpt2 => {
+                self.check_id(id)?;
+                gpt2_bpe()
+                    .decode_bytes(&[id])
+                    .map_err(|_| DataError::UnknownToken {
+                        id,
+                        vocab_size: GPT2_VOCAB_SIZE,
+                    })
+            }
+        }
+    }
+
+    fn check_id(&self, id: u32) -> Result<()> {
+        if (id as usize) < self.vocab_size() {
+            Ok(())
+        } else {
+            Err(DataError::UnknownToken {
+                id,
+                vocab_size: self.vocab_size(),
+            })
+        }
+    }
+}
+
+impl Tokenizer for TextTokenizer {
+    fn vocab_size(&self) -> usize {
+        match self {
+            TextTokenizer::Char(c) => c.vocab_size(),
+            TextTokenizer::Gpt2 => GPT2_VOCAB_SIZE,
+        }
+    }
+
+    /// GPT-2: `encode_ordinary`, so `<|endoftext|>` in the text is plain text, as
+    /// nanoGPT's `prepare.py` encodes documents.
+    fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            TextTokenizer::Char(c) => c.encode(text),
+            TextTokenizer::Gpt2 => Ok(gpt2_bpe().encode_ordinary(text)),
+        }
+    }
+
+    /// GPT-2: bytes that are not UTF-8 on their own (a cut character) become U+FFFD.
+    fn decode(&self, ids: &[u32]) -> Result<String> {
+        match self {
+            TextTokenizer::Char(c) => c.decode(ids),
+            TextTokenizer::Gpt2 => {
+                let mut out = Utf8Stream::default();
+                let mut text = String::new();
+                for &id in ids {
+                    text.push_str(&out.push(&self.token_bytes(id)?));
+                }
+                text.push_str(&out.finish());
+                Ok(text)
+            }
+        }
+    }
+}
+
+/// Joins the bytes of streamed tokens into text, holding back an incomplete character
+/// until the token that completes it arrives.
+#[derive(Debug, Default)]
+pub struct Utf8Stream {
+    pending: Vec<u8>,
+}
+
+impl Utf8Stream {
+    /// The text complete so far (possibly empty).
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let mut text = String::new();
+        loop {
+            match std::str::from_utf8(&self.pending) {
+                Ok(s) => {
+                    text.push_str(s);
+                    self.pending.clear();
+                    return text;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    text.push_str(
+                        std::str::from_utf8(&self.pending[..valid]).expect("valid up to here"),
+                    );
+                    match e.error_len() {
+                        // An invalid sequence: replace it and go on.
+                        Some(bad) => {
+                            text.push(char::REPLACEMENT_CHARACTER);
+                            self.pending.drain(..valid + bad);
+                        }
+                        // An incomplete character at the end: wait for more bytes.
+                        None => {
+                            self.pending.drain(..valid);
+                            return text;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whatever is left: an incomplete character becomes U+FFFD.
+    pub fn finish(&mut self) -> String {
+        let rest = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        rest
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::tests::shakespeare;
+
+    /// Expected ids from GPT-2's published tokenizer, copied from two sources:
+    /// - OpenAI's tiktoken, `tests/test_encoding.py` (`test_simple` and
+    ///   `test_simple_repeated`, with `tiktoken.get_encoding("gpt2")`): "hello world" →
+    ///   [31373, 995], "hello <|endoftext|>" with the special token allowed →
+    ///   [31373, 220, 50256], "0" → [15], "00" → [405], "000" → [830], "0000" → [2388],
+    ///   "00000" → [20483], "000000000" → [10535, 830];
+    /// - Hugging Face transformers, `GPT2Tokenizer`'s docstring
+    ///   (`src/transformers/models/gpt2/tokenization_gpt2.py`): "Hello world" →
+    ///   [15496, 995] and " Hello world" → [18435, 995].
+    #[test]
+    fn gpt2_ids_match_the_published_tokenizer() {
+        let tok = TextTokenizer::Gpt2;
+        let cases: [(&str, &[u32]); 9] = [
+            ("hello world", &[31373, 995][..]),
+            ("Hello world", &[15496, 995]),
+            (" Hello world", &[18435, 995]),
+            ("0", &[15]),
+            ("00", &[405]),
+            ("000", &[830]),
+            ("0000", &[2388]),
+            ("00000", &[20483]),
+            ("000000000", &[10535, 830]),
+        ];
+        for (text, ids) in cases {
+            assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
+            assert_eq!(tok.decode(ids).unwrap(), text);
+        }
+        let special = gpt2_bpe().encode_with_special_tokens("hello <|endoftext|>");
+        assert_eq!(special, [31373, 220, GPT2_EOT]);
+        assert_eq!(tok.vocab_size(), 50257);
+        // encode_ordinary: the marker in a document is text, not the separator.
+        assert!(!tok.encode("<|endoftext|>").unwrap().contains(&GPT2_EOT));
+        assert!(matches!(
+            tok.decode(&[50257]),
+            Err(DataError::UnknownToken { id: 50257, .. })
+        ));
+    }
+
+    #[test]
+    fn gpt2_round_trips_the_full_tiny_shakespeare() {
+        let text = shakespeare();
+        let tok = TextTokenizer::Gpt2;
+        let ids = tok.encode(&text).unwrap();
+        // About 3.4 characters per token on Shakespeare's English (nanoGPT's
+        // shakespeare prepare.py reports 338,025 tokens in all).
+        assert_eq!(ids.len(), 338_025);
+        assert_eq!(tok.decode(&ids).unwrap(), text);
+    }
+
+    #[test]
+    fn streamed_bytes_join_cut_characters() {
+        let tok = TextTokenizer::Gpt2;
+        let text = "naïve café — 日本語 🎉";
+        let ids = tok.encode(text).unwrap();
+        let mut stream = Utf8Stream::default();
+        let mut out = String::new();
+        for &id in &ids {
+            let piece = stream.push(&tok.token_bytes(id).unwrap());
+            assert!(!piece.contains(char::REPLACEMENT_CHARACTER));
+            out.push_str(&piece);
+        }
+        out.push_str(&stream.finish());
+        assert_eq!(out, text);
+        // Some token of the emoji or the CJK text is a partial character.
+        assert!(
+            ids.iter()
+                .any(|&id| std::str::from_utf8(&tok.token_bytes(id).unwrap()).is_err())
+        );
+    }
+
+    #[test]
+    fn tokenizer_files_old_and_new() {
+        let char_tok = TextTokenizer::Char(CharTokenizer::from_text("ab"));
+        let json = serde_json::to_string(&char_tok).unwrap();
+        assert_eq!(json, r#"{"kind":"char","chars":["a","b"]}"#);
+        assert_eq!(
+            serde_json::from_str::<TextTokenizer>(&json).unwrap(),
+            char_tok
+        );
+        let legacy = r#"{"chars":["a","b"]}"#;
+        assert_eq!(
+            serde_json::from_str::<TextTokenizer>(legacy).unwrap(),
+            char_tok
+        );
+        let gpt2 = serde_json::to_string(&TextTokenizer::Gpt2).unwrap();
+        assert_eq!(gpt2, r#"{"kind":"gpt2"}"#);
+        assert_eq!(
+            serde_json::from_str::<TextTokenizer>(&gpt2).unwrap(),
+            TextTokenizer::Gpt2
+        );
+        assert!(serde_json::from_str::<TextTokenizer>(r#"{"kind":"bpe"}"#).is_err());
+    }
 
     #[test]
     fn round_trips_the_full_tiny_shakespeare() {

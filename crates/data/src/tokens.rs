@@ -4,12 +4,92 @@
 use crate::{DataError, Result};
 use std::sync::Arc;
 
-/// A sequence of token ids in the narrowest integer type that holds the vocabulary.
+/// A sequence of token ids in the narrowest integer type that holds the vocabulary: in
+/// memory, or a prepared `train.bin`/`val.bin` mapped from disk (see `prepared`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tokens {
     U16(Vec<u16>),
     U32(Vec<u32>),
+    Mapped(MappedTokens),
 }
+
+/// Little-endian `u16` or `u32` ids in a memory-mapped file: the OS pages in what the
+/// random chunks touch, so a corpus larger than memory trains as one in memory does.
+#[derive(Clone)]
+pub struct MappedTokens {
+    map: Arc<memmap2::Mmap>,
+    /// Bytes per id: 2 or 4.
+    width: usize,
+}
+
+impl MappedTokens {
+    /// `map` holds whole ids of `width` bytes (checked by the caller).
+    pub(crate) fn new(map: memmap2::Mmap, width: usize) -> Self {
+        assert!(width == 2 || width == 4, "ids are u16 or u32");
+        assert_eq!(map.len() % width, 0, "a whole number of ids");
+        Self {
+            map: Arc::new(map),
+            width,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len() / self.width
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn range(&self, start: usize, end: usize) -> Vec<u32> {
+        let bytes = &self.map[start * self.width..end * self.width];
+        match self.width {
+            2 => bytes
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
+                .collect(),
+            _ => bytes
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        }
+    }
+
+    /// The largest id (None when empty): one pass over the file.
+    pub(crate) fn max_id(&self) -> Option<u32> {
+        match self.width {
+            2 => self
+                .map
+                .chunks_exact(2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
+                .max(),
+            _ => self
+                .map
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .max(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MappedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "MappedTokens({} ids of {} bytes)",
+            self.len(),
+            self.width
+        )
+    }
+}
+
+impl PartialEq for MappedTokens {
+    fn eq(&self, other: &Self) -> bool {
+        self.width == other.width && self.map[..] == other.map[..]
+    }
+}
+
+impl Eq for MappedTokens {}
 
 impl Tokens {
     /// Stores `ids` compactly; `vocab_size` decides the width.
@@ -25,6 +105,7 @@ impl Tokens {
         match self {
             Tokens::U16(v) => v.len(),
             Tokens::U32(v) => v.len(),
+            Tokens::Mapped(m) => m.len(),
         }
     }
 
@@ -37,6 +118,7 @@ impl Tokens {
         match self {
             Tokens::U16(v) => v[start..end].iter().map(|&id| id as u32).collect(),
             Tokens::U32(v) => v[start..end].to_vec(),
+            Tokens::Mapped(m) => m.range(start, end),
         }
     }
 }
@@ -71,6 +153,14 @@ impl TokenStore {
         Self {
             train: Arc::new(Tokens::new(&ids[..n], vocab_size)),
             val: Arc::new(Tokens::new(&ids[n..], vocab_size)),
+        }
+    }
+
+    /// A store whose splits were made elsewhere (a prepared directory's files).
+    pub fn from_splits(train: Tokens, val: Tokens) -> Self {
+        Self {
+            train: Arc::new(train),
+            val: Arc::new(val),
         }
     }
 
