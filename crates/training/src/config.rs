@@ -17,16 +17,23 @@ use crate::step::OnNonFinite;
 use data::{Dataset, TaskConfig};
 use model::GptConfig;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The training recipe, named as in nanoGPT's `train.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// A named dataset (`"tinyshakespeare"`), a text file (`"file:path/to/input.txt"`),
-    /// or `"arithmetic"`: problems generated as `[task]` says, instead of a text.
+    /// `"arithmetic"`: problems generated as `[task]` says, instead of a text, or
+    /// `"prepared"`: the `gpt prepare` directory `data_dir` (memory-mapped).
     pub dataset: Dataset,
+    /// The prepared directory (`train.bin`, `val.bin`, `meta.json`) when `dataset =
+    /// "prepared"`; empty otherwise.
+    pub data_dir: PathBuf,
     pub batch_size: usize,
+    /// Micro-batches of `batch_size` per optimizer step (nanoGPT's name): their gradients
+    /// are averaged, so one iteration sees batch_size × block_size × k tokens.
+    pub gradient_accumulation_steps: usize,
     pub max_iters: usize,
     /// Evaluate (and checkpoint) every this many iterations.
     pub eval_interval: usize,
@@ -60,7 +67,9 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             dataset: Dataset::Named("tinyshakespeare".into()),
+            data_dir: PathBuf::new(),
             batch_size: 64,
+            gradient_accumulation_steps: 1,
             max_iters: 5000,
             eval_interval: 500,
             eval_iters: 200,
@@ -151,6 +160,7 @@ impl RunConfig {
         let bad = |m: String| Err(TrainError::Config(m));
         for (name, v) in [
             ("batch_size", t.batch_size),
+            ("gradient_accumulation_steps", t.gradient_accumulation_steps),
             ("max_iters", t.max_iters),
             ("eval_interval", t.eval_interval),
             ("eval_iters", t.eval_iters),
@@ -172,6 +182,29 @@ impl RunConfig {
             .checked_mul(t.batch_size)
             .and_then(|n| n.checked_mul(self.model.block_size + 1))
             .ok_or_else(too_big)?;
+        t.batch_size
+            .checked_mul(t.gradient_accumulation_steps)
+            .and_then(|n| n.checked_mul(self.model.block_size + 1))
+            .ok_or_else(|| {
+                TrainError::Config(format!(
+                    "batch_size × gradient_accumulation_steps × block_size ({} × {} × {}) is too large to count",
+                    t.batch_size, t.gradient_accumulation_steps, self.model.block_size
+                ))
+            })?;
+        match (&t.dataset, t.data_dir.as_os_str().is_empty()) {
+            (Dataset::Prepared, true) => {
+                return bad(
+                    "dataset = \"prepared\" reads the directory data_dir: set data_dir (or pass --data DIR)".into(),
+                );
+            }
+            (Dataset::Prepared, false) | (_, true) => {}
+            (other, false) => {
+                return bad(format!(
+                    "data_dir is read only with dataset = \"prepared\" (dataset is {:?}); drop data_dir or set dataset = \"prepared\"",
+                    String::from(other.clone())
+                ));
+            }
+        }
         if t.max_iters.checked_add(t.eval_interval).is_none() {
             return bad(format!("max_iters {} is too large", t.max_iters));
         }
@@ -343,6 +376,8 @@ mod tests {
             "shakespeare_char_cpu.toml",
             "addition.toml",
             "calculator.toml",
+            "pretrain_docs.toml",
+            "finetune_shakespeare.toml",
         ] {
             RunConfig::load(Some(&dir.join(name)), &[]).unwrap();
         }
@@ -373,6 +408,23 @@ mod tests {
         assert!(digits.contains("n_digits"), "{digits}");
         let op = msg(&["ops=[\"%\"]"]);
         assert!(op.contains("unknown variant"), "{op}");
+    }
+
+    #[test]
+    fn accumulation_and_prepared_keys() {
+        let c = load(&[
+            "gradient_accumulation_steps=4",
+            "dataset=prepared",
+            "data_dir=data/x",
+        ])
+        .unwrap();
+        assert_eq!(c.train.gradient_accumulation_steps, 4);
+        assert_eq!(c.train.dataset, Dataset::Prepared);
+        assert_eq!(c.train.data_dir, PathBuf::from("data/x"));
+        let msg = |o: &[&str]| load(o).unwrap_err().to_string();
+        assert!(msg(&["gradient_accumulation_steps=0"]).contains("must be > 0"));
+        assert!(msg(&["dataset=prepared"]).contains("set data_dir"));
+        assert!(msg(&["data_dir=data/x"]).contains("only with dataset = \"prepared\""));
     }
 
     #[test]

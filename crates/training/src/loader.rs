@@ -1,7 +1,8 @@
 //! nanoGPT's iteration schedule as burn-train epochs.
 //!
 //! burn-train thinks in epochs; nanoGPT in iterations with an evaluation every
-//! `eval_interval`. So one "epoch" here is `eval_interval` training iterations (fewer in
+//! `eval_interval`. An iteration is one optimizer step: with gradient accumulation its
+//! batch holds `gradient_accumulation_steps` micro-batches (see `step`). So one "epoch" here is `eval_interval` training iterations (fewer in
 //! the last one if `max_iters` is not a multiple), and each epoch's validation pass is the
 //! lecture's `estimate_loss`: `eval_iters` random batches of train, then of val.
 //!
@@ -65,11 +66,17 @@ impl<B: Backend> EpochLoader<B> {
             }),
             Pass::Eval => Arc::new(move |_| t.eval_iters),
         };
+        // A training batch holds the k micro-batches of one optimizer step (the step
+        // splits them); evaluation batches are batch_size rows.
+        let batch_size = match pass {
+            Pass::Train => config.train.batch_size * config.train.gradient_accumulation_steps,
+            Pass::Eval => config.train.batch_size,
+        };
         Self {
             pass,
             corpus,
             block_size: config.model.block_size,
-            batch_size: config.train.batch_size,
+            batch_size,
             batches,
             seed: config.train.seed,
             epoch: Arc::new(AtomicUsize::new(start_epoch)),

@@ -4,7 +4,7 @@ use crate::clip::clip_global_norm;
 use crate::exact::solved_fraction;
 use crate::loader::SplitBatch;
 use crate::metrics::StepOutput;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, Interrupter, TrainOutput, TrainStep};
@@ -22,10 +22,13 @@ pub struct Trainee<B: Backend> {
     policy: StepPolicy,
 }
 
-/// What a training step does besides forward/backward: clip gradients, and react to a
-/// loss that is no longer a finite number.
+/// What a training step does besides forward/backward: accumulate micro-batches, clip
+/// gradients, and react to a loss that is no longer a finite number.
 #[derive(Debug, Clone, Default)]
 pub struct StepPolicy {
+    /// Micro-batches per optimizer step (`gradient_accumulation_steps`; 0 counts as 1).
+    /// The step receives all of them as one batch of `k × batch_size` rows.
+    pub accumulation: usize,
     /// Global gradient-norm limit; 0 disables clipping.
     pub grad_clip: f64,
     pub on_nonfinite: OnNonFinite,
@@ -125,8 +128,22 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
     type Input = SplitBatch<B>;
     type Output = StepOutput<B>;
 
+    /// One optimizer step's gradients. With gradient accumulation (k > 1) the batch holds
+    /// k micro-batches: each is forwarded and backpropagated on its own (so only one
+    /// micro-batch's activations are alive at a time) with its loss scaled by 1/k, the
+    /// gradients are summed, and clipping sees the accumulated gradient, as nanoGPT's
+    /// `train.py`. burn-train then takes one optimizer step and one learning-rate step
+    /// for the whole: its own `grads_accumulation` would advance the schedule per
+    /// micro-batch and clip each micro-batch separately, so it is not used.
     fn step(&self, batch: SplitBatch<B>) -> TrainOutput<StepOutput<B>> {
-        let output = self.loss(batch, false);
+        let k = self.policy.accumulation.max(1);
+        let (output, grads) = if k == 1 {
+            let output = self.loss(batch, false);
+            let grads = output.loss.backward();
+            (output, Some(GradientsParams::from_grads(grads, self)))
+        } else {
+            self.accumulate(batch, k)
+        };
         let watch = &self.policy.watch;
         let iter = watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
         // One scalar read per step (the metrics read it anyway): a NaN must never reach
@@ -145,7 +162,7 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
                 item: output,
             };
         }
-        let mut grads = GradientsParams::from_grads(output.loss.backward(), self);
+        let mut grads = grads.expect("gradients of a finite loss");
         if self.policy.grad_clip > 0.0 {
             clip_global_norm(self, &mut grads, self.policy.grad_clip);
         }
@@ -153,6 +170,48 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
             grads,
             item: output,
         }
+    }
+}
+
+impl<B: AutodiffBackend> Trainee<B> {
+    /// Forward and backward over the `k` micro-batches of `batch`, one at a time; the
+    /// mean loss (detached) and the summed gradients of loss / k.
+    fn accumulate(
+        &self,
+        batch: SplitBatch<B>,
+        k: usize,
+    ) -> (StepOutput<B>, Option<GradientsParams>) {
+        let SplitBatch { split, batch } = batch;
+        let rows = batch.inputs.dims()[0];
+        assert_eq!(rows % k, 0, "the loader serves k micro-batches per step");
+        let b = rows / k;
+        let mut accumulator = GradientsAccumulator::<Trainee<B>>::new();
+        let mut losses = Vec::with_capacity(k);
+        let mut tokens = 0;
+        for i in 0..k {
+            let rows = |t: Tensor<B, 2, Int>| t.narrow(0, i * b, b);
+            let micro = SplitBatch {
+                split,
+                batch: LmBatch {
+                    inputs: rows(batch.inputs.clone()),
+                    targets: rows(batch.targets.clone()),
+                    scored: batch.scored.clone().map(|s| s.narrow(0, i * b, b)),
+                },
+            };
+            let output = self.loss(micro, false);
+            tokens += output.tokens;
+            let grads = output.loss.clone().div_scalar(k as f64).backward();
+            accumulator.accumulate(self, GradientsParams::from_grads(grads, self));
+            losses.push(output.loss.detach());
+        }
+        let loss = Tensor::cat(losses, 0).mean();
+        let output = StepOutput {
+            loss,
+            tokens,
+            split,
+            exact_match: None,
+        };
+        (output, Some(accumulator.grads()))
     }
 }
 
@@ -178,4 +237,135 @@ pub(crate) fn shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
     let mut visitor = Shapes(Vec::new());
     module.visit(&mut visitor);
     visitor.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RunConfig;
+    use crate::clip::clip_global_norm;
+    use crate::optim::MatrixDecayAdamW;
+    use burn::backend::{Autodiff, Flex};
+    use burn::data::dataloader::batcher::Batcher;
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::Optimizer;
+    use data::{Chunk, LmBatcher};
+
+    type B = Autodiff<Flex>;
+
+    /// Every parameter's gradient (zeros where it has none), flattened, in visiting order.
+    fn grad_values(module: &Trainee<B>, grads: &GradientsParams) -> Vec<f32> {
+        struct Grads<'a>(&'a GradientsParams, Vec<f32>);
+        impl ModuleVisitor<B> for Grads<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+                let g = self
+                    .0
+                    .get::<Flex, D>(p.id)
+                    .expect("every parameter has a gradient");
+                self.1.extend(g.into_data().to_vec::<f32>().unwrap());
+            }
+        }
+        let mut v = Grads(grads, Vec::new());
+        module.visit(&mut v);
+        v.1
+    }
+
+    fn param_values(module: &Trainee<B>) -> Vec<f32> {
+        struct Values(Vec<f32>);
+        impl ModuleVisitor<B> for Values {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
+                self.0.extend(p.val().into_data().to_vec::<f32>().unwrap());
+            }
+        }
+        let mut v = Values(Vec::new());
+        module.visit(&mut v);
+        v.0
+    }
+
+    fn assert_close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        let scale = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * scale.max(1.0),
+                "{what}[{i}]: {x} vs {y}"
+            );
+        }
+    }
+
+    /// With dropout 0, k micro-batches of size b give the gradient of one batch of k·b,
+    /// clipped as a whole, and so the same weights after an AdamW step.
+    #[test]
+    fn k_micro_batches_step_like_one_batch_of_k_times_b() {
+        let mut config = RunConfig::default();
+        config.model.vocab_size = 13;
+        config.model.block_size = 8;
+        config.model.n_layer = 2;
+        config.model.n_head = 2;
+        config.model.n_embd = 16;
+        config.model.dropout = 0.0;
+        config.train.weight_decay = 0.1;
+        let device = Default::default();
+        let model = Model::<B>::new(&config.model, &device).unwrap();
+        // Parameters are initialised lazily: read them once so every clone shares them.
+        shapes(&model);
+        let chunks: Vec<Chunk> = (0..8u32)
+            .map(|r| Chunk::text((0..9).map(|t| (r * 7 + t * t * 3 + r * t) % 13).collect()))
+            .collect();
+        let batch = || SplitBatch {
+            split: Split::Train,
+            batch: LmBatcher.batch(chunks.clone(), &device),
+        };
+        let trainee = |k: usize, grad_clip: f64| {
+            Trainee::new(
+                model.clone(),
+                StepPolicy {
+                    accumulation: k,
+                    grad_clip,
+                    ..StepPolicy::default()
+                },
+            )
+        };
+        // Unclipped: the gradient of the mean loss over all 8 rows, either way.
+        let (one, four) = (trainee(1, 0.0), trainee(4, 0.0));
+        let (g1, g4) = (
+            TrainStep::step(&one, batch()),
+            TrainStep::step(&four, batch()),
+        );
+        let (l1, l4): (f32, f32) = (
+            g1.item.loss.clone().into_scalar().elem(),
+            g4.item.loss.clone().into_scalar().elem(),
+        );
+        assert!((l1 - l4).abs() < 1e-5, "loss {l1} vs {l4}");
+        assert_eq!(g4.item.tokens, 8 * 8);
+        let (v1, v4) = (grad_values(&one, &g1.grads), grad_values(&four, &g4.grads));
+        assert_close(&v1, &v4, "gradient");
+        // Clipped below the gradient's norm: clipping must see the accumulated gradient
+        // (clipping each micro-batch would give another one).
+        let norm = v1.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
+        let clip = norm / 4.0;
+        let (one, four) = (trainee(1, clip), trainee(4, clip));
+        let (c1, c4) = (
+            TrainStep::step(&one, batch()),
+            TrainStep::step(&four, batch()),
+        );
+        let (v1, v4) = (grad_values(&one, &c1.grads), grad_values(&four, &c4.grads));
+        assert_close(&v1, &v4, "clipped gradient");
+        let mut again = c4.grads;
+        let clipped = clip_global_norm(&four, &mut again, f64::MAX);
+        assert!((clipped - clip).abs() < 1e-3 * clip, "{clipped} vs {clip}");
+        // One AdamW step (with weight decay) from each: the same weights.
+        let step = |t: Trainee<B>, g: GradientsParams| {
+            let mut optim = MatrixDecayAdamW::init::<B, Trainee<B>>(&config);
+            param_values(&optim.step(1e-2, t, g))
+        };
+        let (w1, w4) = (step(one, c1.grads), step(four, again));
+        assert_close(&w1, &w4, "weights");
+        assert!(
+            w1.iter()
+                .zip(param_values(&trainee(1, 0.0)))
+                .any(|(a, b)| a != &b),
+            "the step moved the weights"
+        );
+    }
 }

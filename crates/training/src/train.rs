@@ -9,7 +9,7 @@ use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::PlainRenderer;
-use crate::run::marker::{Resume, now_unix_s};
+use crate::run::marker::{InitRecord, Resume, now_unix_s};
 use crate::run::writer::leftovers;
 use crate::run::{DataRecord, RunDir, RunMarker, RunWriter};
 use crate::schedule::NanoGptSchedule;
@@ -18,8 +18,12 @@ use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Interrupter, Learner, SupervisedTraining};
-use data::{CharTokenizer, Corpus, Dataset, Split, TokenStore, Tokenizer, load_text, mix_seed};
+use data::{
+    CharTokenizer, Corpus, Dataset, Split, TextTokenizer, TokenStore, Tokenizer, load_text,
+    mix_seed,
+};
 use model::Model;
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -53,6 +57,17 @@ pub struct TrainOptions {
     pub tui: bool,
     /// Stops training after the current iteration (Ctrl-C, `q` in the TUI).
     pub interrupter: Interrupter,
+    /// `--init-from`: a new run starts from another run's weights (fresh optimizer and
+    /// schedule), as nanoGPT's `init_from`.
+    pub init_from: Option<InitFrom>,
+}
+
+/// The run whose weights a new run starts from.
+#[derive(Debug, Clone)]
+pub struct InitFrom {
+    pub run: PathBuf,
+    /// `best.mpk` instead of the final `model.mpk`.
+    pub best: bool,
 }
 
 /// How a training session ended.
@@ -72,25 +87,70 @@ pub struct TrainReport {
 
 /// What a run trains on, its tokenizer, and (for a text) the text's record. A text's
 /// vocabulary is `saved` (a resumed or finished run's) or built from the text;
-/// arithmetic has a fixed one.
+/// arithmetic has a fixed one; a prepared directory's is in its `meta.json` (and must be
+/// `saved`, when given).
 pub fn prepare_corpus(
     config: &RunConfig,
-    saved: Option<CharTokenizer>,
-) -> Result<(Corpus, CharTokenizer, Option<DataRecord>), TrainError> {
+    saved: Option<TextTokenizer>,
+) -> Result<(Corpus, TextTokenizer, Option<DataRecord>), TrainError> {
+    if config.train.dataset == Dataset::Prepared {
+        let dir = &config.train.data_dir;
+        let (meta, store) = data::prepared::open(dir)?;
+        if let Some(saved) = &saved
+            && *saved != meta.tokenizer
+        {
+            return Err(TrainError::Run(format!(
+                "{} was prepared with {}, but this run uses {}",
+                dir.display(),
+                describe_tokenizer(&meta.tokenizer),
+                describe_tokenizer(saved)
+            )));
+        }
+        store.check_block_size(config.model.block_size)?;
+        let (bytes, sha256) = data::prepared::meta_digest(dir)?;
+        let record = DataRecord {
+            dataset: data_name(config),
+            bytes,
+            sha256,
+        };
+        return Ok((Corpus::Text(store), meta.tokenizer, Some(record)));
+    }
     let Some(source) = config.train.dataset.text_source() else {
         let task = config.task().expect("arithmetic runs have a task");
-        return Ok((Corpus::Problems(task.clone()), task.tokenizer(), None));
+        return Ok((
+            Corpus::Problems(task.clone()),
+            TextTokenizer::Char(task.tokenizer()),
+            None,
+        ));
     };
     let text = load_text(&source)?;
     let record = DataRecord::of(&config.train.dataset, &text);
-    let tokenizer = saved.unwrap_or_else(|| CharTokenizer::from_text(&text));
+    let tokenizer = saved.unwrap_or_else(|| TextTokenizer::Char(CharTokenizer::from_text(&text)));
     let ids = tokenizer.encode(&text)?;
     let store = TokenStore::new(&ids, tokenizer.vocab_size());
     store.check_block_size(config.model.block_size)?;
     Ok((Corpus::Text(store), tokenizer, Some(record)))
 }
 
-/// Points `config` at `--data PATH` (made absolute, so the run finds it from anywhere).
+/// `"prepared:DIR"` for a prepared directory, else the dataset string.
+pub fn data_name(config: &RunConfig) -> String {
+    match config.train.dataset {
+        Dataset::Prepared => format!("prepared:{}", config.train.data_dir.display()),
+        ref d => String::from(d.clone()),
+    }
+}
+
+/// A tokenizer in words, for errors: `gpt2 (50257 tokens)`.
+fn describe_tokenizer(t: &TextTokenizer) -> String {
+    format!(
+        "the {} tokenizer ({} tokens)",
+        t.kind().name(),
+        t.vocab_size()
+    )
+}
+
+/// Points `config` at `--data PATH` (made absolute, so the run finds it from anywhere):
+/// a text file, or a directory `gpt prepare` made.
 pub fn use_data_file(config: &mut RunConfig, path: &Path) -> Result<(), TrainError> {
     if config.task().is_some() {
         return Err(TrainError::Config(
@@ -100,7 +160,13 @@ pub fn use_data_file(config: &mut RunConfig, path: &Path) -> Result<(), TrainErr
     }
     let path = std::path::absolute(path)
         .map_err(|e| TrainError::Config(format!("--data {}: {e}", path.display())))?;
-    config.train.dataset = Dataset::File(path);
+    if path.is_dir() {
+        config.train.dataset = Dataset::Prepared;
+        config.train.data_dir = path;
+    } else {
+        config.train.dataset = Dataset::File(path);
+        config.train.data_dir = PathBuf::new();
+    }
     Ok(())
 }
 
@@ -116,12 +182,11 @@ pub fn run_corpus(
 ) -> Result<(Corpus, RunConfig, Option<DataRecord>), TrainError> {
     let recorded = run.marker()?.and_then(|m| m.data);
     if let Some(path) = data {
-        let before = config.train.dataset.clone();
+        let before = data_name(&config);
         use_data_file(&mut config, path)?;
-        if config.train.dataset != before && !allow_change {
+        if data_name(&config) != before && !allow_change {
             return Err(TrainError::Run(format!(
-                "this run was trained on {}; --data names another text: add --allow-data-change to use it",
-                String::from(before)
+                "this run was trained on {before}; --data names another text: add --allow-data-change to use it"
             )));
         }
     }
@@ -160,6 +225,7 @@ const RESUMABLE: &[&str] = &[
     "seed",
     "keep_checkpoints",
     "batch_size",
+    "gradient_accumulation_steps",
     "dropout",
 ];
 
@@ -191,6 +257,125 @@ struct Prepared {
     corpus: Corpus,
     start_epoch: usize,
     history: History,
+    /// The weights to start from (`--init-from`), checked against the model already.
+    init_weights: Option<PathBuf>,
+}
+
+/// The weights file of `--init-from`, checked: the architecture (all of `[model]` but
+/// dropout) and the tokenizer must match, and the file must hold exactly the model's
+/// tensors. Returns the file and what run.json records about it.
+fn init_weights<B: AutodiffBackend>(
+    init: &InitFrom,
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    device: &B::Device,
+) -> Result<(PathBuf, InitRecord), TrainError> {
+    let source = RunDir::open(&init.run)?;
+    let name = source.path().display().to_string();
+    let theirs = source.tokenizer()?;
+    if theirs != *tokenizer {
+        let detail = match (&theirs, tokenizer) {
+            (TextTokenizer::Char(a), TextTokenizer::Char(b)) => format!(
+                "character vocabularies differ ({} characters there, {} here{})",
+                a.vocab_size(),
+                b.vocab_size(),
+                a.chars()
+                    .iter()
+                    .find(|c| !b.chars().contains(c))
+                    .or_else(|| b.chars().iter().find(|c| !a.chars().contains(c)))
+                    .map(|c| format!("; {c:?} is in only one"))
+                    .unwrap_or_default()
+            ),
+            _ => format!(
+                "{name} uses {}, this run's data {}",
+                describe_tokenizer(&theirs),
+                describe_tokenizer(tokenizer)
+            ),
+        };
+        return Err(TrainError::Config(format!(
+            "--init-from {name}: the tokenizer differs: {detail}"
+        )));
+    }
+    let mut theirs = toml::Table::try_from(&source.config()?.model).expect("configs serialise");
+    let mut ours = toml::Table::try_from(&config.model).expect("configs serialise");
+    // Dropout is a training choice, not part of the weights (nanoGPT overrides it too).
+    theirs.remove("dropout");
+    ours.remove("dropout");
+    let mut keys: Vec<&String> = theirs.keys().chain(ours.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differs: Vec<String> = keys
+        .into_iter()
+        .filter(|k| theirs.get(*k) != ours.get(*k))
+        .map(|k| {
+            let show = |v: Option<&toml::Value>| v.map_or("unset".into(), |v| v.to_string());
+            format!(
+                "{k} = {} there, {} here",
+                show(theirs.get(k)),
+                show(ours.get(k))
+            )
+        })
+        .collect();
+    if !differs.is_empty() {
+        return Err(TrainError::Config(format!(
+            "--init-from {name}: the architecture differs: {}",
+            differs.join(", ")
+        )));
+    }
+    let (path, weights) = if init.best {
+        (source.best_path(), "best")
+    } else {
+        (source.model_path(), "final")
+    };
+    if !path.exists() {
+        return Err(TrainError::Run(format!(
+            "--init-from {name}: {} does not exist ({})",
+            path.display(),
+            if init.best {
+                "no evaluation has finished"
+            } else {
+                "the run has not finished or been stopped; --init-weights best takes its best checkpoint"
+            }
+        )));
+    }
+    source.load_model_file_as::<B::InnerBackend>(&path, &config.model, device)?;
+    let bytes = std::fs::read(&path).map_err(|e| crate::run::io(&path, e))?;
+    let rows = source.rows();
+    let iter = if init.best {
+        rows.iter()
+            .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+            .map_or(0, |r| r.iter)
+    } else {
+        rows.last().map_or(0, |r| r.iter)
+    };
+    let record = InitRecord {
+        run: std::path::absolute(source.path())
+            .unwrap_or_else(|_| source.path().to_path_buf())
+            .display()
+            .to_string(),
+        weights: weights.into(),
+        iter,
+        sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
+    };
+    Ok((path, record))
+}
+
+/// The weights file a run started from, for a resume before its first checkpoint; it
+/// must still be the file the run recorded.
+fn recorded_init_weights(record: &InitRecord) -> Result<PathBuf, TrainError> {
+    let run = RunDir::new(&record.run);
+    let path = match record.weights.as_str() {
+        "best" => run.best_path(),
+        _ => run.model_path(),
+    };
+    let bytes = std::fs::read(&path).map_err(|e| crate::run::io(&path, e))?;
+    if format!("{:x}", sha2::Sha256::digest(&bytes)) != record.sha256 {
+        return Err(TrainError::Run(format!(
+            "this run starts from {}, which changed since the run began; start a new run",
+            path.display()
+        )));
+    }
+    Ok(path)
 }
 
 fn prepare<B: AutodiffBackend>(
@@ -207,18 +392,34 @@ fn prepare<B: AutodiffBackend>(
             if let Some(path) = &opts.data {
                 use_data_file(&mut config, path)?;
             }
+            if config.train.dataset == Dataset::Prepared {
+                // Absolute, so resume and eval find it from anywhere.
+                let dir = &config.train.data_dir;
+                config.train.data_dir = std::path::absolute(dir)
+                    .map_err(|e| TrainError::Config(format!("data_dir {}: {e}", dir.display())))?;
+            }
             let (corpus, tokenizer, record) = prepare_corpus(&config, None)?;
             config.model.vocab_size = tokenizer.vocab_size();
             config.model.validate()?;
+            let init = opts
+                .init_from
+                .as_ref()
+                .map(|init| init_weights::<B>(init, &config, &tokenizer, device))
+                .transpose()?;
             check_memory(&config)?;
             let writer = RunWriter::create(&opts.out_dir, *overwrite)?;
-            writer.begin(&RunMarker::new(record), &config, &tokenizer)?;
+            let mut marker = RunMarker::new(record);
+            marker.tokenizer = Some(tokenizer.kind());
+            let (init_weights, init_record) = init.unzip();
+            marker.init_from = init_record;
+            writer.begin(&marker, &config, &tokenizer)?;
             Ok(Prepared {
                 writer,
                 config,
                 corpus,
                 start_epoch: 0,
                 history: History::default(),
+                init_weights,
             })
         }
         Start::Resume { overrides } => {
@@ -246,6 +447,14 @@ fn prepare<B: AutodiffBackend>(
                 .collect();
             let mut marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
             marker.data = record;
+            if marker.tokenizer.is_none() {
+                marker.tokenizer = Some(run.tokenizer()?.kind());
+            }
+            // Killed before its first checkpoint: start from the same weights again.
+            let init_weights = match (&marker.init_from, start_epoch) {
+                (Some(record), 0) => Some(recorded_init_weights(record)?),
+                _ => None,
+            };
             marker.resumes.push(Resume {
                 at_iter: rows.last().map_or(0, |r| r.iter),
                 unix_s: now_unix_s(),
@@ -258,6 +467,7 @@ fn prepare<B: AutodiffBackend>(
                 corpus,
                 start_epoch,
                 history: History::new(rows),
+                init_weights,
             })
         }
     }
@@ -274,6 +484,7 @@ pub fn train<B: AutodiffBackend>(
         corpus,
         start_epoch,
         history,
+        init_weights,
     } = prepare::<B>(&opts, device)?;
     let mut notes: Vec<String> = leftovers(&opts.out_dir)
         .iter()
@@ -290,7 +501,10 @@ pub fn train<B: AutodiffBackend>(
         &writer,
         &config,
         corpus,
-        start_epoch,
+        Origin {
+            start_epoch,
+            init_weights,
+        },
         &history,
         &opts,
         device,
@@ -317,27 +531,42 @@ pub fn train<B: AutodiffBackend>(
     })
 }
 
+/// Where a session starts: the epochs already done, and (a new `--init-from` run) the
+/// weights to start from.
+struct Origin {
+    start_epoch: usize,
+    init_weights: Option<PathBuf>,
+}
+
 /// Builds the Learner and runs it from `start_epoch`; then saves the final and best
 /// models. Any failure inside burn-train (a checkpoint or log write) is an error here.
 fn launch<B: AutodiffBackend>(
     writer: &RunWriter,
     config: &RunConfig,
     corpus: Corpus,
-    start_epoch: usize,
+    origin: Origin,
     history: &History,
     opts: &TrainOptions,
     device: &B::Device,
 ) -> Result<(), TrainError> {
     let run = writer.run();
+    let start_epoch = origin.start_epoch;
     let t = &config.train;
     let num_epochs = t.max_iters.div_ceil(t.eval_interval);
     if start_epoch >= num_epochs {
         return Ok(());
     }
     B::seed(device, mix_seed(t.seed, start_epoch as u64));
-    let model = Model::<B>::new(&config.model, device)?;
+    let model = match &origin.init_weights {
+        // --init-from: the other run's weights (checked in `init_weights`), under this
+        // run's config (its dropout); the optimizer and schedule start fresh.
+        Some(path) => RunDir::new(path.parent().unwrap_or(Path::new(".")))
+            .load_model_file_as::<B>(path, &config.model, device)?,
+        None => Model::<B>::new(&config.model, device)?,
+    };
     let optim = MatrixDecayAdamW::init(config);
     let policy = StepPolicy {
+        accumulation: t.gradient_accumulation_steps,
         grad_clip: t.grad_clip,
         on_nonfinite: t.on_nonfinite_loss,
         watch: Arc::new(NonFiniteWatch::new(
@@ -412,6 +641,77 @@ fn launch<B: AutodiffBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schedule::NanoGptSchedule;
+    use burn::backend::{Autodiff, Flex};
+
+    /// A tiny run on a small text with `k` micro-batches per step; its evaluations.
+    fn tiny_run(k: usize) -> (RunConfig, Vec<crate::log::EvalRow>) {
+        let dir = std::env::temp_dir().join(format!("burngpt-accum-{k}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = dir.join("text.txt");
+        std::fs::write(
+            &text,
+            "the quick brown fox jumps over the lazy dog. ".repeat(40),
+        )
+        .unwrap();
+        let mut config = RunConfig::default();
+        config.model.n_layer = 1;
+        config.model.n_head = 2;
+        config.model.n_embd = 8;
+        config.model.block_size = 8;
+        config.model.dropout = 0.0;
+        config.train.dataset = Dataset::File(text);
+        config.train.batch_size = 2;
+        config.train.gradient_accumulation_steps = k;
+        config.train.max_iters = 6;
+        config.train.eval_interval = 3;
+        config.train.eval_iters = 1;
+        config.train.decay_lr = true;
+        config.train.learning_rate = 1e-3;
+        config.train.min_lr = 1e-4;
+        config.train.warmup_iters = 2;
+        config.train.lr_decay_iters = 6;
+        let report = train::<Autodiff<Flex>>(
+            TrainOptions {
+                start: Start::New {
+                    config: Box::new(config.clone()),
+                    overwrite: false,
+                },
+                data: None,
+                allow_data_change: false,
+                out_dir: dir.join("run"),
+                memory_check: false,
+                tui: false,
+                interrupter: Interrupter::new(),
+                init_from: None,
+            },
+            &Default::default(),
+        )
+        .unwrap();
+        (config, report.run.rows())
+    }
+
+    /// Iterations, evaluations and the learning rate count optimizer steps: after n steps
+    /// the schedule is at step n for k = 1 and k = 4 alike (burn-train's own
+    /// accumulation would have stepped it 4n times).
+    #[test]
+    fn gradient_accumulation_counts_optimizer_steps() {
+        let (config, one) = tiny_run(1);
+        let (_, four) = tiny_run(4);
+        let schedule = NanoGptSchedule::new(&config);
+        for rows in [&one, &four] {
+            let iters: Vec<usize> = rows.iter().map(|r| r.iter).collect();
+            assert_eq!(iters, [3, 6]);
+            for (row, it) in rows.iter().zip([2, 5]) {
+                let want = schedule.lr_at(it);
+                assert!((row.lr - want).abs() < 1e-6 * want, "{} vs {want}", row.lr);
+            }
+        }
+        assert_ne!(schedule.lr_at(5), schedule.lr_at(4 * 6 - 1));
+        // Four times the tokens per step: the throughput metric counts them all.
+        assert!(four[1].tokens_per_s > 0.0);
+    }
 
     #[test]
     fn resume_refuses_keys_that_make_another_run() {

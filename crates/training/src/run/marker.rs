@@ -2,6 +2,7 @@
 //! to. `--overwrite` replaces only a folder that holds one, and `--resume` and `eval`
 //! check the data against it.
 
+use data::TokenizerKind;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -20,6 +21,27 @@ pub struct RunMarker {
     /// Each `--resume`, with the `--set` overrides it applied.
     #[serde(default)]
     pub resumes: Vec<Resume>,
+    /// The tokenizer's kind (`char` or `gpt2`; `tokenizer.json` holds the tokenizer).
+    /// `None` in runs made before it was recorded (all character-level).
+    #[serde(default)]
+    pub tokenizer: Option<TokenizerKind>,
+    /// Where the weights came from when the run started from another run's
+    /// (`--init-from`); `None` for a run from random weights.
+    #[serde(default)]
+    pub init_from: Option<InitRecord>,
+}
+
+/// The run a `--init-from` run started from, and which of its weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitRecord {
+    /// The source run's directory (absolute).
+    pub run: String,
+    /// `final` (model.mpk) or `best` (best.mpk).
+    pub weights: String,
+    /// The source run's iterations when the weights were read.
+    pub iter: usize,
+    /// The weights file's sha256.
+    pub sha256: String,
 }
 
 /// A text, pinned by its content.
@@ -57,6 +79,8 @@ impl RunMarker {
             burngpt: env!("CARGO_PKG_VERSION").to_string(),
             data,
             resumes: Vec::new(),
+            tokenizer: None,
+            init_from: None,
         }
     }
 }

@@ -6,7 +6,8 @@
 //!                        each resume (see `marker`)
 //!   run.lock             the writer's lock, holding its pid (see `writer`)
 //!   config.toml          resolved config (vocab_size filled in)
-//!   tokenizer.json       the vocabulary the model was trained with
+//!   tokenizer.json       the tokenizer the model was trained with: a character
+//!                        vocabulary, or `{"kind": "gpt2"}` (GPT-2's BPE)
 //!   metrics.csv          one row per evaluation (see `log`)
 //!   checkpoint/          model-E.mpk, optim-E.mpk, scheduler-E.mpk after evaluation E
 //!   model.mpk            the model when training ended (or was stopped)
@@ -27,7 +28,7 @@ use crate::step::{StepPolicy, Trainee, TraineeRecord, shapes};
 use crate::{RunConfig, TrainError};
 use burn::prelude::*;
 use burn::record::Recorder;
-use data::{CharTokenizer, Tokenizer};
+use data::{TextTokenizer, Tokenizer};
 pub use marker::{DataRecord, RunMarker};
 use model::Model;
 use std::path::{Path, PathBuf};
@@ -175,9 +176,9 @@ impl RunDir {
     }
 
     /// The run's tokenizer, checked against the config's `vocab_size`.
-    pub fn tokenizer(&self) -> Result<CharTokenizer, TrainError> {
+    pub fn tokenizer(&self) -> Result<TextTokenizer, TrainError> {
         let path = self.tokenizer_path();
-        let tokenizer: CharTokenizer = serde_json::from_str(&self.read_small(&path)?)
+        let tokenizer: TextTokenizer = serde_json::from_str(&self.read_small(&path)?)
             .map_err(|e| TrainError::Run(format!("{} is corrupt: {e}", path.display())))?;
         let vocab_size = self.config()?.model.vocab_size;
         if tokenizer.vocab_size() != vocab_size {
@@ -190,7 +191,7 @@ impl RunDir {
         Ok(tokenizer)
     }
 
-    pub fn save_tokenizer(&self, tokenizer: &CharTokenizer) -> Result<(), TrainError> {
+    pub fn save_tokenizer(&self, tokenizer: &TextTokenizer) -> Result<(), TrainError> {
         let path = self.tokenizer_path();
         let json = serde_json::to_string(tokenizer).expect("a tokenizer always serialises");
         write_atomically(&path, json.as_bytes()).map_err(|e| io(&path, e))
@@ -260,8 +261,19 @@ impl RunDir {
         path: &Path,
         device: &B::Device,
     ) -> Result<Model<B>, TrainError> {
-        let config = self.config()?;
-        let fresh = Trainee::new(Model::new(&config.model, device)?, StepPolicy::default());
+        self.load_model_file_as(path, &self.config()?.model, device)
+    }
+
+    /// Loads a model file into a model built from `model` (a run that starts from this
+    /// one's weights may differ in dropout), after checking that the file holds exactly
+    /// that model's f32 tensors.
+    pub fn load_model_file_as<B: Backend>(
+        &self,
+        path: &Path,
+        shape: &model::GptConfig,
+        device: &B::Device,
+    ) -> Result<Model<B>, TrainError> {
+        let fresh = Trainee::new(Model::new(shape, device)?, StepPolicy::default());
         let expected = shapes(&fresh);
         let cannot =
             |e: String| TrainError::Checkpoint(format!("cannot load {}: {e}", path.display()));

@@ -19,7 +19,7 @@ use crate::recorder::write_atomically;
 use crate::step::Trainee;
 use crate::{RunConfig, TrainError};
 use burn::prelude::Backend;
-use data::CharTokenizer;
+use data::TextTokenizer;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -110,7 +110,7 @@ impl RunWriter {
         &self,
         marker: &RunMarker,
         config: &RunConfig,
-        tokenizer: &CharTokenizer,
+        tokenizer: &TextTokenizer,
     ) -> Result<(), TrainError> {
         self.run.save_marker(marker)?;
         self.run.save_config(config)?;
