@@ -17,7 +17,10 @@ pub fn run(args: Args) -> Result<()> {
     let run = args.run.open()?;
     let config = run.config()?;
     let params = num_params(&config.model).unwrap_or(u128::MAX);
-    let data = run.marker()?.and_then(|m| m.data);
+    let marker = run.marker()?;
+    let data = marker.as_ref().and_then(|m| m.data.clone());
+    let init_from = marker.as_ref().and_then(|m| m.init_from.clone());
+    let tokenizer = run.tokenizer()?;
     // Which attention this build runs (the fused CPU kernel, or the explicit path).
     let attention = model::attention_path::<Inner>().as_str();
     let rows = run.rows();
@@ -32,6 +35,11 @@ pub fn run(args: Args) -> Result<()> {
             "elapsed_s": last.map(|r| r.elapsed_s),
             "checkpoints": checkpoints,
             "data": data,
+            "tokenizer": tokenizer.kind().name(),
+            "init_from": init_from,
+            "tokens_per_iter": config.train.batch_size
+                * config.model.block_size
+                * config.train.gradient_accumulation_steps,
             "backend": crate::backend::NAME,
             "attention": attention,
             "config": config,
@@ -56,6 +64,20 @@ pub fn run(args: Args) -> Result<()> {
         ),
     }
     println!("checkpoints after evaluations: {checkpoints:?}");
+    println!(
+        "tokenizer: {} ({} tokens); {} tokens per iteration (batch_size × block_size × gradient_accumulation_steps)",
+        tokenizer.kind().name(),
+        data::Tokenizer::vocab_size(&tokenizer),
+        config.train.batch_size
+            * config.model.block_size
+            * config.train.gradient_accumulation_steps
+    );
+    if let Some(init) = &init_from {
+        println!(
+            "started from: {} ({} weights, iteration {}, sha256 {})",
+            init.run, init.weights, init.iter, init.sha256
+        );
+    }
     println!("backend: {}, attention: {attention}", crate::backend::NAME);
     if let Some(d) = &data {
         println!(

@@ -9,6 +9,7 @@ mod eval;
 mod info;
 mod lecture;
 mod plot;
+mod prepare;
 mod preset;
 mod prompt;
 mod sample;
@@ -67,6 +68,8 @@ enum Command {
     Lecture(lecture::Args),
     /// Time training steps and sampling (tokens/s, ms/step, MFU, peak memory).
     Bench(bench::Args),
+    /// Tokenize corpora (.txt, .jsonl, directories) into train.bin/val.bin + meta.json.
+    Prepare(prepare::Args),
 }
 
 /// Set when any thread panicked: the run cannot be trusted to have done its work.
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Plot(a) => plot::run(a),
         Command::Lecture(a) => lecture::run(a),
         Command::Bench(a) => bench::run(a, cli.device),
+        Command::Prepare(a) => prepare::run(a),
     };
     match result {
         Ok(()) if PANICKED.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::FAILURE,

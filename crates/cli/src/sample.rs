@@ -4,7 +4,7 @@ use crate::backend::{self, Inner};
 use crate::prompt::{Prompt, RunArg};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use data::Tokenizer;
+use data::{Tokenizer, Utf8Stream};
 use model::{LanguageModel, Sampling, generate};
 use std::io::{ErrorKind, Write};
 use std::ops::ControlFlow;
@@ -154,15 +154,20 @@ fn stream_sample_from<B: Backend>(
         }
     }
     let mut result = Ok(ControlFlow::Continue(()));
+    // A GPT-2 token may end inside a character: print text as characters complete.
+    let mut text = Utf8Stream::default();
     generate(&model, &ids, sampling, device, |id| {
-        let piece = tokenizer
-            .decode(&[id])
+        let bytes = tokenizer
+            .token_bytes(id)
             .expect("the model only emits ids of its vocabulary");
-        result = out.write(&piece);
+        result = out.write(&text.push(&bytes));
         match &result {
             Ok(ControlFlow::Continue(())) => ControlFlow::Continue(()),
             _ => ControlFlow::Break(()),
         }
     })?;
+    if matches!(result, Ok(ControlFlow::Continue(()))) {
+        result = out.write(&text.finish());
+    }
     result
 }

@@ -10,6 +10,7 @@ use model::Sampling;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use training::train::CTRL_C;
+use training::train::InitFrom;
 use training::{Start, TrainOptions};
 
 #[derive(clap::Args)]
@@ -40,6 +41,13 @@ pub struct Args {
     /// Characters of the sample printed when training ends (0: none).
     #[arg(long, default_value_t = 300)]
     sample_tokens: usize,
+    /// Start from another run's weights (fresh optimizer and this config's schedule), as
+    /// nanoGPT's init_from: the architecture and tokenizer must match. Recorded in run.json.
+    #[arg(long, conflicts_with = "resume")]
+    init_from: Option<PathBuf>,
+    /// With --init-from: the other run's final weights (model.mpk) or its best (best.mpk).
+    #[arg(long, requires = "init_from", value_parser = ["final", "best"], default_value = "final")]
+    init_weights: String,
 }
 
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
@@ -74,6 +82,10 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             memory_check: !args.no_memory_check,
             tui: std::io::stdout().is_terminal(),
             interrupter,
+            init_from: args.init_from.map(|run| InitFrom {
+                run,
+                best: args.init_weights == "best",
+            }),
         },
         &device,
     )?;
