@@ -8,7 +8,7 @@
 
 use crate::GptConfig;
 use crate::fused_attention;
-use crate::init::linear;
+use crate::init::{linear, linear_std, residual_std};
 use crate::kv_cache::LayerKv;
 use crate::per_token::per_token;
 use burn::nn::{Dropout, DropoutConfig, Linear};
@@ -74,8 +74,8 @@ impl<B: Backend> CausalSelfAttention<B> {
     pub fn new(config: &GptConfig, device: &B::Device) -> Self {
         let c = config.n_embd;
         Self {
-            c_attn: linear(c, 3 * c, false, device),
-            c_proj: linear(c, c, config.bias, device),
+            c_attn: linear(c, 3 * c, config.qkv_bias, device),
+            c_proj: linear_std(c, c, config.bias, residual_std(config), device),
             attn_dropout: DropoutConfig::new(config.dropout).init(),
             resid_dropout: DropoutConfig::new(config.dropout).init(),
             n_head: config.n_head,

@@ -14,10 +14,10 @@ use burn::prelude::*;
 
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    ln_1: LayerNorm<B>,
+    pub(crate) ln_1: LayerNorm<B>,
     pub(crate) attn: CausalSelfAttention<B>,
-    ln_2: LayerNorm<B>,
-    mlp: Mlp<B>,
+    pub(crate) ln_2: LayerNorm<B>,
+    pub(crate) mlp: Mlp<B>,
 }
 
 impl<B: Backend> Block<B> {
@@ -62,9 +62,10 @@ impl<B: Backend> Block<B> {
     }
 }
 
-/// LayerNorm over the embedding, with or without bias per the config.
+/// LayerNorm over the embedding, with or without bias and with the epsilon per the config.
 pub(crate) fn layer_norm<B: Backend>(config: &GptConfig, device: &B::Device) -> LayerNorm<B> {
     LayerNormConfig::new(config.n_embd)
         .with_bias(config.bias)
+        .with_epsilon(config.layer_norm_eps)
         .init(device)
 }

@@ -29,8 +29,57 @@ pub struct GptConfig {
     /// Probability of zeroing an activation in training (attention weights, residual branches).
     pub dropout: f64,
     /// Biases in the linear layers and LayerNorms, as in the lecture. The query/key/value
-    /// projection has none either way (the lecture's `bias=False` on key, query, value).
+    /// projection has none unless `qkv_bias` (the lecture's `bias=False` on key, query,
+    /// value); `lm_head` has one only when it is not tied to `wte`.
     pub bias: bool,
+    /// A bias on the query/key/value projection too (GPT-2's `c_attn` has one; nanoGPT's
+    /// `bias` switch covers it).
+    pub qkv_bias: bool,
+    /// `lm_head` reuses `wte`'s matrix (logits = x · wteᵀ), as GPT-2 and nanoGPT do: one
+    /// table both reads tokens in and writes them out, and vocab_size × n_embd fewer
+    /// parameters. Untied, `lm_head` is its own layer (the lecture's).
+    pub tie_weights: bool,
+    /// The MLP's nonlinearity: `relu` (the lecture's), `gelu` (exact, erf) or `gelu_tanh`
+    /// (GPT-2's and nanoGPT's tanh approximation, Hugging Face's `gelu_new`).
+    pub activation: Activation,
+    /// LayerNorm's epsilon (PyTorch's and GPT-2's 1e-5).
+    pub layer_norm_eps: f64,
+    /// nanoGPT's init of the residual projections (`attn.c_proj`, `mlp.c_proj`): std
+    /// 0.02/√(2·n_layer) instead of 0.02, so the residual stream's variance does not grow
+    /// with depth (GPT-2 paper §2.3).
+    pub scaled_init: bool,
+}
+
+/// The MLP's nonlinearity (see [`GptConfig::activation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Relu,
+    Gelu,
+    GeluTanh,
+}
+
+impl Activation {
+    /// The name Hugging Face's `config.json` uses (`activation_function`).
+    pub fn hf_name(self) -> &'static str {
+        match self {
+            Activation::Relu => "relu",
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_new",
+        }
+    }
+
+    /// The activation a Hugging Face `activation_function` names, if it is one of ours.
+    pub fn from_hf_name(name: &str) -> Option<Self> {
+        match name {
+            "relu" => Some(Activation::Relu),
+            "gelu" => Some(Activation::Gelu),
+            // Hugging Face's several spellings of the tanh approximation.
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
+            _ => None,
+        }
+    }
 }
 
 impl Default for GptConfig {
@@ -44,6 +93,11 @@ impl Default for GptConfig {
             n_embd: 384,
             dropout: 0.2,
             bias: true,
+            qkv_bias: false,
+            tie_weights: false,
+            activation: Activation::Relu,
+            layer_norm_eps: 1e-5,
+            scaled_init: false,
         }
     }
 }
@@ -79,6 +133,12 @@ impl GptConfig {
             return bad(format!(
                 "n_embd ({}) must be divisible by n_head ({}): each head gets n_embd / n_head dimensions",
                 self.n_embd, self.n_head
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return bad(format!(
+                "layer_norm_eps must be > 0, got {}",
+                self.layer_norm_eps
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -120,10 +180,41 @@ mod tests {
         );
         assert!(
             msg(GptConfig {
+                layer_norm_eps: 0.0,
+                ..ok.clone()
+            })
+            .contains("layer_norm_eps")
+        );
+        assert!(
+            msg(GptConfig {
                 vocab_size: 0,
                 ..ok
             })
             .contains("vocab_size")
         );
+    }
+
+    /// Presets written before the GPT-2 switches read as before: every switch off.
+    #[test]
+    fn switches_default_to_the_lecture() {
+        let old: GptConfig =
+            serde_json::from_str(r#"{"n_layer": 2, "bias": false}"#).expect("a valid config");
+        assert_eq!(
+            old,
+            GptConfig {
+                n_layer: 2,
+                bias: false,
+                ..GptConfig::default()
+            }
+        );
+        let d = GptConfig::default();
+        assert!(!d.tie_weights && !d.qkv_bias && !d.scaled_init);
+        assert_eq!((d.activation, d.layer_norm_eps), (Activation::Relu, 1e-5));
+        let gpt2: GptConfig =
+            serde_json::from_str(r#"{"activation": "gelu_tanh", "tie_weights": true}"#).unwrap();
+        assert_eq!(gpt2.activation, Activation::GeluTanh);
+        for a in [Activation::Relu, Activation::Gelu, Activation::GeluTanh] {
+            assert_eq!(Activation::from_hf_name(a.hf_name()), Some(a));
+        }
     }
 }

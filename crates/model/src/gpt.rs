@@ -17,7 +17,9 @@ pub struct Gpt<B: Backend> {
     wpe: Embedding<B>,
     blocks: Vec<Block<B>>,
     ln_f: LayerNorm<B>,
-    lm_head: Linear<B>,
+    /// Reads the logits off the residual stream; `None` when tied to `wte`
+    /// (`tie_weights`), whose matrix then does both jobs.
+    lm_head: Option<Linear<B>>,
     block_size: usize,
 }
 
@@ -32,7 +34,8 @@ impl<B: Backend> Gpt<B> {
                 .map(|_| Block::new(config, device))
                 .collect(),
             ln_f: layer_norm(config, device),
-            lm_head: linear(config.n_embd, config.vocab_size, config.bias, device),
+            lm_head: (!config.tie_weights)
+                .then(|| linear(config.n_embd, config.vocab_size, config.bias, device)),
             block_size: config.block_size,
         })
     }
@@ -112,7 +115,25 @@ impl<B: Backend> Gpt<B> {
 
     /// The residual stream (B, T, C) → next-token logits (B, T, vocab_size).
     fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        per_token(&self.lm_head, self.ln_f.forward(x))
+        let x = self.ln_f.forward(x);
+        match &self.lm_head {
+            Some(lm_head) => per_token(lm_head, x),
+            // Tied: each logit is the dot product of the stream with a token's embedding.
+            // Autodiff sums the gradients of both uses into wte's one matrix.
+            None => {
+                let [b, t, c] = x.dims();
+                let wte = self.wte.weight.val(); // (V, C)
+                let v = wte.dims()[0];
+                x.reshape([b * t, c])
+                    .matmul(wte.transpose()) // (B·T, V)
+                    .reshape([b, t, v])
+            }
+        }
+    }
+
+    /// Whether `lm_head` shares `wte`'s matrix (see [`GptConfig::tie_weights`]).
+    pub fn is_tied(&self) -> bool {
+        self.lm_head.is_none()
     }
 }
 
@@ -149,6 +170,211 @@ mod tests {
             ..GptConfig::default()
         };
         assert_eq!(Gpt::<B>::new(&cpu, &device).unwrap().num_params(), 816_705);
+    }
+
+    /// Every combination of the GPT-2 switches that changes the forward pass.
+    fn switch_configs() -> Vec<GptConfig> {
+        use crate::Activation;
+        let mut configs = Vec::new();
+        for activation in [Activation::Relu, Activation::Gelu, Activation::GeluTanh] {
+            for (bias, qkv_bias) in [(true, false), (false, false), (true, true)] {
+                for tie_weights in [false, true] {
+                    configs.push(GptConfig {
+                        activation,
+                        bias,
+                        qkv_bias,
+                        tie_weights,
+                        scaled_init: tie_weights,
+                        layer_norm_eps: if bias { 1e-5 } else { 1e-3 },
+                        ..small()
+                    });
+                }
+            }
+        }
+        configs
+    }
+
+    /// With tying and the scaled init on, nanoGPT's shakespeare_char preset is nanoGPT's
+    /// model: 10,745,088 parameters (nanoGPT prints 10.65M, leaving out wpe's 98,304).
+    #[test]
+    fn nanogpt_preset_has_nanogpts_parameter_count() {
+        let text = include_str!("../../../experiments/nanogpt_shakespeare_char.toml");
+        let table: toml::Table = toml::from_str(text).unwrap();
+        let mut config: GptConfig = table["model"].clone().try_into().unwrap();
+        config.vocab_size = 65;
+        assert!(config.tie_weights && config.scaled_init && !config.bias);
+        let model = Gpt::<B>::new(&config, &Default::default()).unwrap();
+        assert_eq!(model.num_params(), 10_745_088);
+        assert_eq!(model.num_params() - 256 * 384, 10_646_784); // nanoGPT's "10.65M"
+        // Untied, lm_head adds its own vocab_size × n_embd matrix.
+        let untied = GptConfig {
+            tie_weights: false,
+            ..config
+        };
+        let untied = Gpt::<B>::new(&untied, &Default::default()).unwrap();
+        assert_eq!(untied.num_params(), 10_745_088 + 65 * 384);
+    }
+
+    /// GPT-2 124M's parameter count (Hugging Face's `num_parameters()`: 124,439,808).
+    #[test]
+    fn gpt2_shape_has_gpt2s_parameter_count() {
+        let config = crate::hf::HfGpt2Config::named("gpt2")
+            .unwrap()
+            .to_gpt_config()
+            .unwrap();
+        // Count from the shapes: building 124M parameters here would only be slower.
+        let (v, t, c, l) = (50257, 1024, 768, 12);
+        let per_layer =
+            2 * (2 * c) + (c * 3 * c + 3 * c) + (c * c + c) + (c * 4 * c + 4 * c) + (4 * c * c + c);
+        assert_eq!(v * c + t * c + l * per_layer + 2 * c, 124_439_808);
+        let tiny = GptConfig {
+            n_layer: 1,
+            ..config.clone()
+        };
+        let model = Gpt::<B>::new(&tiny, &Default::default()).unwrap();
+        assert_eq!(model.num_params(), v * c + t * c + per_layer + 2 * c);
+        assert!(model.is_tied());
+    }
+
+    /// nanoGPT's scaled init: the residual projections start at std 0.02/√(2·n_layer),
+    /// everything else at 0.02.
+    #[test]
+    fn scaled_init_shrinks_the_residual_projections() {
+        let std = |t: Tensor<B, 2>| {
+            let v = t.into_data().to_vec::<f32>().unwrap();
+            let n = v.len() as f64;
+            (v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / n).sqrt()
+        };
+        let config = GptConfig {
+            n_layer: 8,
+            n_embd: 64,
+            n_head: 4,
+            ..small()
+        };
+        for scaled in [false, true] {
+            let model = Gpt::<B>::new(
+                &GptConfig {
+                    scaled_init: scaled,
+                    ..config.clone()
+                },
+                &Default::default(),
+            )
+            .unwrap();
+            let expected = if scaled { 0.02 / 4.0 } else { 0.02 }; // √(2·8) = 4
+            let block = &model.blocks[3];
+            for w in [
+                block.attn.c_proj.weight.val(),
+                block.mlp.c_proj.weight.val(),
+            ] {
+                let s = std(w);
+                assert!((s / expected - 1.0).abs() < 0.1, "{s} vs {expected}");
+            }
+            let s = std(block.attn.c_attn.weight.val());
+            assert!((s / 0.02 - 1.0).abs() < 0.1, "c_attn std {s}");
+        }
+    }
+
+    /// Tied, the logits are the final stream times wteᵀ, and no lm_head exists.
+    #[test]
+    fn tied_head_reads_logits_off_wte() {
+        let device = Default::default();
+        let config = GptConfig {
+            tie_weights: true,
+            ..small()
+        };
+        let model = Gpt::<B>::new(&config, &device).unwrap();
+        assert!(model.is_tied());
+        let idx = random_ids::<B>([2, 16], 65, 3, &device);
+        let x = model.embed(idx.clone(), 0).unwrap();
+        let x = model.blocks.iter().fold(x, |x, b| b.forward(x));
+        let x = model.ln_f.forward(x);
+        let by_hand = x.matmul(model.wte.weight.val().transpose().unsqueeze::<3>());
+        model
+            .forward(idx)
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(&by_hand.into_data(), Default::default());
+        let untied = Gpt::<B>::new(&small(), &device).unwrap();
+        assert_eq!(
+            untied.num_params() - model.num_params(),
+            32 * 65 + 65 // lm_head's matrix and bias
+        );
+    }
+
+    /// For every switch: the fused kernel's forward pass equals the explicit path's, and
+    /// the KV cache gives the logits of a full recompute at every step.
+    #[test]
+    fn every_switch_keeps_fused_attention_and_kv_cache_exact() {
+        let device = Default::default();
+        for (i, config) in switch_configs().into_iter().enumerate() {
+            let model = Gpt::<B>::new(&config, &device).unwrap();
+            let ids = random_ids::<B>([2, 16], 65, 20 + i as u64, &device);
+            let fused = model.forward(ids.clone()).unwrap();
+            let (explicit, _) = model.forward_with_attention(ids.clone()).unwrap();
+            let diff: f32 = (fused.clone() - explicit).abs().max().into_scalar();
+            assert!(diff < 1e-4, "{config:?}: fused vs explicit {diff}");
+            let mut cache = KvCache::new();
+            let mut fed = 0;
+            for end in [5, 6, 7, 11, 16] {
+                let cached = model
+                    .forward_cached(ids.clone().slice([0..2, fed..end]), &mut cache)
+                    .unwrap();
+                let t = end - fed;
+                let full = fused.clone().slice([0..2, fed..end]);
+                let diff: f32 = (cached.slice([0..2, 0..t]) - full)
+                    .abs()
+                    .max()
+                    .into_scalar();
+                assert!(diff < 1e-4, "{config:?}: cached vs full at {end}: {diff}");
+                fed = end;
+            }
+        }
+    }
+
+    /// Training through a tied head and GELU: gradients reach wte from both of its uses.
+    #[test]
+    fn gpt2_switches_train() {
+        let device = Default::default();
+        let config = GptConfig {
+            tie_weights: true,
+            qkv_bias: true,
+            scaled_init: true,
+            activation: crate::Activation::GeluTanh,
+            ..small()
+        };
+        let model = Gpt::<TestAutodiff>::new(&config, &device).unwrap();
+        let x = random_ids::<TestAutodiff>([4, 16], 65, 7, &device);
+        let y = random_ids::<TestAutodiff>([4, 16], 65, 8, &device);
+        let grads = cross_entropy(model.forward(x.clone()).unwrap(), y.clone()).backward();
+        let g_tied = model.wte.weight.val().grad(&grads).unwrap();
+        // The head's share: the gradient of the same loss with wte frozen at the input.
+        let mut model = model;
+        let mut optim = AdamWConfig::new()
+            .with_weight_decay(0.0)
+            .init::<TestAutodiff, Gpt<TestAutodiff>>();
+        let ids_used: Vec<i64> = x.clone().into_data().convert::<i64>().to_vec().unwrap();
+        // Rows of tokens that never appear in the input still get a gradient (the head).
+        let unused = (0..65).find(|t| !ids_used.contains(t)).unwrap() as usize;
+        let row: f32 = g_tied
+            .slice([unused..unused + 1, 0..32])
+            .abs()
+            .sum()
+            .into_scalar();
+        assert!(
+            row > 0.0,
+            "an unseen token's embedding gets the head's gradient"
+        );
+        let mut loss = f32::INFINITY;
+        for _ in 0..300 {
+            let l = cross_entropy(model.forward(x.clone()).unwrap(), y.clone());
+            loss = l.clone().into_scalar();
+            if loss < 0.1 {
+                break;
+            }
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            model = optim.step(3e-3, model, grads);
+        }
+        assert!(loss < 0.1, "loss after 300 steps: {loss}");
     }
 
     /// Changing tokens after position t must not change the logits at positions ≤ t.

@@ -2,12 +2,24 @@
 //! biases zero. (Burn's initializer would draw the bias from the same normal, so it is
 //! reset here.) A small std keeps the initial logits near zero, so the first loss is
 //! ≈ ln(vocab_size): the model starts out predicting a uniform distribution.
+//! With `scaled_init` the residual projections start smaller still (see [`residual_std`]).
 
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 
-const STD: f64 = 0.02;
+pub(crate) const STD: f64 = 0.02;
+
+/// The std of a layer that writes into the residual stream (`c_proj`): nanoGPT's
+/// 0.02/√(2·n_layer) with `scaled_init` (each of the 2·n_layer branches adds its output
+/// to the stream, so their variances add up), else 0.02.
+pub(crate) fn residual_std(config: &crate::GptConfig) -> f64 {
+    if config.scaled_init {
+        STD / ((2 * config.n_layer) as f64).sqrt()
+    } else {
+        STD
+    }
+}
 
 /// A `d_input → d_output` linear layer with GPT-2 initialisation.
 pub(crate) fn linear<B: Backend>(
@@ -16,12 +28,20 @@ pub(crate) fn linear<B: Backend>(
     bias: bool,
     device: &B::Device,
 ) -> Linear<B> {
+    linear_std(d_input, d_output, bias, STD, device)
+}
+
+/// As [`linear`], its weights drawn from N(0, std²).
+pub(crate) fn linear_std<B: Backend>(
+    d_input: usize,
+    d_output: usize,
+    bias: bool,
+    std: f64,
+    device: &B::Device,
+) -> Linear<B> {
     let mut layer = LinearConfig::new(d_input, d_output)
         .with_bias(bias)
-        .with_initializer(Initializer::Normal {
-            mean: 0.0,
-            std: STD,
-        })
+        .with_initializer(Initializer::Normal { mean: 0.0, std })
         .init(device);
     layer.bias = layer
         .bias

@@ -12,6 +12,7 @@ pub mod config;
 mod fused_attention;
 pub mod generate;
 pub mod gpt;
+pub mod hf;
 mod init;
 pub mod kv_cache;
 pub mod lecture;
@@ -22,7 +23,7 @@ mod per_token;
 
 pub use attention::{AttentionPath, attention_path};
 pub use bigram::BigramLanguageModel;
-pub use config::{GptConfig, ModelKind};
+pub use config::{Activation, GptConfig, ModelKind};
 pub use generate::{Sampling, generate};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;
