@@ -39,6 +39,9 @@ pub struct TrainConfig {
     pub eval_interval: usize,
     /// Batches per split in each evaluation (the lecture's `estimate_loss`).
     pub eval_iters: usize,
+    /// Log the training loss every this many iterations (`train_log.csv` in the run
+    /// directory, nanoGPT's name), for `gpt plot`'s thin line between evaluations.
+    pub log_interval: usize,
     /// Peak learning rate.
     pub learning_rate: f64,
     /// Warmup then cosine decay to `min_lr` (nanoGPT's `get_lr`); false = constant lr.
@@ -73,6 +76,7 @@ impl Default for TrainConfig {
             max_iters: 5000,
             eval_interval: 500,
             eval_iters: 200,
+            log_interval: 10,
             learning_rate: 3e-4,
             decay_lr: false,
             warmup_iters: 0,
@@ -164,6 +168,7 @@ impl RunConfig {
             ("max_iters", t.max_iters),
             ("eval_interval", t.eval_interval),
             ("eval_iters", t.eval_iters),
+            ("log_interval", t.log_interval),
             ("keep_checkpoints", t.keep_checkpoints),
         ] {
             if v == 0 {
@@ -350,6 +355,7 @@ mod tests {
         assert!(msg(&["learning_rate=0"]).contains("learning_rate must be > 0"));
         assert!(msg(&["dropout=1.5"]).contains("dropout"));
         assert!(msg(&["max_iters=0"]).contains("max_iters must be > 0"));
+        assert!(msg(&["log_interval=0"]).contains("log_interval must be > 0"));
         assert!(msg(&["eval_iters=9223372036854775807"]).contains("too large to count"));
         assert!(msg(&["dataset=a/b.txt"]).contains("file:a/b.txt"));
     }

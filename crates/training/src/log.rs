@@ -1,6 +1,8 @@
 //! The run's own record of its evaluations: one row per eval point in `metrics.csv`
 //! (what `gpt info` and `gpt plot` read), and a plain console line per eval when stdout
-//! is not a terminal. A row that cannot be written stops the run with that error.
+//! is not a terminal. Between evaluations, the training loss every `log_interval`
+//! iterations goes to `train_log.csv` (nanoGPT's `log_interval`; `gpt plot` draws it as
+//! a thin line). A row that cannot be written stops the run with that error.
 
 use crate::metrics::names;
 use burn::train::Interrupter;
@@ -16,6 +18,49 @@ use std::time::Instant;
 /// The columns of `metrics.csv`.
 pub const HEADER: &str =
     "epoch,iter,train_loss,val_loss,batch_loss,lr,tokens_per_s,elapsed_s,exact_match";
+
+/// The training-loss log next to `metrics.csv`: one row per `log_interval` iterations.
+pub const TRAIN_LOG: &str = "train_log.csv";
+
+/// The columns of `train_log.csv`: the iteration count after the step, and that step's
+/// batch loss (NaN when it was not finite).
+pub const TRAIN_LOG_HEADER: &str = "iter,loss";
+
+/// One row of `train_log.csv`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainPoint {
+    /// Training iterations done, this one included.
+    pub iter: usize,
+    /// The loss of this iteration's batch.
+    pub loss: f64,
+}
+
+impl TrainPoint {
+    fn to_csv(self) -> String {
+        format!("{},{:.6}", self.iter, self.loss)
+    }
+
+    fn from_csv(line: &str) -> Option<Self> {
+        let (iter, loss) = line.split_once(',')?;
+        Some(Self {
+            iter: iter.trim().parse().ok()?,
+            loss: loss.trim().parse().ok()?,
+        })
+    }
+}
+
+/// Reads `train_log.csv` (empty when missing: runs from before it existed); malformed
+/// lines are skipped.
+pub fn read_train_log(path: &Path) -> Vec<TrainPoint> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(TrainPoint::from_csv)
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// One evaluation: the lecture's `estimate_loss` on both splits, plus training stats since
 /// the previous evaluation.
@@ -137,11 +182,26 @@ pub struct RunLog {
     running: HashMap<(bool, String), f64>,
     epoch: usize,
     iter: usize,
+    /// The iteration this session started at (0, or the resumed evaluation's).
+    start_iter: usize,
     elapsed_before: f64,
     start: Instant,
     echo: bool,
     /// Stops the run when a row cannot be written.
     interrupter: Interrupter,
+    /// Where and how often the training loss is logged; `None`: not logged.
+    train_log: Option<TrainLog>,
+    /// The loss of the latest training batch.
+    batch_loss: f64,
+}
+
+/// `train_log.csv` and its interval.
+struct TrainLog {
+    path: PathBuf,
+    interval: usize,
+    /// Rows past the resumed evaluation (left by a session that was killed after them)
+    /// are dropped before the first new row.
+    trimmed: bool,
 }
 
 impl RunLog {
@@ -156,11 +216,53 @@ impl RunLog {
             running: HashMap::new(),
             epoch: last.as_ref().map_or(0, |r| r.epoch),
             iter: last.as_ref().map_or(0, |r| r.iter),
+            start_iter: last.as_ref().map_or(0, |r| r.iter),
             elapsed_before: last.map_or(0.0, |r| r.elapsed_s),
             start: Instant::now(),
             echo,
             interrupter,
+            train_log: None,
+            batch_loss: f64::NAN,
         }
+    }
+
+    /// Also log the training loss every `interval` iterations to `train_log.csv`, beside
+    /// `metrics.csv`.
+    pub fn with_log_interval(mut self, interval: usize) -> Self {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.train_log = Some(TrainLog {
+            path: dir.join(TRAIN_LOG),
+            interval: interval.max(1),
+            trimmed: false,
+        });
+        self
+    }
+
+    /// Appends a row to `train_log.csv` (same discipline as `metrics.csv`: append, then
+    /// sync), first dropping rows past this session's start.
+    fn append_train(log: &mut TrainLog, start: usize, point: TrainPoint) -> std::io::Result<()> {
+        if !log.trimmed {
+            let old = read_train_log(&log.path);
+            if old.iter().any(|p| p.iter > start) {
+                let mut text = format!("{TRAIN_LOG_HEADER}\n");
+                for p in old.iter().filter(|p| p.iter <= start) {
+                    text.push_str(&p.to_csv());
+                    text.push('\n');
+                }
+                crate::recorder::write_atomically(&log.path, text.as_bytes())?;
+            }
+            log.trimmed = true;
+        }
+        let new = !log.path.exists();
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log.path)?;
+        if new {
+            writeln!(file, "{TRAIN_LOG_HEADER}")?;
+        }
+        writeln!(file, "{}", point.to_csv())?;
+        file.sync_data()
     }
 
     fn value(&self, valid: bool, name: &str) -> f64 {
@@ -184,6 +286,16 @@ impl RunLog {
     }
 }
 
+/// A metric entry's number.
+fn scalar(entry: &NumericEntry) -> f64 {
+    match entry {
+        NumericEntry::Value(v) => *v,
+        NumericEntry::Aggregated {
+            aggregated_value, ..
+        } => *aggregated_value,
+    }
+}
+
 impl MetricLogger for RunLog {
     fn log(&mut self, update: MetricsUpdate, _epoch: usize, split: &Split) {
         let valid = matches!(split, Split::Valid);
@@ -193,18 +305,30 @@ impl MetricLogger for RunLog {
         for u in update.entries_numeric {
             if let Some(name) = self.names.get(&u.entry.metric_id) {
                 // The learning rate is a setting, not a measurement: report its latest value.
-                let entry = if name == names::LEARNING_RATE {
-                    u.numeric_entry
+                let v = if name == names::LEARNING_RATE {
+                    scalar(&u.numeric_entry)
                 } else {
-                    u.running_entry
+                    scalar(&u.running_entry)
                 };
-                let v = match entry {
-                    NumericEntry::Value(v) => v,
-                    NumericEntry::Aggregated {
-                        aggregated_value, ..
-                    } => aggregated_value,
-                };
+                if !valid && name == names::LOSS {
+                    self.batch_loss = scalar(&u.numeric_entry);
+                }
                 self.running.insert((valid, name.clone()), v);
+            }
+        }
+        if valid {
+            return;
+        }
+        let (iter, loss, start) = (self.iter, self.batch_loss, self.start_iter);
+        if let Some(log) = self.train_log.as_mut().filter(|l| iter % l.interval == 0) {
+            let point = TrainPoint {
+                iter,
+                loss: if loss.is_finite() { loss } else { f64::NAN },
+            };
+            if let Err(e) = Self::append_train(log, start, point) {
+                let msg = format!("cannot append to {}: {e}", log.path.display());
+                self.interrupter.stop(Some(&msg));
+                self.train_log = None; // one error, not one per batch
             }
         }
     }
@@ -283,5 +407,51 @@ mod tests {
         let old = "epoch,iter\n1,10,2.0,2.5,2.0,1e-3,100.0,1.0\n";
         std::fs::write(&path, old).unwrap();
         assert!(read_rows(&path)[0].exact_match.is_nan());
+    }
+
+    /// Rows are appended; a resumed session first drops the rows past its start (left by
+    /// a killed session), and a non-finite loss is written as NaN.
+    #[test]
+    fn train_log_appends_and_trims_on_resume() {
+        let dir = std::env::temp_dir().join(format!("burngpt-trainlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(TRAIN_LOG);
+        let _ = std::fs::remove_file(&path);
+        let mut log = TrainLog {
+            path: path.clone(),
+            interval: 10,
+            trimmed: false,
+        };
+        for (iter, loss) in [(10, 4.0), (20, 3.5), (30, f64::NAN)] {
+            RunLog::append_train(&mut log, 0, TrainPoint { iter, loss }).unwrap();
+        }
+        let back = read_train_log(&path);
+        assert_eq!(back.len(), 3);
+        assert_eq!(
+            back[1],
+            TrainPoint {
+                iter: 20,
+                loss: 3.5
+            }
+        );
+        assert!(back[2].loss.is_nan());
+        // Resumed from the evaluation at iteration 20: row 30 is dropped.
+        let mut resumed = TrainLog {
+            trimmed: false,
+            ..log
+        };
+        RunLog::append_train(
+            &mut resumed,
+            20,
+            TrainPoint {
+                iter: 30,
+                loss: 3.0,
+            },
+        )
+        .unwrap();
+        let iters: Vec<usize> = read_train_log(&path).iter().map(|p| p.iter).collect();
+        assert_eq!(iters, [10, 20, 30]);
+        assert_eq!(read_train_log(&path)[2].loss, 3.0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -211,6 +211,7 @@ pub fn run_corpus(
 const RESUMABLE: &[&str] = &[
     "max_iters",
     "eval_iters",
+    "log_interval",
     "learning_rate",
     "decay_lr",
     "warmup_iters",
@@ -588,7 +589,8 @@ fn launch<B: AutodiffBackend>(
         history.clone(),
         !opts.tui,
         opts.interrupter.clone(),
-    );
+    )
+    .with_log_interval(t.log_interval);
     let mut training = SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl))
         .metric_train_numeric(SplitMean::loss())
         .metric_train_numeric(Perplexity::default())
