@@ -3,6 +3,7 @@
 //! The backend is fixed when the binary is built (`--features flex|ndarray|wgpu|cuda`);
 //! see `backend.rs`. User mistakes end with one `error:` line and exit code 1.
 
+mod attention;
 mod backend;
 mod bench;
 mod eval;
@@ -65,6 +66,8 @@ enum Command {
     Info(info::Args),
     /// Plot a run's loss and learning-rate curves to a PNG.
     Plot(plot::Args),
+    /// Draw a trained model's attention weights on a prompt as heat maps (a PNG).
+    Attention(attention::Args),
     Lecture(lecture::Args),
     /// Time training steps and sampling (tokens/s, ms/step, MFU, peak memory).
     Bench(bench::Args),
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval::run(a, cli.device),
         Command::Info(a) => info::run(a),
         Command::Plot(a) => plot::run(a),
+        Command::Attention(a) => attention::run(a, cli.device),
         Command::Lecture(a) => lecture::run(a),
         Command::Bench(a) => bench::run(a, cli.device),
         Command::Prepare(a) => prepare::run(a),

@@ -1,19 +1,35 @@
-//! `gpt plot`: the run's loss and learning-rate curves as a PNG, from its metrics.csv.
+//! `gpt plot`: loss and learning-rate curves as a PNG, from the runs' metrics.csv (the
+//! evaluations) and train_log.csv (the training loss every `log_interval` iterations).
+//! One run, or several on one chart to compare presets and ablations.
 
-use crate::prompt::RunArg;
 use anyhow::{Context, Result, bail};
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
-use std::path::PathBuf;
-use training::log::EvalRow;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use training::RunDir;
+use training::log::{EvalRow, TRAIN_LOG, TrainPoint, read_train_log};
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    run: RunArg,
-    /// Output file (default: <run>/loss.png).
+    /// The run directory; repeat to compare runs on one chart (default: the most recently
+    /// trained run under runs/).
+    #[arg(long = "run", value_name = "DIR")]
+    runs: Vec<PathBuf>,
+    /// Output file (default: <run>/loss.png for one run, loss_compare.png for several).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Logarithmic iteration axis (long runs: the first drop and the slow end both show).
+    #[arg(long)]
+    log_x: bool,
+    /// Logarithmic loss axis.
+    #[arg(long)]
+    log_y: bool,
 }
+
+/// The picture's size in pixels.
+pub const SIZE: (u32, u32) = (900, 640);
 
 /// Fonts tried in order, after `$BURNGPT_FONT`.
 const FONTS: &[&str] = &[
@@ -26,45 +42,161 @@ const FONTS: &[&str] = &[
 ];
 
 pub fn run(args: Args) -> Result<()> {
-    let run = args.run.open()?;
-    let all = run.rows();
-    if all.is_empty() {
-        bail!(
-            "{} has no evaluations to plot yet",
-            run.metrics_path().display()
-        );
-    }
-    // A diverged run logs NaN or infinite losses: they have no place on the chart.
-    let rows: Vec<EvalRow> = all
-        .iter()
-        .filter(|r| r.train_loss.is_finite() && r.val_loss.is_finite())
-        .cloned()
-        .collect();
-    if rows.is_empty() {
-        bail!(
-            "every evaluation in {} has a NaN or infinite loss: nothing to plot",
-            run.metrics_path().display()
-        );
-    }
-    if rows.len() < all.len() {
+    let dirs = if args.runs.is_empty() {
+        let run = RunDir::latest(Path::new("runs"))?;
         eprintln!(
-            "note: {} of {} evaluations have a NaN or infinite loss and are not drawn",
-            all.len() - rows.len(),
-            all.len()
+            "using {} (the most recently trained run; --run DIR picks another)",
+            run.path().display()
         );
-    }
+        vec![run]
+    } else {
+        args.runs
+            .iter()
+            .map(RunDir::open)
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let runs = dirs.iter().map(Curves::read).collect::<Result<Vec<_>>>()?;
+    same_tokenizer(&dirs)?;
+    let labels = legend_labels(&runs);
+    let out = args.out.unwrap_or_else(|| match &dirs[..] {
+        [one] => one.path().join("loss.png"),
+        _ => PathBuf::from("loss_compare.png"),
+    });
     register_font()?;
-    let out = args.out.unwrap_or_else(|| run.path().join("loss.png"));
-    let name = run.path().file_name().map_or_else(
-        || run.path().display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    draw(&rows, &out, &name).with_context(|| format!("drawing {}", out.display()))?;
+    draw(&runs, &labels, &out, args.log_x, args.log_y)
+        .with_context(|| format!("drawing {}", out.display()))?;
     println!("wrote {}", out.display());
     Ok(())
 }
 
-fn register_font() -> Result<()> {
+/// One run's curves, non-finite losses left out.
+struct Curves {
+    name: String,
+    /// Its config as `key → value`, for the legend's differences.
+    config: BTreeMap<String, String>,
+    log_interval: usize,
+    rows: Vec<EvalRow>,
+    train: Vec<TrainPoint>,
+}
+
+impl Curves {
+    fn read(run: &RunDir) -> Result<Self> {
+        let all = run.rows();
+        if all.is_empty() {
+            bail!(
+                "{} has no evaluations to plot yet",
+                run.metrics_path().display()
+            );
+        }
+        // A diverged run logs NaN or infinite losses: they have no place on the chart.
+        let rows: Vec<EvalRow> = all
+            .iter()
+            .filter(|r| r.train_loss.is_finite() && r.val_loss.is_finite())
+            .cloned()
+            .collect();
+        if rows.is_empty() {
+            bail!(
+                "every evaluation in {} has a NaN or infinite loss: nothing to plot",
+                run.metrics_path().display()
+            );
+        }
+        if rows.len() < all.len() {
+            eprintln!(
+                "note: {} of {} evaluations have a NaN or infinite loss and are not drawn",
+                all.len() - rows.len(),
+                all.len()
+            );
+        }
+        let train = read_train_log(&run.path().join(TRAIN_LOG))
+            .into_iter()
+            .filter(|p| p.loss.is_finite())
+            .collect();
+        let config = run.config()?;
+        let table = toml::Table::try_from(&config).context("the run's config")?;
+        let flat = table
+            .values()
+            .filter_map(|section| section.as_table())
+            .flat_map(|section| section.iter().map(|(k, v)| (k.clone(), v.to_string())))
+            .collect();
+        Ok(Self {
+            name: crate::attention::run_name(run.path()),
+            config: flat,
+            log_interval: config.train.log_interval,
+            rows,
+            train,
+        })
+    }
+}
+
+/// Losses are comparable only over the same tokens: runs on one chart must share their
+/// tokenizer (vocabulary).
+fn same_tokenizer(runs: &[RunDir]) -> Result<()> {
+    let mut first: Option<(&RunDir, String, usize)> = None;
+    for run in runs {
+        let tokenizer = run.tokenizer()?;
+        let json = serde_json::to_string(&tokenizer).context("the run's tokenizer")?;
+        let size = data::Tokenizer::vocab_size(&tokenizer);
+        match &first {
+            None => first = Some((run, json, size)),
+            Some((a, a_json, a_size)) if *a_json != json => bail!(
+                "{} and {} use different tokenizers ({a_size} and {size} tokens): their losses are not comparable on one chart",
+                a.path().display(),
+                run.path().display()
+            ),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Each run's legend entry: its name and the config keys whose values differ between
+/// the runs (the first few, the model's shape first).
+fn legend_labels(runs: &[Curves]) -> Vec<String> {
+    const SHOWN: usize = 4;
+    const FIRST: &[&str] = &[
+        "model",
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "block_size",
+        "dataset",
+        "max_iters",
+        "learning_rate",
+        "dropout",
+        "batch_size",
+    ];
+    let mut keys: Vec<&String> = runs
+        .iter()
+        .flat_map(|r| r.config.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| {
+            let first = runs[0].config.get(*k);
+            runs.iter().any(|r| r.config.get(*k) != first)
+        })
+        .collect();
+    keys.sort_by_key(|k| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
+    runs.iter()
+        .map(|r| {
+            let mut diffs: Vec<String> = keys
+                .iter()
+                .take(SHOWN)
+                .map(|k| format!("{k}={}", r.config.get(*k).map_or("-", |v| v.as_str())))
+                .collect();
+            if keys.len() > SHOWN {
+                diffs.push("…".into());
+            }
+            if diffs.is_empty() {
+                r.name.clone()
+            } else {
+                format!("{} ({})", r.name, diffs.join(", "))
+            }
+        })
+        .collect()
+}
+
+/// Registers the labels' font with plotters (also used by `attention` and `lecture`).
+pub fn register_font() -> Result<()> {
     let env = std::env::var("BURNGPT_FONT").ok();
     let path = env
         .iter()
@@ -77,76 +209,241 @@ fn register_font() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("{path} is not a usable TrueType font"))
 }
 
-fn draw(rows: &[EvalRow], out: &std::path::Path, title: &str) -> Result<()> {
-    let root = BitMapBackend::new(out, (900, 640)).into_drawing_area();
+/// One curve of a panel.
+struct Line {
+    label: Option<String>,
+    points: Vec<(u64, f64)>,
+    style: ShapeStyle,
+    dashed: bool,
+    /// Circles at the points: `Some(true)` filled, `Some(false)` hollow.
+    markers: Option<bool>,
+}
+
+/// The runs' colours on a multi-run chart (matplotlib's tab10).
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn draw(runs: &[Curves], labels: &[String], out: &Path, log_x: bool, log_y: bool) -> Result<()> {
+    let root = BitMapBackend::new(out, SIZE).into_drawing_area();
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(440);
-    let max_iter = rows.iter().map(|r| r.iter).max().unwrap_or(1).max(1) as f64;
-    let losses = rows
+    let single = runs.len() == 1;
+    let (mut losses, mut lrs) = (Vec::new(), Vec::new());
+    for (i, (run, label)) in runs.iter().zip(labels).enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let (train_c, val_c, lr_c) = if single {
+            (BLUE, RED, GREEN)
+        } else {
+            (colour, colour, colour)
+        };
+        let evals = |pick: fn(&EvalRow) -> f64| -> Vec<(u64, f64)> {
+            run.rows.iter().map(|r| (r.iter as u64, pick(r))).collect()
+        };
+        // The training loss between evaluations: thin, under the evaluation points.
+        if !run.train.is_empty() {
+            losses.push(Line {
+                label: single
+                    .then(|| format!("train batch loss (every {} iters)", run.log_interval)),
+                points: run.train.iter().map(|p| (p.iter as u64, p.loss)).collect(),
+                style: train_c.mix(0.3).stroke_width(1),
+                dashed: false,
+                markers: None,
+            });
+        }
+        losses.push(Line {
+            label: single.then(|| "train (evaluation)".into()),
+            points: evals(|r| r.train_loss),
+            style: train_c.stroke_width(2),
+            dashed: !single,
+            markers: Some(single),
+        });
+        losses.push(Line {
+            label: Some(if single {
+                "val (evaluation)".into()
+            } else {
+                label.clone()
+            }),
+            points: evals(|r| r.val_loss),
+            style: val_c.stroke_width(2),
+            dashed: false,
+            markers: Some(true),
+        });
+        lrs.push(Line {
+            label: None,
+            points: evals(|r| r.lr)
+                .into_iter()
+                .filter(|p| p.1.is_finite())
+                .collect(),
+            style: lr_c.stroke_width(2),
+            dashed: false,
+            markers: None,
+        });
+    }
+    let all = |lines: &[Line]| -> Vec<(u64, f64)> {
+        lines
+            .iter()
+            .flat_map(|l| l.points.iter().copied())
+            .collect()
+    };
+    let (loss_points, lr_points) = (all(&losses), all(&lrs));
+    let max_iter = loss_points.iter().map(|p| p.0).max().unwrap_or(1).max(1);
+    let min_iter = loss_points
         .iter()
-        .flat_map(|r| [r.train_loss, r.val_loss])
-        .filter(|v| v.is_finite());
-    let (lo, hi) = losses.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+        .map(|p| p.0)
+        .filter(|&i| i > 0)
+        .min()
+        .unwrap_or(1);
+    let (lo, hi) = loss_points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let pad = ((hi - lo) * 0.05).max(0.01);
+    let max_lr = lr_points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-12);
 
-    let mut chart = ChartBuilder::on(&top)
-        .caption(format!("loss — {title}"), ("sans-serif", 20))
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    let caption = if single {
+        format!("loss — {}", names[0])
+    } else if names.join(" vs ").chars().count() <= 50 {
+        format!("loss — {} (solid: val, dashed: train)", names.join(" vs "))
+    } else {
+        format!("loss — {} runs (solid: val, dashed: train)", runs.len())
+    };
+    let lr_caption = "learning rate (at each evaluation)";
+    let loss_fmt = |v: &f64| format!("{v:.2}");
+    let lr_fmt = |v: &f64| format!("{v:.1e}");
+    // The same panels on each combination of linear and logarithmic axes.
+    let lr_y = 0.0..max_lr * 1.1;
+    match (log_x, log_y) {
+        (false, false) => {
+            let x = 0..max_iter;
+            panel(
+                &top,
+                &caption,
+                x.clone(),
+                (lo - pad)..(hi + pad),
+                "loss",
+                &loss_fmt,
+                &losses,
+            )?;
+            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+        }
+        (false, true) => {
+            let x = 0..max_iter;
+            let y = (lo * 0.95..hi * 1.05).log_scale();
+            panel(
+                &top,
+                &caption,
+                x.clone(),
+                y,
+                "loss (log)",
+                &loss_fmt,
+                &losses,
+            )?;
+            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+        }
+        (true, false) => {
+            let x = (min_iter..max_iter.max(min_iter + 1)).log_scale();
+            panel(
+                &top,
+                &caption,
+                x.clone(),
+                (lo - pad)..(hi + pad),
+                "loss",
+                &loss_fmt,
+                &losses,
+            )?;
+            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+        }
+        (true, true) => {
+            let x = (min_iter..max_iter.max(min_iter + 1)).log_scale();
+            let y = (lo * 0.95..hi * 1.05).log_scale();
+            panel(
+                &top,
+                &caption,
+                x.clone(),
+                y,
+                "loss (log)",
+                &loss_fmt,
+                &losses,
+            )?;
+            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// One chart: `lines` over iterations on `x`, values on `y`, with a legend for the
+/// labelled ones. Iterations are integers, so are their ticks.
+#[allow(clippy::too_many_arguments)]
+fn panel<X, Y>(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    caption: &str,
+    x: X,
+    y: Y,
+    y_desc: &str,
+    y_fmt: &dyn Fn(&f64) -> String,
+    lines: &[Line],
+) -> Result<()>
+where
+    X: AsRangedCoord<Value = u64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<u64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_iter, (lo - pad)..(hi + pad))?;
+        // Room for the last iteration label, centred on the right edge.
+        .margin_right(36)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)?;
     chart
         .configure_mesh()
         .x_desc("iteration")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_desc("loss")
+        .x_label_formatter(&|v: &u64| v.to_string())
+        .y_desc(y_desc)
+        .y_label_formatter(y_fmt)
         .draw()?;
-    for (name, color, pick) in [
-        (
-            "train",
-            BLUE,
-            (|r: &EvalRow| r.train_loss) as fn(&EvalRow) -> f64,
-        ),
-        ("val", RED, |r: &EvalRow| r.val_loss),
-    ] {
-        let points: Vec<(f64, f64)> = rows.iter().map(|r| (r.iter as f64, pick(r))).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(
-            points
-                .into_iter()
-                .map(|p| Circle::new(p, 3, color.filled())),
-        )?;
+    let mut labelled = false;
+    for line in lines {
+        let series = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(line.points.clone(), 6, 4, line.style))?
+        } else {
+            chart.draw_series(LineSeries::new(line.points.clone(), line.style))?
+        };
+        if let Some(label) = &line.label {
+            let style = line.style;
+            series
+                .label(label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], style));
+            labelled = true;
+        }
+        if let Some(filled) = line.markers {
+            let style = if filled {
+                line.style.filled()
+            } else {
+                line.style.stroke_width(1)
+            };
+            chart.draw_series(line.points.iter().map(|&p| Circle::new(p, 3, style)))?;
+        }
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
-
-    let max_lr = rows
-        .iter()
-        .map(|r| r.lr)
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max)
-        .max(1e-12);
-    let mut lr = ChartBuilder::on(&bottom)
-        .caption("learning rate (at each evaluation)", ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..max_iter, 0.0..max_lr * 1.1)?;
-    lr.configure_mesh()
-        .x_desc("iteration")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.1e}"))
-        .draw()?;
-    lr.draw_series(LineSeries::new(
-        rows.iter().map(|r| (r.iter as f64, r.lr)),
-        GREEN.stroke_width(2),
-    ))?;
-    root.present()?;
+    if labelled {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()?;
+    }
     Ok(())
 }
