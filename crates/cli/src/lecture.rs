@@ -6,7 +6,8 @@ use anyhow::{Context, Result};
 use burn::backend::{Autodiff, Flex};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleMapper, Param};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -19,7 +20,7 @@ use model::lecture::{
     Head, MultiHeadAttention, scaled_scores, xbow_loop, xbow_matmul, xbow_softmax,
 };
 use model::{GptConfig, LanguageModel, Model, ModelKind, Sampling, cross_entropy, generate};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 type Train = Autodiff<Flex>;
 
@@ -38,10 +39,22 @@ pub struct Args {
     /// Read this text file instead of Tiny Shakespeare.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Where the pictures go (default: a temporary folder, named in the output).
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
 }
+
+/// The lecture's v4 model, trained in chapter 7 so its head's weights can be seen
+/// before and after: token and position embeddings, one head of self-attention, lm_head.
+const HEAD_EMBD: usize = 32;
+const HEAD_STEPS: usize = 500;
+const HEAD_LR: f64 = 3e-3;
 
 pub fn run(args: Args) -> Result<()> {
     let device = Default::default();
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("burngpt-lecture-{}", std::process::id()))
+    });
     Flex::seed(&device, SEED);
     let source = args.data.map_or_else(
         || TextSource::Named("tinyshakespeare".into()),
@@ -100,7 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         vocab_size: tokenizer.vocab_size(),
         ..GptConfig::default()
     };
-    let mut model = Model::<Train>::new(&config, &device)?;
+    let model = Model::<Train>::new(&config, &device)?;
     let logits = model.valid().logits(sample_batch.inputs)?;
     println!("logits {:?}", logits.dims());
     let loss: f32 = cross_entropy(logits, sample_batch.targets).into_scalar();
@@ -113,8 +126,50 @@ pub fn run(args: Args) -> Result<()> {
     println!("{}", sample(&model.valid(), &tokenizer, 100, &device)?);
 
     chapter(5, "training the bigram model");
-    let [train, val] = estimate_loss(&model.valid(), &store, &device)?;
-    println!("step 0: train loss {train:.4}, val loss {val:.4}");
+    // The lecture's table starts as PyTorch's nn.Embedding does, N(0, 1); ours as GPT-2's
+    // weights, N(0, 0.02). Both train on the same batches.
+    let lecture_init = model.clone().map(&mut UnitNormal);
+    let before = estimate_loss(&model.valid(), &store, &device)?;
+    println!(
+        "step 0: train loss {:.4}, val loss {:.4}",
+        before[0], before[1]
+    );
+    let model = train_bigram(model, &store, &device)?;
+    let after = estimate_loss(&model.valid(), &store, &device)?;
+    println!(
+        "step {STEPS}: train loss {:.4}, val loss {:.4} (AdamW, lr {LR}, batch {BATCH_SIZE}, block {BLOCK_SIZE})",
+        after[0], after[1]
+    );
+    println!("a sample after training:");
+    println!("{}", sample(&model.valid(), &tokenizer, 200, &device)?);
+    let lecture_before = estimate_loss(&lecture_init.valid(), &store, &device)?;
+    let lecture_init = train_bigram(lecture_init, &store, &device)?;
+    let lecture_after = estimate_loss(&lecture_init.valid(), &store, &device)?;
+    init_comparison(
+        tokenizer.vocab_size(),
+        [before, after],
+        [lecture_before, lecture_after],
+    );
+
+    aggregation(&device);
+    self_attention(&device);
+    trained_head(&store, &tokenizer, &xb[0], &out_dir, &device)?;
+    scaling(&device);
+    multi_head(&device);
+    println!();
+    println!(
+        "The rest (feed-forward, residual connections, LayerNorm, scaling up) is the production \
+         GPT: `cargo xtask train`. docs/lecture.md maps every chapter to its code and tests."
+    );
+    Ok(())
+}
+
+/// The lecture's `bigram.py` loop: `STEPS` AdamW steps on the same batches every call.
+fn train_bigram(
+    mut model: Model<Train>,
+    store: &TokenStore,
+    device: &Device<Flex>,
+) -> Result<Model<Train>> {
     let mut optim = AdamWConfig::new()
         .with_epsilon(1e-8) // PyTorch's AdamW defaults, as in the lecture
         .with_weight_decay(0.01)
@@ -126,28 +181,49 @@ pub fn run(args: Args) -> Result<()> {
         SEED + 1,
     );
     for step in 0..STEPS {
-        let b: LmBatch<Train> = batch(&train_chunks, BATCH_SIZE, step, &device);
+        let b: LmBatch<Train> = batch(&train_chunks, BATCH_SIZE, step, device);
         let loss = cross_entropy(model.logits(b.inputs)?, b.targets);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(LR, model, grads);
     }
-    let [train, val] = estimate_loss(&model.valid(), &store, &device)?;
-    println!(
-        "step {STEPS}: train loss {train:.4}, val loss {val:.4} (AdamW, lr {LR}, batch {BATCH_SIZE}, block {BLOCK_SIZE})"
-    );
-    println!("a sample after training:");
-    println!("{}", sample(&model.valid(), &tokenizer, 200, &device)?);
+    Ok(model)
+}
 
-    aggregation(&device);
-    self_attention(&device);
-    scaling(&device);
-    multi_head(&device);
+/// Redraws every parameter from N(0, 1): PyTorch's `nn.Embedding` init, the lecture's.
+struct UnitNormal;
+
+impl<B: Backend> ModuleMapper<B> for UnitNormal {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        p.map(|t| {
+            Tensor::random(t.shape(), Distribution::Normal(0.0, 1.0), &t.device()).require_grad()
+        })
+    }
+}
+
+/// The two inits side by side, and why the lecture's bigram starts at 4.87, not 4.17.
+fn init_comparison(vocab_size: usize, ours: [[f32; 2]; 2], lecture: [[f32; 2]; 2]) {
+    let ideal = (vocab_size as f32).ln();
     println!();
+    println!("the same bigram table, initialised two ways and trained on the same batches:");
+    for (name, [b, a]) in [
+        ("N(0, 0.02) (GPT-2's, ours)", ours),
+        ("N(0, 1) (nn.Embedding's, the lecture's)", lecture),
+    ] {
+        println!(
+            "  init {name:<40}: step 0: train loss {:.4}, val loss {:.4}; step {STEPS}: train loss {:.4}, val loss {:.4}",
+            b[0], b[1], a[0], a[1]
+        );
+    }
     println!(
-        "The rest (feed-forward, residual connections, LayerNorm, scaling up) is the production \
-         GPT: `cargo xtask train`. docs/lecture.md maps every chapter to its code and tests."
+        "A model that knows nothing should spread its bet evenly over the {vocab_size} characters: \
+         loss -ln(1/{vocab_size}) = {ideal:.2}. With N(0, 0.02) every logit is within a few hundredths \
+         of 0, the softmax is nearly uniform, and the loss starts right there. With N(0, 1) each \
+         row's logits are random with spread 1, so the untrained model is confidently wrong: \
+         on average the loss is about ln {vocab_size} + 1/2 = {:.2} (softmax's log-sum-exp of unit \
+         normals), and one random table lands a little above or below; the lecture's started at \
+         4.87. The first steps of training are spent undoing that confidence.",
+        ideal + 0.5
     );
-    Ok(())
 }
 
 /// The four versions of "average the past": v1–v3 agree exactly, and v4, a self-attention
@@ -216,6 +292,135 @@ fn self_attention(device: &Device<Flex>) {
         [b, t, c]
     );
     for row in wei.chunks(t) {
+        let cells: Vec<String> = row.iter().map(|w| format!("{w:.4}")).collect();
+        println!("  {}", cells.join(" "));
+    }
+}
+
+/// The lecture's v4 model (`bigram.py` plus one head): token and position embeddings
+/// (N(0, 1), as PyTorch's), one head of self-attention at unit scale, and `lm_head`.
+#[derive(Module, Debug)]
+struct SingleHead<B: Backend> {
+    token_embedding: Embedding<B>,
+    position_embedding: Embedding<B>,
+    sa_head: Head<B>,
+    lm_head: Linear<B>,
+}
+
+impl<B: Backend> SingleHead<B> {
+    fn new(vocab_size: usize, device: &B::Device) -> Self {
+        Self {
+            token_embedding: EmbeddingConfig::new(vocab_size, HEAD_EMBD).init(device),
+            position_embedding: EmbeddingConfig::new(BLOCK_SIZE, HEAD_EMBD).init(device),
+            sa_head: Head::unit_scale(HEAD_EMBD, HEAD_EMBD, device),
+            lm_head: LinearConfig::new(HEAD_EMBD, vocab_size).init(device),
+        }
+    }
+
+    /// The head's input: token plus position embeddings, `idx` (B, T) → (B, T, C).
+    fn embed(&self, idx: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let t = idx.dims()[1];
+        let pos = Tensor::<B, 1, Int>::arange(0..t as i64, &idx.device()).unsqueeze::<2>();
+        self.token_embedding.forward(idx) + self.position_embedding.forward(pos)
+    }
+
+    fn logits(&self, idx: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.lm_head.forward(self.sa_head.forward(self.embed(idx)))
+    }
+
+    /// The head's attention weights on one sequence of ids, as rows.
+    fn weights(&self, ids: &[i64], device: &B::Device) -> Vec<Vec<f32>> {
+        let t = ids.len();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(ids.to_vec(), [t]), device)
+            .reshape([1, t]);
+        let wei: Vec<f32> = self
+            .sa_head
+            .weights(self.embed(idx))
+            .into_data()
+            .iter::<f32>()
+            .collect();
+        wei.chunks(t).map(<[f32]>::to_vec).collect()
+    }
+}
+
+/// One head's weights before and after training, on the chapter 3 batch's first row, as
+/// tables and as a picture.
+fn trained_head(
+    store: &TokenStore,
+    tokenizer: &CharTokenizer,
+    ids: &[i64],
+    out_dir: &Path,
+    device: &Device<Flex>,
+) -> Result<()> {
+    let text = tokenizer.decode(&ids.iter().map(|&i| i as u32).collect::<Vec<_>>())?;
+    println!();
+    println!(
+        "the lecture's v4 model (embeddings, one head of {HEAD_EMBD}, lm_head) on xb[0] = {text:?}:"
+    );
+    let mut model = SingleHead::<Train>::new(tokenizer.vocab_size(), device);
+    let untrained = model.valid().weights(ids, device);
+    print_table("untrained", &untrained);
+    let mut optim = AdamWConfig::new()
+        .with_epsilon(1e-8)
+        .with_weight_decay(0.01)
+        .init::<Train, SingleHead<Train>>();
+    let chunks = RandomChunks::new(
+        store.split(Split::Train).clone(),
+        BLOCK_SIZE,
+        HEAD_STEPS * BATCH_SIZE,
+        SEED + 3,
+    );
+    let mut last = f32::NAN;
+    for step in 0..HEAD_STEPS {
+        let b: LmBatch<Train> = batch(&chunks, BATCH_SIZE, step, device);
+        let loss = cross_entropy(model.logits(b.inputs), b.targets);
+        if step + 1 == HEAD_STEPS {
+            last = loss.clone().into_scalar();
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(HEAD_LR, model, grads);
+    }
+    let trained = model.valid().weights(ids, device);
+    print_table(
+        &format!("after {HEAD_STEPS} AdamW steps (lr {HEAD_LR}; last batch loss {last:.4})"),
+        &trained,
+    );
+    println!(
+        "untrained, the weights come from random projections; trained, from what the head learned to look for"
+    );
+    if let Err(e) = crate::plot::register_font() {
+        println!("(no picture: {e})");
+        return Ok(());
+    }
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let out = out_dir.join("single_head.png");
+    let labels: Vec<String> = text
+        .chars()
+        .map(|c| crate::attention::token_label(&c.to_string()))
+        .collect();
+    let panels = [("untrained", untrained), ("trained", trained)].map(|(title, weights)| {
+        crate::attention::Panel {
+            title: format!("{title} · head_size {HEAD_EMBD}"),
+            layer: 0,
+            head: 0,
+            weights,
+        }
+    });
+    crate::attention::draw_heatmaps(
+        &out,
+        &format!("one head's weights on {text:?}: before and after training"),
+        &labels,
+        &panels,
+        2,
+    )
+    .with_context(|| format!("drawing {}", out.display()))?;
+    println!("picture: wrote {}", out.display());
+    Ok(())
+}
+
+fn print_table(title: &str, wei: &[Vec<f32>]) {
+    println!("{title}:");
+    for row in wei {
         let cells: Vec<String> = row.iter().map(|w| format!("{w:.4}")).collect();
         println!("  {}", cells.join(" "));
     }

@@ -27,7 +27,8 @@ fn number_after(out: &str, line_start: &str, label: &str) -> f32 {
 
 #[test]
 fn walks_through_every_chapter_in_order() {
-    let o = lecture(&[]);
+    let pictures = common::tmp("lecture-pictures");
+    let o = lecture(&["--out-dir", pictures.to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
@@ -55,6 +56,14 @@ fn walks_through_every_chapter_in_order() {
     let val_after = number_after(&out, "step 300:", "val loss ");
     assert!((before - 65f32.ln()).abs() < 0.05, "{before}");
     assert!(after < 3.0 && val_after < 3.0, "{after} {val_after}");
+    // The lecture's N(0, 1) table starts well above ln 65 (the lecture: 4.87); both learn.
+    let small = number_after(&out, "  init N(0, 0.02)", "step 0: train loss ");
+    let unit = number_after(&out, "  init N(0, 1)", "step 0: train loss ");
+    let unit_after = number_after(&out, "  init N(0, 1)", "step 300: train loss ");
+    assert!((small - before).abs() < 1e-4, "{small} {before}");
+    assert!(unit > 4.4, "{unit}");
+    assert!(unit_after < unit - 1.0, "{unit_after}");
+    assert!(out.contains("-ln(1/65) = 4.17"), "{out}");
 
     // The aggregation versions agree, and the heads one at a time equal the batched layer.
     for version in ["v2", "v3", "v4"] {
@@ -64,6 +73,25 @@ fn walks_through_every_chapter_in_order() {
     assert!(number_after(&out, "max |diff|", "max |diff| = ") < 1e-5);
     // The head's first row: token 0 can only listen to itself.
     assert!(out.contains("  1.0000 0.0000 0.0000 0.0000 0.0000 0.0000 0.0000 0.0000\n"));
+
+    // The single head, untrained and trained, as tables and as one picture of two panels.
+    assert!(out.contains("untrained:\n"), "{out}");
+    assert!(out.contains("after 500 AdamW steps"), "{out}");
+    let png = pictures.join("single_head.png");
+    assert!(
+        out.contains(&format!("picture: wrote {}", png.display())),
+        "{out}"
+    );
+    let file = std::fs::File::open(&png).expect("the picture");
+    let mut reader = png::Decoder::new(file).read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a PNG frame");
+    assert_eq!((info.width, info.height), (872, 430));
+    let colours: std::collections::HashSet<&[u8]> = buf[..info.buffer_size()]
+        .chunks(info.color_type.samples())
+        .collect();
+    assert!(colours.len() > 10, "blank: {} colours", colours.len());
+    std::fs::remove_dir_all(&pictures).unwrap();
 }
 
 #[test]
