@@ -36,7 +36,15 @@ environment: BURNGPT_XTASK_PROFILE=dev|release (default release), CI=true";
 
 /// `gpt` subcommands that xtask builds and runs.
 const GPT_COMMANDS: &[&str] = &[
-    "train", "sample", "eval", "info", "plot", "lecture", "bench",
+    "train",
+    "sample",
+    "eval",
+    "info",
+    "plot",
+    "attention",
+    "lecture",
+    "bench",
+    "prepare",
 ];
 const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
 

@@ -534,8 +534,8 @@ impl Scratch {
             return Ok(());
         }
         let sub = parsed.gpt.first().map(String::as_str).unwrap_or_default();
-        if sub == "plot" && !font {
-            report.skip(command, "no font for `gpt plot` here");
+        if (sub == "plot" || sub == "attention") && !font {
+            report.skip(command, &format!("no font for `gpt {sub}` here"));
             return Ok(());
         }
         if let Err(e) = self.make_missing_run(command, &parsed.gpt) {

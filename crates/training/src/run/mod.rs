@@ -9,6 +9,7 @@
 //!   tokenizer.json       the tokenizer the model was trained with: a character
 //!                        vocabulary, or `{"kind": "gpt2"}` (GPT-2's BPE)
 //!   metrics.csv          one row per evaluation (see `log`)
+//!   train_log.csv        the training loss every `log_interval` iterations
 //!   checkpoint/          model-E.mpk, optim-E.mpk, scheduler-E.mpk after evaluation E
 //!   model.mpk            the model when training ended (or was stopped)
 //!   best.mpk             the checkpointed model with the lowest val loss
