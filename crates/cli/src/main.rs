@@ -7,11 +7,13 @@ mod attention;
 mod backend;
 mod bench;
 mod eval;
+mod export;
 mod info;
 mod lecture;
 mod plot;
 mod prepare;
 mod preset;
+mod pretrained;
 mod prompt;
 mod sample;
 mod solve;
@@ -71,6 +73,9 @@ enum Command {
     Lecture(lecture::Args),
     /// Time training steps and sampling (tokens/s, ms/step, MFU, peak memory).
     Bench(bench::Args),
+    /// Write a run as a Hugging Face GPT-2 directory (config.json, model.safetensors,
+    /// tokenizer files) that transformers' GPT2LMHeadModel.from_pretrained loads.
+    Export(export::Args),
     /// Tokenize corpora (.txt, .jsonl, directories) into train.bin/val.bin + meta.json.
     Prepare(prepare::Args),
 }
@@ -118,6 +123,7 @@ fn main() -> ExitCode {
         Command::Lecture(a) => lecture::run(a),
         Command::Bench(a) => bench::run(a, cli.device),
         Command::Prepare(a) => prepare::run(a),
+        Command::Export(a) => export::run(a, cli.device),
     };
     match result {
         Ok(()) if PANICKED.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::FAILURE,

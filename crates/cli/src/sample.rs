@@ -42,6 +42,11 @@ pub struct Args {
     /// Which weights: the final model or the checkpoint with the best val loss.
     #[arg(long, value_parser = ["final", "best"], default_value = "final")]
     weights: String,
+    /// Sample from Hugging Face GPT-2 weights instead of a run: gpt2, gpt2-medium,
+    /// gpt2-large, gpt2-xl (downloaded once into the cache) or a directory holding
+    /// config.json and model.safetensors. Text goes through GPT-2's BPE.
+    #[arg(long, conflicts_with = "run")]
+    init_from: Option<String>,
 }
 
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
@@ -52,6 +57,32 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         bail!("--num-samples must be at least 1");
     }
     let prompt = Prompt::from_args(args.prompt.as_deref(), args.prompt_file.as_deref())?;
+    if let Some(spec) = &args.init_from {
+        let device = backend::device(device)?;
+        let (model, tokenizer) = crate::pretrained::load_for_sampling::<Inner>(spec, &device)?;
+        let mut out = Output::new();
+        for i in 0..args.num_samples {
+            if args.num_samples > 1
+                && out
+                    .write(&format!("--- sample {} ---\n", i + 1))?
+                    .is_break()
+            {
+                return Ok(());
+            }
+            let sampling = Sampling {
+                max_new_tokens: args.max_new_tokens,
+                temperature: args.temperature,
+                top_k: args.top_k,
+                seed: args.seed + i as u64,
+                kv_cache: !args.no_kv_cache,
+            };
+            let flow = stream_model(&model, &tokenizer, &prompt, &sampling, &device, &mut out)?;
+            if flow.is_break() || out.write("\n")?.is_break() {
+                return Ok(());
+            }
+        }
+        return Ok(());
+    }
     let run = args.run.open()?;
     let device = backend::device(device)?;
     let mut out = Output::new();
@@ -136,6 +167,18 @@ fn stream_sample_from<B: Backend>(
         return out.write(&answer);
     }
     let tokenizer = run.tokenizer()?;
+    stream_model(&model, &tokenizer, prompt, sampling, device, out)
+}
+
+/// Prints the prompt, then each token `model` draws after it, as text completes.
+pub fn stream_model<B: Backend, M: LanguageModel<B>>(
+    model: &M,
+    tokenizer: &data::TextTokenizer,
+    prompt: &Prompt,
+    sampling: &Sampling,
+    device: &B::Device,
+    out: &mut Output,
+) -> Result<ControlFlow<()>> {
     let ids = match prompt {
         Prompt::Text(text) => tokenizer
             .encode(text)
@@ -156,7 +199,7 @@ fn stream_sample_from<B: Backend>(
     let mut result = Ok(ControlFlow::Continue(()));
     // A GPT-2 token may end inside a character: print text as characters complete.
     let mut text = Utf8Stream::default();
-    generate(&model, &ids, sampling, device, |id| {
+    generate(model, &ids, sampling, device, |id| {
         let bytes = tokenizer
             .token_bytes(id)
             .expect("the model only emits ids of its vocabulary");

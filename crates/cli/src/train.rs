@@ -41,8 +41,12 @@ pub struct Args {
     /// Characters of the sample printed when training ends (0: none).
     #[arg(long, default_value_t = 300)]
     sample_tokens: usize,
-    /// Start from another run's weights (fresh optimizer and this config's schedule), as
-    /// nanoGPT's init_from: the architecture and tokenizer must match. Recorded in run.json.
+    /// Start from other weights (fresh optimizer and this config's schedule), as nanoGPT's
+    /// init_from: another run's directory (the architecture and tokenizer must match), or
+    /// Hugging Face GPT-2: gpt2, gpt2-medium, gpt2-large, gpt2-xl (downloaded once into the
+    /// cache) or a directory holding config.json and model.safetensors, whose shape
+    /// replaces the config's (its dropout kept; a smaller block_size crops). Recorded in
+    /// run.json.
     #[arg(long, conflicts_with = "resume")]
     init_from: Option<PathBuf>,
     /// With --init-from: the other run's final weights (model.mpk) or its best (best.mpk).
@@ -50,7 +54,17 @@ pub struct Args {
     init_weights: String,
 }
 
-pub fn run(args: Args, device: Option<usize>) -> Result<()> {
+pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
+    // `--init-from gpt2` (or a Hugging Face directory): the weights' local directory.
+    let hf_init = match args.init_from.as_deref().and_then(|p| p.to_str()) {
+        Some(spec) => crate::pretrained::hf_source(spec)
+            .map(|source| source.locate())
+            .transpose()?,
+        None => None,
+    };
+    if let Some(dir) = &hf_init {
+        args.init_from = Some(dir.clone());
+    }
     let out_dir = args
         .out_dir
         .unwrap_or_else(|| PathBuf::from("runs").join(args.config.name()));
@@ -63,8 +77,12 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             overrides: args.config.set.clone(),
         }
     } else {
+        let mut config = args.config.load()?;
+        if let Some(hf) = hf_init.as_deref() {
+            config.model = pretrained_shape(hf, &config.model)?;
+        }
         Start::New {
-            config: Box::new(args.config.load()?),
+            config: Box::new(config),
             overwrite: args.overwrite,
         }
     };
@@ -122,4 +140,24 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         println!();
     }
     Ok(())
+}
+
+/// The model a run that starts from the Hugging Face GPT-2 in `dir` trains: the
+/// checkpoint's shape, with the config's dropout and, when smaller, its block_size.
+fn pretrained_shape(dir: &std::path::Path, ours: &model::GptConfig) -> Result<model::GptConfig> {
+    let theirs = model::hf::read_config(dir)?
+        .to_gpt_config()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let block_size = ours.block_size.min(theirs.block_size);
+    if block_size < theirs.block_size {
+        eprintln!(
+            "note: cropping the checkpoint's block_size {} to the config's {block_size}",
+            theirs.block_size
+        );
+    }
+    Ok(model::GptConfig {
+        dropout: ours.dropout,
+        block_size,
+        ..theirs
+    })
 }

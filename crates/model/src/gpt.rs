@@ -44,6 +44,26 @@ impl<B: Backend> Gpt<B> {
         self.block_size
     }
 
+    /// The same model for contexts of at most `block_size` ≤ the current one: the
+    /// position table loses its later rows (nanoGPT's `crop_block_size`, to finetune
+    /// GPT-2 on shorter contexts).
+    pub fn crop_block_size(mut self, block_size: usize) -> Result<Self> {
+        if block_size == 0 || block_size > self.block_size {
+            return Err(ModelError::InvalidConfig(format!(
+                "block_size {block_size} cannot crop a model of block_size {}",
+                self.block_size
+            )));
+        }
+        let c = self.wpe.weight.dims()[1];
+        // Detached: the cropped table is a new leaf, a parameter like any other.
+        self.wpe.weight = self
+            .wpe
+            .weight
+            .map(|w| w.slice([0..block_size, 0..c]).detach());
+        self.block_size = block_size;
+        Ok(self)
+    }
+
     /// `idx` (B, T) token ids, 1 ≤ T ≤ block_size → logits (B, T, vocab_size).
     pub fn forward(&self, idx: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
         let x = self.embed(idx, 0)?;

@@ -263,6 +263,104 @@ pub fn load_gpt2<B: Backend>(dir: &Path, device: &B::Device) -> Result<(Gpt<B>, 
     Ok((model, config))
 }
 
+/// The GPT-2 in `dir` as a model of shape `shape`, which must be the checkpoint's
+/// except for `dropout` (a training choice) and a `block_size` that may be smaller (the
+/// position table is cropped, as nanoGPT's `from_pretrained` + `crop_block_size`).
+pub fn load_gpt2_as<B: Backend>(
+    dir: &Path,
+    shape: &GptConfig,
+    device: &B::Device,
+) -> Result<Gpt<B>> {
+    let theirs = read_config(dir)?
+        .to_gpt_config()
+        .map_err(|reason| HfError::Config {
+            path: dir.join(CONFIG_FILE).display().to_string(),
+            reason,
+        })?;
+    let differs = architecture_differences(&theirs, shape);
+    if !differs.is_empty() {
+        return Err(HfError::Config {
+            path: dir.join(CONFIG_FILE).display().to_string(),
+            reason: format!(
+                "the checkpoint's architecture differs from the run's: {}",
+                differs.join(", ")
+            ),
+        });
+    }
+    let full = GptConfig {
+        dropout: shape.dropout,
+        scaled_init: shape.scaled_init,
+        ..theirs.clone()
+    };
+    let model = load_weights(&full, &dir.join(WEIGHTS_FILE), device)?;
+    if shape.block_size < theirs.block_size {
+        return Ok(model.crop_block_size(shape.block_size)?);
+    }
+    Ok(model)
+}
+
+/// What keeps a model of shape `ours` from starting from a checkpoint of shape `theirs`
+/// ("key = theirs there, ours here"); dropout and the init never do, and a smaller
+/// block_size crops.
+pub fn architecture_differences(theirs: &GptConfig, ours: &GptConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |key: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{key} = {a} there, {b} here"));
+        }
+    };
+    check(
+        "model",
+        format!("{:?}", theirs.model),
+        format!("{:?}", ours.model),
+    );
+    check(
+        "vocab_size",
+        theirs.vocab_size.to_string(),
+        ours.vocab_size.to_string(),
+    );
+    check(
+        "n_layer",
+        theirs.n_layer.to_string(),
+        ours.n_layer.to_string(),
+    );
+    check("n_head", theirs.n_head.to_string(), ours.n_head.to_string());
+    check("n_embd", theirs.n_embd.to_string(), ours.n_embd.to_string());
+    check("bias", theirs.bias.to_string(), ours.bias.to_string());
+    check(
+        "qkv_bias",
+        theirs.qkv_bias.to_string(),
+        ours.qkv_bias.to_string(),
+    );
+    check(
+        "tie_weights",
+        theirs.tie_weights.to_string(),
+        ours.tie_weights.to_string(),
+    );
+    check(
+        "activation",
+        format!("{:?}", theirs.activation),
+        format!("{:?}", ours.activation),
+    );
+    check(
+        "layer_norm_eps",
+        theirs.layer_norm_eps.to_string(),
+        ours.layer_norm_eps.to_string(),
+    );
+    if ours.block_size > theirs.block_size {
+        out.push(format!(
+            "block_size = {} there, {} here (a checkpoint's block_size can only shrink)",
+            theirs.block_size, ours.block_size
+        ));
+    }
+    out
+}
+
+/// Whether `dir` is a Hugging Face model directory (`config.json` + `model.safetensors`).
+pub fn is_hf_dir(dir: &Path) -> bool {
+    dir.join(CONFIG_FILE).is_file() && dir.join(WEIGHTS_FILE).is_file()
+}
+
 /// A [`Gpt`] of shape `config` with the weights of the GPT-2 safetensors file `path`.
 pub fn load_weights<B: Backend>(
     config: &GptConfig,
@@ -667,6 +765,39 @@ mod tests {
             assert_eq!(json["vocab_size"], 65);
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    /// Loaded for a run with less context: wpe cropped, the logits of the first positions
+    /// unchanged; a different architecture is refused, naming the key.
+    #[test]
+    fn load_as_crops_block_size_and_names_differences() {
+        let dir = fixture();
+        let device = Default::default();
+        let (full, config) = load_gpt2::<B>(&dir, &device).unwrap();
+        let shape = GptConfig {
+            block_size: 8,
+            dropout: 0.1,
+            ..config.clone()
+        };
+        let cropped = load_gpt2_as::<B>(&dir, &shape, &device).unwrap();
+        assert_eq!(cropped.block_size(), 8);
+        let (ids, _) = expected(&dir);
+        let ids = ids.slice([0..2, 0..8]);
+        let a = full.forward(ids.clone()).unwrap().into_data();
+        let b = cropped.forward(ids).unwrap().into_data();
+        assert!(max_abs_diff(&a, &b) == 0.0);
+        let wrong = GptConfig {
+            n_layer: 3,
+            block_size: 64,
+            ..config
+        };
+        let err = load_gpt2_as::<B>(&dir, &wrong, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("n_layer = 2 there, 3 here") && err.contains("block_size"),
+            "{err}"
+        );
     }
 
     #[test]

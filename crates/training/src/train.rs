@@ -271,6 +271,9 @@ fn init_weights<B: AutodiffBackend>(
     tokenizer: &TextTokenizer,
     device: &B::Device,
 ) -> Result<(PathBuf, InitRecord), TrainError> {
+    if model::hf::is_hf_dir(&init.run) {
+        return init_hf_weights::<B>(init, config, tokenizer, device);
+    }
     let source = RunDir::open(&init.run)?;
     let name = source.path().display().to_string();
     let theirs = source.tokenizer()?;
@@ -361,11 +364,51 @@ fn init_weights<B: AutodiffBackend>(
     Ok((path, record))
 }
 
+/// `--init-from` a Hugging Face GPT-2 directory (`config.json` + `model.safetensors`,
+/// which the CLI finds or downloads for `gpt2` … `gpt2-xl`): its tokens must be this run's
+/// (GPT-2's BPE for GPT-2's 50,257), its architecture this config's (dropout aside; a
+/// smaller block_size crops the position table). Checked by loading it.
+fn init_hf_weights<B: AutodiffBackend>(
+    init: &InitFrom,
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    device: &B::Device,
+) -> Result<(PathBuf, InitRecord), TrainError> {
+    let name = init.run.display().to_string();
+    let gpt2_tokens = *tokenizer == TextTokenizer::Gpt2;
+    let theirs = model::hf::read_config(&init.run)
+        .map_err(|e| TrainError::Config(format!("--init-from {name}: {e}")))?;
+    if (theirs.vocab_size == data::tokenizer::GPT2_VOCAB_SIZE) != gpt2_tokens {
+        return Err(TrainError::Config(format!(
+            "--init-from {name}: GPT-2's weights need GPT-2's BPE tokens, and this run's data uses {} (prepare the text with `gpt prepare --tokenizer gpt2`)",
+            describe_tokenizer(tokenizer)
+        )));
+    }
+    model::hf::load_gpt2_as::<B::InnerBackend>(&init.run, &config.model, device)
+        .map_err(|e| TrainError::Config(format!("--init-from {name}: {e}")))?;
+    let path = init.run.join(model::hf::WEIGHTS_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| crate::run::io(&path, e))?;
+    let record = InitRecord {
+        run: std::path::absolute(&init.run)
+            .unwrap_or_else(|_| init.run.clone())
+            .display()
+            .to_string(),
+        weights: HF_WEIGHTS.into(),
+        iter: 0,
+        sha256: format!("{:x}", sha2::Sha256::digest(&bytes)),
+    };
+    Ok((path, record))
+}
+
+/// `InitRecord::weights` of a run that started from Hugging Face weights.
+const HF_WEIGHTS: &str = "hugging-face";
+
 /// The weights file a run started from, for a resume before its first checkpoint; it
 /// must still be the file the run recorded.
 fn recorded_init_weights(record: &InitRecord) -> Result<PathBuf, TrainError> {
     let run = RunDir::new(&record.run);
     let path = match record.weights.as_str() {
+        HF_WEIGHTS => run.path().join(model::hf::WEIGHTS_FILE),
         "best" => run.best_path(),
         _ => run.model_path(),
     };
@@ -532,6 +575,18 @@ pub fn train<B: AutodiffBackend>(
     })
 }
 
+/// Marks every parameter of a loaded model as trainable.
+struct RequireGrad;
+
+impl<B: burn::prelude::Backend> burn::module::ModuleMapper<B> for RequireGrad {
+    fn map_float<const D: usize>(
+        &mut self,
+        p: burn::module::Param<burn::prelude::Tensor<B, D>>,
+    ) -> burn::module::Param<burn::prelude::Tensor<B, D>> {
+        p.map(|t| t.require_grad())
+    }
+}
+
 /// Where a session starts: the epochs already done, and (a new `--init-from` run) the
 /// weights to start from.
 struct Origin {
@@ -561,6 +616,12 @@ fn launch<B: AutodiffBackend>(
     let model = match &origin.init_weights {
         // --init-from: the other run's weights (checked in `init_weights`), under this
         // run's config (its dropout); the optimizer and schedule start fresh.
+        Some(path) if path.extension().is_some_and(|e| e == "safetensors") => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let gpt = model::hf::load_gpt2_as::<B>(dir, &config.model, device)
+                .map_err(|e| TrainError::Config(format!("--init-from {}: {e}", dir.display())))?;
+            Model::Gpt(burn::module::Module::map(gpt, &mut RequireGrad))
+        }
         Some(path) => RunDir::new(path.parent().unwrap_or(Path::new(".")))
             .load_model_file_as::<B>(path, &config.model, device)?,
         None => Model::<B>::new(&config.model, device)?,

@@ -1,0 +1,205 @@
+//! `gpt export`: a trained run as a Hugging Face GPT-2 directory, which
+//! `transformers.GPT2LMHeadModel.from_pretrained(DIR)` loads.
+//!
+//! Writes `config.json` and `model.safetensors` (see `model::hf`), and for a run on
+//! GPT-2's BPE the tokenizer files `transformers` reads (`vocab.json`, `merges.txt`,
+//! `tokenizer_config.json`, `special_tokens_map.json`), made from the same r50k ranks the
+//! run tokenized with. A character-level run exports its weights with its own
+//! `vocab_size`; its characters are in the run's `tokenizer.json`.
+
+use crate::backend::{self, Inner};
+use crate::prompt::RunArg;
+use anyhow::{Context, Result, bail};
+use data::TextTokenizer;
+use model::Model;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    run: RunArg,
+    /// The directory to write (created if needed; its config.json, model.safetensors and
+    /// tokenizer files are replaced).
+    #[arg(long)]
+    out: PathBuf,
+    /// Which weights: the final model or the checkpoint with the best val loss.
+    #[arg(long, value_parser = ["final", "best"], default_value = "final")]
+    weights: String,
+}
+
+pub fn run(args: Args, device: Option<usize>) -> Result<()> {
+    let run = args.run.open()?;
+    let config = run.config()?;
+    model::hf::exportable(&config.model)
+        .with_context(|| format!("exporting {}", run.path().display()))?;
+    if args.out.join("run.json").exists() || args.out == run.path() {
+        bail!(
+            "--out {} is a run directory: export into a directory of its own",
+            args.out.display()
+        );
+    }
+    let device = backend::device(device)?;
+    let model = if args.weights == "best" {
+        let path = run.best_path();
+        if !path.exists() {
+            bail!(
+                "{} does not exist yet (no evaluation has finished)",
+                path.display()
+            );
+        }
+        run.load_model_file::<Inner>(&path, &device)?
+    } else {
+        run.load_model::<Inner>(&device)?
+    };
+    let Model::Gpt(gpt) = model else {
+        bail!("model = \"bigram\" cannot be written as GPT-2")
+    };
+    let tokenizer = run.tokenizer()?;
+    let ids = match tokenizer {
+        TextTokenizer::Gpt2 => serde_json::json!({"bos_token_id": 50256, "eos_token_id": 50256}),
+        // No end-of-text token in a character vocabulary.
+        TextTokenizer::Char(_) => serde_json::json!({"bos_token_id": null, "eos_token_id": null}),
+    };
+    model::hf::save_gpt2(&gpt, &config.model, &args.out, ids)?;
+    if tokenizer == TextTokenizer::Gpt2 {
+        write_gpt2_tokenizer(&args.out, config.model.block_size)?;
+    }
+    println!(
+        "wrote {} (config.json, model.safetensors{}) from {}",
+        args.out.display(),
+        if tokenizer == TextTokenizer::Gpt2 {
+            ", vocab.json, merges.txt, tokenizer_config.json"
+        } else {
+            "; character vocabulary: see the run's tokenizer.json"
+        },
+        run.path().display()
+    );
+    Ok(())
+}
+
+/// GPT-2's byte-to-character table (`bytes_to_unicode` in OpenAI's encoder.py): printable
+/// bytes stand for themselves, the others for characters from U+0100 on, so every token
+/// is a printable string in `vocab.json` and `merges.txt`.
+fn bytes_to_unicode() -> [char; 256] {
+    let printable = |b: u32| {
+        (u32::from('!')..=u32::from('~')).contains(&b)
+            || (0xA1..=0xAC).contains(&b)
+            || (0xAE..=0xFF).contains(&b)
+    };
+    let mut table = ['\0'; 256];
+    let mut next = 256;
+    for b in 0..256u32 {
+        table[b as usize] = if printable(b) {
+            char::from_u32(b).expect("a Latin-1 character")
+        } else {
+            next += 1;
+            char::from_u32(next - 1).expect("a character below U+0200")
+        };
+    }
+    table
+}
+
+/// Writes the files `transformers`' GPT-2 tokenizers read, derived from the r50k ranks:
+/// each token's id is its rank, and each merge is the pair BPE joins to make that token
+/// (found by running BPE on the token's bytes with the lower ranks only).
+pub fn write_gpt2_tokenizer(dir: &Path, block_size: usize) -> Result<()> {
+    let bpe = data::tokenizer::gpt2_bpe();
+    let eot = data::tokenizer::GPT2_EOT;
+    let tokens: Vec<Vec<u8>> = (0..eot)
+        .map(|id| {
+            bpe.decode_bytes(&[id])
+                .expect("every id below 50256 is a token")
+        })
+        .collect();
+    let rank: HashMap<&[u8], u32> = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, t)| (t.as_slice(), id as u32))
+        .collect();
+    let table = bytes_to_unicode();
+    let show = |bytes: &[u8]| -> String { bytes.iter().map(|&b| table[b as usize]).collect() };
+    let mut merges = String::from("#version: 0.2\n");
+    for (id, token) in tokens.iter().enumerate().filter(|(_, t)| t.len() > 1) {
+        let mut parts: Vec<&[u8]> = (0..token.len()).map(|i| &token[i..i + 1]).collect();
+        loop {
+            let best = (0..parts.len() - 1)
+                .filter_map(|i| {
+                    let joined = &token[offset(&parts, i)..offset(&parts, i + 2)];
+                    rank.get(joined)
+                        .filter(|&&r| (r as usize) < id)
+                        .map(|&r| (r, i))
+                })
+                .min();
+            let Some((_, i)) = best else { break };
+            let (start, end) = (offset(&parts, i), offset(&parts, i + 2));
+            parts.splice(i..i + 2, [&token[start..end]]);
+        }
+        if parts.len() != 2 {
+            bail!("token {id} is not one merge of lower-ranked tokens");
+        }
+        merges.push_str(&format!("{} {}\n", show(parts[0]), show(parts[1])));
+    }
+    let mut vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, t)| (show(t), id.into()))
+        .collect();
+    vocab.insert("<|endoftext|>".into(), eot.into());
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write("vocab.json", serde_json::to_string(&vocab)?)?;
+    write("merges.txt", merges)?;
+    let special = serde_json::json!({
+        "bos_token": "<|endoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+    });
+    let mut config = special.clone();
+    let map = config.as_object_mut().expect("an object");
+    map.insert("model_max_length".into(), block_size.into());
+    map.insert("add_prefix_space".into(), false.into());
+    map.insert("tokenizer_class".into(), "GPT2Tokenizer".into());
+    write(
+        "tokenizer_config.json",
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    write(
+        "special_tokens_map.json",
+        serde_json::to_string_pretty(&special)?,
+    )?;
+    Ok(())
+}
+
+/// Where part `i` of `parts` (consecutive slices of one token) starts in the token.
+fn offset(parts: &[&[u8]], i: usize) -> usize {
+    parts[..i].iter().map(|p| p.len()).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The derived files hold GPT-2's 50,257 tokens and 50,000 merges, in the published
+    /// order (its first merges are "Ġ t", "Ġ a", "h e"; "Ġ" is the space byte).
+    #[test]
+    fn gpt2_tokenizer_files_have_gpt2s_vocabulary_and_merges() {
+        let dir = std::env::temp_dir().join(format!("burngpt-export-tok-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write_gpt2_tokenizer(&dir, 1024).unwrap();
+        let merges = std::fs::read_to_string(dir.join("merges.txt")).unwrap();
+        let lines: Vec<&str> = merges.lines().collect();
+        assert_eq!(lines.len(), 1 + 50_000);
+        assert_eq!(&lines[..4], ["#version: 0.2", "Ġ t", "Ġ a", "h e"]);
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("vocab.json")).unwrap())
+                .unwrap();
+        assert_eq!(vocab.len(), 50_257);
+        assert_eq!(vocab["Ġthe"], 262);
+        assert_eq!(vocab["<|endoftext|>"], 50256);
+        assert_eq!(vocab["!"], 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
