@@ -20,6 +20,17 @@ The same model and recipe as the Rust code (crates/model, crates/training):
     otherwise.
 --model bigram is the lecture's bigram: one Embedding(vocab, vocab) table.
 
+GPT-2's switches, as crates/model/src/config.rs: --qkv_bias 1 (a bias on c_attn),
+--tie_weights 1 (lm_head is wte, no lm_head bias), --activation relu|gelu|gelu_tanh,
+--layer_norm_eps, --scaled_init 1 (c_proj weights N(0, 0.02/sqrt(2 n_layer))). With
+--vocab_size above the text's characters (GPT-2's 50257) batches are random ids, as
+`gpt bench`'s are.
+
+--hf_dir DIR --sample_tokens N: no training; times Hugging Face's GPT2LMHeadModel
+(`from_pretrained(DIR)`) sampling N tokens after a one-token prompt with
+`generate(do_sample=True, use_cache=True)` and with use_cache=False (`pip install
+transformers`), and prints `RESULT {json}` with sample_tokens_per_s_cached/_uncached.
+
 Data: the characters of Tiny Shakespeare, 90/10 split, random block_size chunks. The text is
 --data, else $BURNGPT_DATA_DIR/tinyshakespeare/input.txt, else ../shared/datasets beside
 the checkout, else gpt's download cache (~/.cache/burngpt/tinyshakespeare/input.txt).
@@ -56,6 +67,13 @@ FLAGS = [
     ("n_embd", int, 384, "embedding width C"),
     ("dropout", float, 0.2, "dropout probability"),
     ("bias", int, 1, "1: biases in the projections, lm_head and LayerNorms"),
+    ("qkv_bias", int, 0, "1: a bias on the q/k/v projection too"),
+    ("tie_weights", int, 0, "1: lm_head shares wte's matrix"),
+    ("activation", str, "relu", "relu, gelu or gelu_tanh"),
+    ("layer_norm_eps", float, 1e-5, "LayerNorm epsilon"),
+    ("scaled_init", int, 0, "1: residual projections at std 0.02/sqrt(2 n_layer)"),
+    ("hf_dir", str, "", "time Hugging Face sampling from this GPT-2 directory instead"),
+    ("sample_tokens", int, 0, "tokens to sample with --hf_dir"),
     ("batch_size", int, 64, "sequences per step"),
     ("max_iters", int, 5000, "training steps"),
     ("eval_interval", int, 500, "steps between evaluations (0: none during training)"),
@@ -98,6 +116,10 @@ def parse_args(argv=None):
         if getattr(args, name) is None:
             value = preset.get(name, default)
             setattr(args, name, int(value) if kind is int and isinstance(value, bool) else kind(value))
+        elif kind is int and isinstance(getattr(args, name), bool):
+            setattr(args, name, int(getattr(args, name)))
+    if args.activation not in ("relu", "gelu", "gelu_tanh"):
+        p.error("--activation is relu, gelu or gelu_tanh")
     if args.model not in ("gpt", "bigram"):
         p.error("--model is gpt or bigram")
     if args.model == "gpt" and args.n_embd % args.n_head:
@@ -134,6 +156,46 @@ def default_data():
 
 # ----------------------------------------------------------------------------- data
 
+class RandomIds:
+    """Random token ids of a vocabulary larger than the text's (GPT-2's): what `gpt bench`
+    feeds too. Same shapes and cost as real data."""
+
+    def __init__(self, vocab_size):
+        self.vocab_size, self.chars = vocab_size, None
+
+    def batch(self, split, batch_size, block_size):
+        ids = torch.randint(self.vocab_size, (batch_size, block_size + 1))
+        return ids[:, :-1], ids[:, 1:]
+
+    def decode(self, ids):
+        return " ".join(map(str, ids))
+
+
+def hf_sample(a):
+    """Hugging Face's GPT-2 sampling speed, with and without its KV cache."""
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(a.hf_dir).eval()
+    n = a.sample_tokens or 100
+    out = {"hf_dir": a.hf_dir, "sample_tokens": n, "torch": torch.__version__,
+           "threads": torch.get_num_threads()}
+    prompt = torch.tensor([[50256 % model.config.vocab_size]])
+    with torch.no_grad():
+        for cached in (True, False):
+            model.generate(prompt, max_new_tokens=4, min_new_tokens=4, do_sample=True,
+                           use_cache=cached, pad_token_id=0)  # warm-up
+            torch.manual_seed(a.seed)
+            t0 = time.perf_counter()
+            ids = model.generate(prompt, max_new_tokens=n, min_new_tokens=n, do_sample=True,
+                                 top_k=0, use_cache=cached, pad_token_id=0)
+            dt = time.perf_counter() - t0
+            key = "cached" if cached else "uncached"
+            out[f"sample_tokens_per_s_{key}"] = round((ids.shape[1] - 1) / dt, 2)
+            print(f"{key}: {ids.shape[1] - 1} tokens in {dt:.2f} s", flush=True)
+    print("RESULT " + json.dumps(out), flush=True)
+    return out
+
+
 class Text:
     """The characters of a text, as token ids, split into train and val."""
 
@@ -163,7 +225,7 @@ class Attention(nn.Module):
     def __init__(self, a):
         super().__init__()
         self.n_head, self.sdpa, self.p = a.n_head, bool(a.sdpa), a.dropout
-        self.c_attn = nn.Linear(a.n_embd, 3 * a.n_embd, bias=False)
+        self.c_attn = nn.Linear(a.n_embd, 3 * a.n_embd, bias=bool(a.qkv_bias))
         self.c_proj = nn.Linear(a.n_embd, a.n_embd, bias=bool(a.bias))
         self.attn_dropout = nn.Dropout(a.dropout)
         self.resid_dropout = nn.Dropout(a.dropout)
@@ -192,17 +254,19 @@ class Mlp(nn.Module):
         self.c_fc = nn.Linear(a.n_embd, 4 * a.n_embd, bias=bool(a.bias))
         self.c_proj = nn.Linear(4 * a.n_embd, a.n_embd, bias=bool(a.bias))
         self.dropout = nn.Dropout(a.dropout)
+        self.act = {"relu": F.relu, "gelu": F.gelu,
+                    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}[a.activation]
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.relu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
     def __init__(self, a):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(a.n_embd, bias=bool(a.bias))
+        self.ln_1 = nn.LayerNorm(a.n_embd, eps=a.layer_norm_eps, bias=bool(a.bias))
         self.attn = Attention(a)
-        self.ln_2 = nn.LayerNorm(a.n_embd, bias=bool(a.bias))
+        self.ln_2 = nn.LayerNorm(a.n_embd, eps=a.layer_norm_eps, bias=bool(a.bias))
         self.mlp = Mlp(a)
 
     def forward(self, x):
@@ -217,13 +281,19 @@ class Gpt(nn.Module):
         self.wte = nn.Embedding(a.vocab_size, a.n_embd)
         self.wpe = nn.Embedding(a.block_size, a.n_embd)
         self.blocks = nn.ModuleList(Block(a) for _ in range(a.n_layer))
-        self.ln_f = nn.LayerNorm(a.n_embd, bias=bool(a.bias))
-        self.lm_head = nn.Linear(a.n_embd, a.vocab_size, bias=bool(a.bias))
+        self.ln_f = nn.LayerNorm(a.n_embd, eps=a.layer_norm_eps, bias=bool(a.bias))
+        self.lm_head = nn.Linear(a.n_embd, a.vocab_size, bias=bool(a.bias) and not a.tie_weights)
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, mean=0.0, std=0.02)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
+        if a.scaled_init:
+            for name, p in self.named_parameters():
+                if name.endswith("c_proj.weight"):
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * a.n_layer))
+        if a.tie_weights:
+            self.lm_head.weight = self.wte.weight  # nanoGPT's weight tying
 
     def forward(self, idx):
         T = idx.shape[1]
@@ -327,9 +397,13 @@ def main(argv=None):
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    if a.hf_dir:
+        return hf_sample(a)
     start, cpu_start = time.perf_counter(), time.process_time()
     a.data = a.data or default_data()
     text = Text(a.data, a.train_frac)
+    if a.vocab_size > len(text.chars):
+        text = RandomIds(a.vocab_size)
     a.vocab_size = a.vocab_size or len(text.chars)
     model = (Gpt if a.model == "gpt" else Bigram)(a)
     opt = optimizer(model, a)

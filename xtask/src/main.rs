@@ -162,6 +162,7 @@ fn compare_torch(
         let b: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or_default())
             .context("parsing `gpt bench --json`")?;
         let get = |k: &str| b[k].to_string();
+        let flag = |k: &str| if b[k] == true { "1" } else { "0" }.to_string();
         let steps = b["steps"].as_u64().unwrap_or(0) + b["warmup"].as_u64().unwrap_or(0);
         let out = output(
             Command::new(python)
@@ -175,6 +176,17 @@ fn compare_torch(
                 .args(["--n_layer", &get("n_layer"), "--n_head", &get("n_head")])
                 .args(["--n_embd", &get("n_embd"), "--dropout", &get("dropout")])
                 .args(["--grad_clip", &get("grad_clip"), "--decay_all", "0"])
+                // The model's switches (GPT-2's and the lecture's), and its vocabulary.
+                .args(["--vocab_size", &get("vocab_size"), "--bias", &flag("bias")])
+                .args([
+                    "--qkv_bias",
+                    &flag("qkv_bias"),
+                    "--tie_weights",
+                    &flag("tie_weights"),
+                ])
+                .args(["--scaled_init", &flag("scaled_init")])
+                .args(["--activation", b["activation"].as_str().unwrap_or("relu")])
+                .args(["--layer_norm_eps", &get("layer_norm_eps")])
                 .args(["--sdpa", sdpa])
                 .args([
                     "--max_iters",
