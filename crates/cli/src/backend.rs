@@ -68,7 +68,8 @@ fn find_device(index: Option<usize>) -> Result<Dev> {
 
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 fn find_device(index: Option<usize>) -> Result<Dev> {
-    use burn::backend::wgpu::{AutoGraphicsApi, GraphicsApi, WgpuDevice};
+    use burn::backend::wgpu::WgpuDevice;
+    use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
     // The same instance and adapter request as Burn's wgpu runtime (cubecl-wgpu), which
     // panics where these return nothing.
     let backend = AutoGraphicsApi::backend();
