@@ -360,7 +360,19 @@ mod tests {
             param_values(&optim.step(1e-2, t, g))
         };
         let (w1, w4) = (step(one, c1.grads), step(four, again));
-        assert_close(&w1, &w4, "weights");
+        // Adam's first step moves each weight by ≈ lr · sign(g): where a gradient is
+        // rounding noise (|g| ~ 1e-7 of the largest), its sign, and so the step, is not
+        // defined by the math. Compare the weights whose gradient means something.
+        let scale = v1.iter().fold(0f32, |m, g| m.max(g.abs()));
+        let meaningful: Vec<usize> = (0..v1.len())
+            .filter(|&i| v1[i].abs() > 1e-4 * scale)
+            .collect();
+        assert!(
+            meaningful.len() > v1.len() / 2,
+            "most gradients are not noise"
+        );
+        let pick = |w: &[f32]| meaningful.iter().map(|&i| w[i]).collect::<Vec<_>>();
+        assert_close(&pick(&w1), &pick(&w4), "weights");
         assert!(
             w1.iter()
                 .zip(param_values(&trainee(1, 0.0)))
