@@ -469,8 +469,7 @@ mod tests {
     fn names_and_directories_are_told_apart() {
         assert!(matches!(hf_source("gpt2-large"), Some(HfSource::Named(_))));
         assert!(hf_source("runs/shakespeare_char_cpu").is_none());
-        let fixture =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/gpt2-tiny");
+        let fixture = model::hf::gpt2_fixture_dir();
         assert!(matches!(
             hf_source(fixture.to_str().unwrap()),
             Some(HfSource::Dir(_))

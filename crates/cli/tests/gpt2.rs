@@ -168,7 +168,7 @@ fn sample_and_train_init_from_hugging_face_weights() {
     assert_ne!(a, sample("4", &[]));
 
     // The fixture's 512 tokens are not GPT-2's: refused.
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/gpt2-tiny");
+    let fixture = model::hf::gpt2_fixture_dir();
     let args = [
         "sample",
         "--init-from",

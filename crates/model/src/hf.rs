@@ -540,6 +540,25 @@ impl ModuleAdapter for Gpt2Adapter {
     }
 }
 
+/// Where the tests find the tiny GPT-2 fixture (a random GPT-2 in Hugging Face's format with
+/// the logits `transformers` computed): `$BURNGPT_GPT2_FIXTURE`, else the shared copy beside
+/// the checkout (`../shared/fixtures/gpt2-tiny`, what CI has), else the byte-identical copy
+/// committed under `crates/model/tests/fixtures/` so a clone's tests run too. A missing
+/// fixture is the caller's assertion failure, never a skip.
+#[doc(hidden)]
+pub fn gpt2_fixture_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Some(dir) = std::env::var_os("BURNGPT_GPT2_FIXTURE") {
+        return PathBuf::from(dir);
+    }
+    let shared = manifest.join("../../../shared/fixtures/gpt2-tiny");
+    if shared.is_dir() {
+        shared
+    } else {
+        manifest.join("tests/fixtures/gpt2-tiny")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,11 +568,7 @@ mod tests {
     /// The shared fixture (`BURNGPT_GPT2_FIXTURE` overrides it): a tiny random GPT-2 in
     /// Hugging Face's format, with the logits `transformers` computed for its input ids.
     fn fixture() -> PathBuf {
-        let dir = std::env::var_os("BURNGPT_GPT2_FIXTURE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/gpt2-tiny")
-            });
+        let dir = gpt2_fixture_dir();
         assert!(
             dir.join(WEIGHTS_FILE).is_file() && dir.join("expected.safetensors").is_file(),
             "the GPT-2 fixture is missing: {} (set BURNGPT_GPT2_FIXTURE to its directory)",
