@@ -4,8 +4,8 @@ use crate::backend::{self, Inner};
 use crate::prompt::{Prompt, RunArg};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
-use data::{Tokenizer, Utf8Stream};
-use model::{LanguageModel, Sampling, generate};
+use data::{TaskConfig, Tokenizer, Utf8Stream};
+use model::{LanguageModel, Model, Sampling, generate};
 use std::io::{ErrorKind, Write};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -57,34 +57,20 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         bail!("--num-samples must be at least 1");
     }
     let prompt = Prompt::from_args(args.prompt.as_deref(), args.prompt_file.as_deref())?;
-    if let Some(spec) = &args.init_from {
-        let device = backend::device(device)?;
-        let (model, tokenizer) = crate::pretrained::load_for_sampling::<Inner>(spec, &device)?;
-        let mut out = Output::new();
-        for i in 0..args.num_samples {
-            if args.num_samples > 1
-                && out
-                    .write(&format!("--- sample {} ---\n", i + 1))?
-                    .is_break()
-            {
-                return Ok(());
-            }
-            let sampling = Sampling {
-                max_new_tokens: args.max_new_tokens,
-                temperature: args.temperature,
-                top_k: args.top_k,
-                seed: args.seed + i as u64,
-                kv_cache: !args.no_kv_cache,
-            };
-            let flow = stream_model(&model, &tokenizer, &prompt, &sampling, &device, &mut out)?;
-            if flow.is_break() || out.write("\n")?.is_break() {
-                return Ok(());
-            }
+    let (model, what, device) = match &args.init_from {
+        Some(spec) => {
+            let device = backend::device(device)?;
+            let (model, tokenizer) = crate::pretrained::load_for_sampling::<Inner>(spec, &device)?;
+            (model, Writes::Text(tokenizer), device)
         }
-        return Ok(());
-    }
-    let run = args.run.open()?;
-    let device = backend::device(device)?;
+        None => {
+            let run = args.run.open()?;
+            let device = backend::device(device)?;
+            let weights = (args.weights == "best").then(|| run.best_path());
+            let (model, what) = load_run::<Inner>(&run, weights, &device)?;
+            (model, what, device)
+        }
+    };
     let mut out = Output::new();
     for i in 0..args.num_samples {
         if args.num_samples > 1
@@ -101,14 +87,38 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             seed: args.seed + i as u64,
             kv_cache: !args.no_kv_cache,
         };
-        let weights = (args.weights == "best").then(|| run.best_path());
-        let flow =
-            stream_sample_from::<Inner>(&run, weights, &prompt, &sampling, &device, &mut out)?;
+        let flow = what.write(&model, &prompt, &sampling, &device, &mut out)?;
         if flow.is_break() || out.write("\n")?.is_break() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// What a model writes: text through its tokenizer, or an arithmetic run's answers.
+enum Writes {
+    Text(data::TextTokenizer),
+    Answers(TaskConfig),
+}
+
+impl Writes {
+    fn write<B: Backend>(
+        &self,
+        model: &Model<B>,
+        prompt: &Prompt,
+        sampling: &Sampling,
+        device: &B::Device,
+        out: &mut Output,
+    ) -> Result<ControlFlow<()>> {
+        match self {
+            Writes::Text(tokenizer) => {
+                stream_model(model, tokenizer, prompt, sampling, device, out)
+            }
+            Writes::Answers(task) => {
+                out.write(&crate::solve::solve(model, task, prompt, sampling, device)?)
+            }
+        }
+    }
 }
 
 /// Standard output that reports a reader who has gone (`gpt sample | head`) as
@@ -141,19 +151,18 @@ pub fn stream_sample<B: Backend>(
     sampling: &Sampling,
     device: &B::Device,
 ) -> Result<()> {
+    let (model, what) = load_run::<B>(run, None, device)?;
     // A reader that left early is no failure: nothing more to do either way.
-    let _ = stream_sample_from::<B>(run, None, prompt, sampling, device, &mut Output::new())?;
+    let _ = what.write(&model, prompt, sampling, device, &mut Output::new())?;
     Ok(())
 }
 
-fn stream_sample_from<B: Backend>(
+/// A run's model (`weights`, else its final or newest) and what it writes.
+fn load_run<B: Backend>(
     run: &RunDir,
     weights: Option<PathBuf>,
-    prompt: &Prompt,
-    sampling: &Sampling,
     device: &B::Device,
-    out: &mut Output,
-) -> Result<ControlFlow<()>> {
+) -> Result<(Model<B>, Writes)> {
     let model = match weights {
         Some(path) if path.exists() => run.load_model_file::<B>(&path, device)?,
         Some(path) => bail!(
@@ -162,12 +171,11 @@ fn stream_sample_from<B: Backend>(
         ),
         None => run.load_model::<B>(device)?,
     };
-    if let Some(task) = run.config()?.task() {
-        let answer = crate::solve::solve(&model, task, prompt, sampling, device)?;
-        return out.write(&answer);
-    }
-    let tokenizer = run.tokenizer()?;
-    stream_model(&model, &tokenizer, prompt, sampling, device, out)
+    let what = match run.config()?.task() {
+        Some(task) => Writes::Answers(task.clone()),
+        None => Writes::Text(run.tokenizer()?),
+    };
+    Ok((model, what))
 }
 
 /// Prints the prompt, then each token `model` draws after it, as text completes.
