@@ -375,10 +375,11 @@ impl MetricLogger for RunLog {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(epoch: usize, val_loss: f64) -> EvalRow {
+    /// A logged evaluation with `val_loss`, for tests.
+    pub(crate) fn row(epoch: usize, val_loss: f64) -> EvalRow {
         EvalRow {
             epoch,
             iter: epoch * 10,

@@ -156,21 +156,7 @@ impl CheckpointingStrategy for KeepRecentAndBest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::EvalRow;
-
-    fn row(epoch: usize, val_loss: f64) -> EvalRow {
-        EvalRow {
-            epoch,
-            iter: epoch * 10,
-            train_loss: 1.0,
-            val_loss,
-            batch_loss: 1.0,
-            lr: 1e-3,
-            tokens_per_s: 100.0,
-            elapsed_s: 1.0,
-            exact_match: 0.5,
-        }
-    }
+    use crate::log::tests::row;
 
     #[test]
     fn keeps_recent_and_best() {
