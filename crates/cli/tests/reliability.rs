@@ -138,25 +138,9 @@ fn overwrite_replaces_only_runs_and_keeps_the_old_one_until_the_new_one_works() 
 fn one_trainer_per_run_and_readers_are_welcome() {
     let (_parent, run) = workspace("rel-two-trainers");
     let mut args = vec!["train", "--out-dir", s(&run), "--sample-tokens", "0"];
-    let long = [
-        "--set",
-        "n_layer=1",
-        "--set",
-        "n_head=2",
-        "--set",
-        "n_embd=16",
-        "--set",
-        "block_size=16",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "eval_iters=2",
-        "--set",
-        "eval_interval=10",
-        "--set",
-        "max_iters=1000000",
-    ];
-    args.extend_from_slice(&long);
+    // The tiny model, trained far longer than the test lasts (a later --set wins).
+    args.extend_from_slice(common::TINY);
+    args.extend_from_slice(&["--set", "max_iters=1000000"]);
     let mut first = gpt_command(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
