@@ -137,6 +137,11 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "activation": m.activation,
             "layer_norm_eps": m.layer_norm_eps,
             "scaled_init": m.scaled_init,
+            "rope": m.rope,
+            "norm": m.norm,
+            "n_kv_head": m.kv_heads(),
+            "qk_norm": m.qk_norm,
+            "logit_softcap": m.logit_softcap,
             "grad_clip": config.train.grad_clip,
             "steps": args.steps,
             "warmup": args.warmup,
@@ -195,7 +200,9 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
 /// nanoGPT's `estimate_mfu`: 6N + 12·L·H·Q·T FLOPs per token, N without the position table.
 fn flops_per_token(config: &RunConfig, n_params: usize) -> f64 {
     let m = &config.model;
-    let n = (n_params - m.block_size * m.n_embd) as f64;
+    // nanoGPT's estimate: the position table is a lookup, not matmul work (RoPE has none).
+    let wpe = if m.rope { 0 } else { m.block_size * m.n_embd };
+    let n = (n_params - wpe) as f64;
     let (l, h, q, t) = (m.n_layer, m.n_head, m.head_size(), m.block_size);
     6.0 * n + 12.0 * (l * h * q * t) as f64
 }

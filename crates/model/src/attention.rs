@@ -10,8 +10,10 @@ use crate::GptConfig;
 use crate::fused_attention;
 use crate::init::{linear, linear_std, residual_std};
 use crate::kv_cache::LayerKv;
+use crate::norm::rms_norm;
 use crate::per_token::per_token;
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use crate::rope::Rope;
+use burn::nn::{Dropout, DropoutConfig, Linear, RmsNorm};
 use burn::prelude::*;
 use burn::tensor::Element;
 use burn::tensor::activation::softmax;
@@ -61,24 +63,42 @@ pub fn attention_path<B: Backend>() -> AttentionPath {
 /// ([`crate::lecture::MultiHeadAttention::from_batched`]) can be cut from the same weights.
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention<B: Backend> {
-    /// Query, key and value projections for all heads, side by side: C → 3C.
+    /// Query, key and value projections for all heads, side by side:
+    /// C → C + 2·n_kv_head·hs (3C without grouped-query attention).
     pub(crate) c_attn: Linear<B>,
     /// Mixes the concatenated heads back into the residual stream: C → C.
     pub(crate) c_proj: Linear<B>,
     pub(crate) attn_dropout: Dropout,
     pub(crate) resid_dropout: Dropout,
     pub(crate) n_head: usize,
+    /// Key/value heads; query head h reads key/value head h / (n_head / n_kv_head).
+    n_kv_head: usize,
+    /// QK-norm: RMSNorm over each head's queries and keys (`qk_norm`).
+    q_norm: Option<RmsNorm<B>>,
+    k_norm: Option<RmsNorm<B>>,
+    /// Rotary position embeddings (`rope`, see [`crate::rope`]) for a projected row
+    /// [q | k | v]: q's and k's heads turned, v's left alone; cos/sin tables per
+    /// position up to block_size (constants, not parameters).
+    rope: Option<Rope<B>>,
 }
 
 impl<B: Backend> CausalSelfAttention<B> {
     pub fn new(config: &GptConfig, device: &B::Device) -> Self {
-        let c = config.n_embd;
+        let (c, hs, kv) = (config.n_embd, config.head_size(), config.kv_heads());
+        let qk_norm = || config.qk_norm.then(|| rms_norm(hs, config, device));
         Self {
-            c_attn: linear(c, 3 * c, config.qkv_bias, device),
+            c_attn: linear(c, c + 2 * kv * hs, config.qkv_bias, device),
             c_proj: linear_std(c, c, config.bias, residual_std(config), device),
             attn_dropout: DropoutConfig::new(config.dropout).init(),
             resid_dropout: DropoutConfig::new(config.dropout).init(),
             n_head: config.n_head,
+            n_kv_head: kv,
+            q_norm: qk_norm(),
+            k_norm: qk_norm(),
+            rope: config.rope.then(|| {
+                let heads = [config.n_head + kv, kv]; // q and k turned, v plain
+                Rope::new(config.block_size, heads, hs, config.rope_theta, device)
+            }),
         }
     }
 
@@ -102,7 +122,7 @@ impl<B: Backend> CausalSelfAttention<B> {
         x: Tensor<B, 3>,
         record: Option<&mut Vec<Tensor<B, 4>>>,
     ) -> Tensor<B, 3> {
-        let qkv = per_token(&self.c_attn, x); // (B, T, 3C)
+        let qkv = per_token(&self.c_attn, x); // (B, T, C + 2·n_kv·hs)
         let y = match record {
             // The fused kernel never stores the weights: take the explicit path, which
             // the tests hold to the kernel's outputs.
@@ -110,27 +130,45 @@ impl<B: Backend> CausalSelfAttention<B> {
             // With the `fused` feature, on the CPU backend the whole of `explicit` runs as
             // one fused kernel; elsewhere, and as its reference, the explicit path.
             // [`attention_path`] says which.
-            None => {
-                fused_attention::causal_self_attention(qkv, self.n_head, self.attn_dropout.prob)
-                    .unwrap_or_else(|qkv| self.explicit(qkv, None))
-            }
+            None => self
+                .fused(qkv)
+                .unwrap_or_else(|qkv| self.explicit(qkv, None)),
         };
         self.resid_dropout.forward(per_token(&self.c_proj, y))
     }
 
-    /// Projected `qkv` (B, T, 3C) → the heads' outputs side by side (B, T, C), as
-    /// separate tensor ops.
+    /// The fused kernel on `qkv`, after QK-norm and RoPE (which run as tensor ops on q
+    /// and k and are packed back into one tensor for it); `qkv` back untouched where the
+    /// kernel does not apply.
+    fn fused(&self, qkv: Tensor<B, 3>) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+        if !fused_attention::available::<B>(qkv.dtype()) {
+            return Err(qkv);
+        }
+        fused_attention::causal_self_attention(
+            self.position_qk(qkv, 0),
+            self.n_head,
+            self.n_kv_head,
+            self.attn_dropout.prob,
+        )
+    }
+
+    /// Projected `qkv` → the heads' outputs side by side (B, T, C), as separate tensor ops.
     fn explicit(&self, qkv: Tensor<B, 3>, record: Option<&mut Vec<Tensor<B, 4>>>) -> Tensor<B, 3> {
-        let (q, k, v) = self.heads(qkv);
+        let (q, k, v) = self.heads(self.position_qk(qkv, 0));
         merge_heads(self.attend(q, k, v, record))
     }
 
     /// As [`forward`](Self::forward) for `x` holding the tokens after those in `past`:
     /// their keys and values are reused, and this call's are appended to `past`.
+    ///
+    /// The cache keeps keys after QK-norm and RoPE: a key's rotation depends only on its
+    /// own position, fixed once it is cached, so the cache stays exact with RoPE.
     pub fn forward_cached(&self, x: Tensor<B, 3>, past: &mut Option<LayerKv<B>>) -> Tensor<B, 3> {
-        let (q, k, v) = self.heads(per_token(&self.c_attn, x));
+        let start = past.as_ref().map_or(0, |p| p.k.dims()[2]);
+        let qkv = self.position_qk(per_token(&self.c_attn, x), start);
+        let (q, k, v) = self.heads(qkv);
         let (k, v) = match past.take() {
-            // (B, nh, T_past + T, hs): earlier tokens' keys and values, then these.
+            // (B, n_kv, T_past + T, hs): earlier tokens' keys and values, then these.
             Some(p) => (Tensor::cat(vec![p.k, k], 2), Tensor::cat(vec![p.v, v], 2)),
             None => (k, v),
         };
@@ -142,22 +180,55 @@ impl<B: Backend> CausalSelfAttention<B> {
         self.resid_dropout.forward(per_token(&self.c_proj, y))
     }
 
-    /// Projected `qkv` (B, T, 3C) → q, k, v, each (B, nh, T, hs): the heads become a batch
-    /// dimension.
+    /// Projected `qkv` (B, T, C + 2·n_kv·hs) → q (B, nh, T, hs), k and v
+    /// (B, n_kv, T, hs): the heads become a batch dimension.
     fn heads(&self, qkv: Tensor<B, 3>) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
-        let [b, t, c3] = qkv.dims();
-        let (nh, hs) = (self.n_head, c3 / 3 / self.n_head);
-        let split = |x: Tensor<B, 3>| x.reshape([b, t, nh, hs]).swap_dims(1, 2);
-        let mut qkv = qkv.chunk(3, 2); // 3 × (B, T, C)
-        let v = split(qkv.pop().expect("three chunks"));
-        let k = split(qkv.pop().expect("three chunks"));
-        let q = split(qkv.pop().expect("three chunks"));
+        let [b, t, width] = qkv.dims();
+        let (nh, kv) = (self.n_head, self.n_kv_head);
+        let hs = width / (nh + 2 * kv);
+        let split = |x: Tensor<B, 3>, heads: usize| x.reshape([b, t, heads, hs]).swap_dims(1, 2);
+        let mut qkv = qkv.split_with_sizes(vec![nh * hs, kv * hs, kv * hs], 2);
+        let v = split(qkv.pop().expect("three parts"), kv);
+        let k = split(qkv.pop().expect("three parts"), kv);
+        let q = split(qkv.pop().expect("three parts"), nh);
         (q, k, v)
     }
 
+    /// `qkv` (B, T, C + 2·n_kv·hs) of tokens at positions start.. with q and k through
+    /// QK-norm and RoPE where the config turns them on (normalised first, then rotated,
+    /// as Gemma 3 and OLMo 2: the rotation keeps the norm); v untouched.
+    ///
+    /// Both work on rows as the projection lays them out, each head's hs numbers side by
+    /// side: RMSNorm over the last dimension of q (B, T, nh, hs) and k (B, T, n_kv, hs),
+    /// RoPE over the whole row (see [`crate::rope`]). Splitting into (B, heads, T, hs)
+    /// first would make every step run on strided views, several times slower on the CPU.
+    fn position_qk(&self, qkv: Tensor<B, 3>, start: usize) -> Tensor<B, 3> {
+        let qkv = match (&self.q_norm, &self.k_norm) {
+            (Some(q_norm), Some(k_norm)) => {
+                let [b, t, width] = qkv.dims();
+                let (nh, kv) = (self.n_head, self.n_kv_head);
+                let hs = width / (nh + 2 * kv);
+                let norm = |norm: &RmsNorm<B>, x: Tensor<B, 3>, heads: usize| {
+                    norm.forward(x.reshape([b, t, heads, hs]))
+                        .reshape([b, t, heads * hs])
+                };
+                let mut parts = qkv.split_with_sizes(vec![nh * hs, kv * hs, kv * hs], 2);
+                let v = parts.pop().expect("three parts");
+                let k = norm(k_norm, parts.pop().expect("three parts"), kv);
+                let q = norm(q_norm, parts.pop().expect("three parts"), nh);
+                Tensor::cat(vec![q, k, v], 2)
+            }
+            _ => qkv,
+        };
+        match &self.rope {
+            Some(rope) => rope.apply(qkv, start),
+            None => qkv,
+        }
+    }
+
     /// Scaled dot-product attention with a causal mask: queries (B, nh, Tq, hs) of the
-    /// last Tq positions against keys and values (B, nh, Tk, hs) of all Tk positions, the
-    /// [`weights`](Self::weights) (pushed onto `record` when given) through dropout,
+    /// last Tq positions against keys and values (B, n_kv, Tk, hs) of all Tk positions,
+    /// the [`weights`](Self::weights) (pushed onto `record` when given) through dropout,
     /// times the values.
     fn attend(
         &self,
@@ -166,6 +237,10 @@ impl<B: Backend> CausalSelfAttention<B> {
         v: Tensor<B, 4>,
         record: Option<&mut Vec<Tensor<B, 4>>>,
     ) -> Tensor<B, 4> {
+        // Grouped-query attention, spelled out: each key/value head repeated for its
+        // group of query heads (the fused kernel reads the shared head instead).
+        let groups = self.n_head / self.n_kv_head;
+        let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
         let att = self.weights(q, k);
         if let Some(weights) = record {
             weights.push(att.clone());
@@ -204,6 +279,18 @@ impl<B: Backend> CausalSelfAttention<B> {
     }
 }
 
+/// (B, n_kv, T, hs) → (B, n_kv·groups, T, hs): key/value head g serves query heads
+/// g·groups..(g+1)·groups.
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
+    if groups == 1 {
+        return x;
+    }
+    let [b, kv, t, hs] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, kv, groups, t, hs])
+        .reshape([b, kv * groups, t, hs])
+}
+
 /// (B, nh, T, hs) → (B, T, C): the heads' outputs side by side again.
 fn merge_heads<B: Backend>(y: Tensor<B, 4>) -> Tensor<B, 3> {
     let [b, nh, t, hs] = y.dims();
@@ -216,9 +303,37 @@ mod tests {
     use crate::test_util::TestBackend as B;
     use burn::tensor::Distribution;
 
-    /// The fused kernel against the explicit path: same output and same gradient with
-    /// respect to qkv, for head sizes that are and are not a multiple of the SIMD width, and
-    /// for sequences longer than one block of queries.
+    /// The attention variants of the modern switches, on a base config: grouped-query
+    /// (two groups, and multi-query), QK-norm, RoPE, and all of them together.
+    fn variants(base: &GptConfig) -> Vec<GptConfig> {
+        let with = |f: &dyn Fn(&mut GptConfig)| {
+            let mut c = base.clone();
+            f(&mut c);
+            c
+        };
+        let mut configs = vec![
+            base.clone(),
+            with(&|c| c.qk_norm = true),
+            with(&|c| c.rope = true),
+        ];
+        for kv in [base.n_head / 2, 1] {
+            if kv >= 1 && base.n_head.is_multiple_of(kv) {
+                configs.push(with(&|c| c.n_kv_head = kv));
+                configs.push(with(&|c| {
+                    c.n_kv_head = kv;
+                    c.qk_norm = true;
+                    c.rope = true;
+                }));
+            }
+        }
+        configs
+    }
+
+    /// The fused kernel against the explicit path: same output and same gradients with
+    /// respect to qkv and the layer's own parameters (QK-norm's scales), for head sizes
+    /// that are and are not a multiple of the SIMD width, sequences longer than one block
+    /// of queries, and every attention switch (grouped-query heads read in place by the
+    /// kernel, repeated by the explicit path; RoPE and QK-norm before either).
     #[cfg(feature = "fused")]
     #[test]
     fn fused_kernel_matches_explicit_path_forward_and_backward() {
@@ -230,36 +345,133 @@ mod tests {
             (1, 1, 12, 2),
             (2, 150, 24, 2),
         ] {
-            let config = GptConfig {
+            let base = GptConfig {
                 n_embd,
                 n_head,
+                block_size: t,
                 dropout: 0.0,
                 ..GptConfig::default()
             };
-            let attn = CausalSelfAttention::<A>::new(&config, &device);
-            let qkv =
-                Tensor::<A, 3>::random([b, t, 3 * n_embd], Distribution::Normal(0.0, 1.0), &device);
-            let weights =
-                Tensor::<A, 3>::random([b, t, n_embd], Distribution::Normal(0.0, 1.0), &device);
-            let run = |fused: bool| {
-                let qkv = qkv.clone().detach().require_grad();
-                let y = if fused {
-                    fused_attention::causal_self_attention(qkv.clone(), n_head, 0.0)
-                        .expect("flex has the fused kernel")
-                } else {
-                    attn.explicit(qkv.clone(), None)
+            for config in variants(&base) {
+                let attn = CausalSelfAttention::<A>::new(&config, &device);
+                let width = n_embd + 2 * config.kv_heads() * config.head_size();
+                let qkv =
+                    Tensor::<A, 3>::random([b, t, width], Distribution::Normal(0.0, 1.0), &device);
+                let weights =
+                    Tensor::<A, 3>::random([b, t, n_embd], Distribution::Normal(0.0, 1.0), &device);
+                let run = |fused: bool| {
+                    let qkv = qkv.clone().detach().require_grad();
+                    let y = if fused {
+                        attn.fused(qkv.clone()).expect("flex has the fused kernel")
+                    } else {
+                        attn.explicit(qkv.clone(), None)
+                    };
+                    let grads = (y.clone() * weights.clone()).sum().backward();
+                    let norm_grad = attn
+                        .q_norm
+                        .as_ref()
+                        .map(|n| n.gamma.val().grad(&grads).expect("a gradient").into_data());
+                    (
+                        y.inner().into_data(),
+                        qkv.grad(&grads).expect("a gradient").into_data(),
+                        norm_grad,
+                    )
                 };
-                let grads = (y.clone() * weights.clone()).sum().backward();
-                (
-                    y.inner().into_data(),
-                    qkv.grad(&grads).expect("a gradient").into_data(),
-                )
-            };
-            let ((y_fused, g_fused), (y_explicit, g_explicit)) = (run(true), run(false));
-            let tolerance = burn::tensor::Tolerance::absolute(1e-5);
-            y_fused.assert_approx_eq::<f32>(&y_explicit, tolerance);
-            g_fused.assert_approx_eq::<f32>(&g_explicit, tolerance);
+                let (fused, explicit) = (run(true), run(false));
+                let tolerance = burn::tensor::Tolerance::absolute(1e-5);
+                fused.0.assert_approx_eq::<f32>(&explicit.0, tolerance);
+                fused.1.assert_approx_eq::<f32>(&explicit.1, tolerance);
+                if let (Some(f), Some(e)) = (fused.2, explicit.2) {
+                    f.assert_approx_eq::<f32>(&e, burn::tensor::Tolerance::absolute(1e-4));
+                }
+            }
         }
+    }
+
+    /// Grouped-query attention is attention with each key/value head copied to its group
+    /// of query heads: the same layer with n_kv_head = n_head and the k/v weights copied
+    /// gives the same output.
+    #[test]
+    fn grouped_query_attention_equals_copied_key_value_heads() {
+        let device = Default::default();
+        let (c, nh, kv, hs) = (32, 4, 2, 8);
+        let config = GptConfig {
+            n_embd: c,
+            n_head: nh,
+            n_kv_head: kv,
+            dropout: 0.0,
+            ..GptConfig::default()
+        };
+        let gqa = CausalSelfAttention::<B>::new(&config, &device);
+        let mut full = CausalSelfAttention::<B>::new(
+            &GptConfig {
+                n_kv_head: 0,
+                ..config
+            },
+            &device,
+        );
+        let w = gqa.c_attn.weight.val(); // (C, C + 2·kv·hs)
+        let head = |part_start: usize, g: usize| {
+            let from = part_start + g * hs;
+            w.clone().slice([0..c, from..from + hs])
+        };
+        let mut columns = vec![w.clone().slice([0..c, 0..c])]; // q unchanged
+        for part_start in [c, c + kv * hs] {
+            columns.extend((0..nh).map(|h| head(part_start, h / (nh / kv))));
+        }
+        full.c_attn.weight = burn::module::Param::from_tensor(Tensor::cat(columns, 1));
+        full.c_proj = gqa.c_proj.clone();
+        let x = Tensor::<B, 3>::random([2, 9, c], Distribution::Normal(0.0, 1.0), &device);
+        gqa.forward(x.clone())
+            .into_data()
+            .assert_approx_eq::<f32>(&full.forward(x).into_data(), Default::default());
+    }
+
+    /// RoPE makes q·k depend on the distance between two positions only: the same q and k
+    /// placed at positions (m, n) and (m + s, n + s) score alike, in every head.
+    #[test]
+    fn rope_scores_depend_on_relative_position() {
+        let device = Default::default();
+        let config = GptConfig {
+            n_embd: 16,
+            n_head: 2,
+            block_size: 32,
+            rope: true,
+            ..GptConfig::default()
+        };
+        let attn = CausalSelfAttention::<B>::new(&config, &device);
+        let qkv = Tensor::<B, 3>::random([1, 1, 48], Distribution::Normal(0.0, 1.0), &device);
+        let scores = |m: usize, n: usize| -> Vec<f32> {
+            let (q, _, _) = attn.heads(attn.position_qk(qkv.clone(), m));
+            let (_, k, _) = attn.heads(attn.position_qk(qkv.clone(), n));
+            (q * k).sum_dim(3).into_data().to_vec().unwrap() // one per head
+        };
+        let (near, shifted, far) = (scores(5, 3), scores(25, 23), scores(25, 3));
+        for h in 0..2 {
+            assert!(
+                (near[h] - shifted[h]).abs() < 1e-4,
+                "{near:?} vs {shifted:?}"
+            );
+            assert!(
+                (near[h] - far[h]).abs() > 1e-3,
+                "position must matter: {near:?} vs {far:?}"
+            );
+        }
+        // Every head turns at the same frequencies: equal heads stay equal at any position.
+        let head = Tensor::<B, 3>::random([1, 1, 8], Distribution::Normal(0.0, 1.0), &device);
+        let twins = Tensor::cat(
+            vec![head.clone(), head, qkv.clone().slice([0..1, 0..1, 16..48])],
+            2,
+        );
+        let (q, _, _) = attn.heads(attn.position_qk(twins, 7));
+        let (h0, h1) = (q.clone().slice([0..1, 0..1]), q.slice([0..1, 1..2]));
+        h0.into_data()
+            .assert_approx_eq::<f32>(&h1.into_data(), Default::default());
+        // At position 0 nothing turns: RoPE leaves q and k as they are.
+        let (q0, _, _) = attn.heads(attn.position_qk(qkv.clone(), 0));
+        let (q, _, _) = attn.heads(qkv);
+        q0.into_data()
+            .assert_approx_eq::<f32>(&q.into_data(), Default::default());
     }
 
     #[test]
@@ -296,7 +508,7 @@ mod tests {
         let device = Default::default();
         let qkv = Tensor::<B, 3>::random([1, 4, 24], Distribution::Normal(0.0, 1.0), &device)
             .cast(burn::tensor::DType::F16);
-        assert!(fused_attention::causal_self_attention(qkv, 2, 0.0).is_err());
+        assert!(fused_attention::causal_self_attention(qkv, 2, 2, 0.0).is_err());
     }
 
     /// The weights [`CausalSelfAttention::forward_recording`] records are those the fused
@@ -324,7 +536,7 @@ mod tests {
         let qkv = per_token(&attn.c_attn, x.clone());
         let (_, _, v) = attn.heads(qkv.clone());
         let from_weights = merge_heads(weights[0].clone().matmul(v));
-        let fused = fused_attention::causal_self_attention(qkv, n_head, 0.0)
+        let fused = fused_attention::causal_self_attention(qkv, n_head, n_head, 0.0)
             .expect("flex has the fused kernel");
         let tolerance = burn::tensor::Tolerance::absolute(1e-5);
         from_weights

@@ -2,30 +2,38 @@
 //!
 //! Both halves are residual branches, `x + f(ln(x))`: the gradient flows unchanged along
 //! the residual stream from the loss to the input, so deep stacks train from the start.
-//! LayerNorm comes *before* each branch (pre-norm, the lecture's and GPT-2's deviation
+//! The norm comes *before* each branch (pre-norm, the lecture's and GPT-2's deviation
 //! from the original paper), keeping every branch's input at unit scale.
 
 use crate::GptConfig;
 use crate::attention::CausalSelfAttention;
 use crate::kv_cache::LayerKv;
 use crate::mlp::Mlp;
-use burn::nn::{LayerNorm, LayerNormConfig};
+use crate::norm;
+use burn::nn::{LayerNorm, RmsNorm};
 use burn::prelude::*;
 
+/// Each norm site holds a LayerNorm (`ln_*`) or an RMSNorm (`rms_*`), see [`crate::norm`].
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    pub(crate) ln_1: LayerNorm<B>,
+    pub(crate) ln_1: Option<LayerNorm<B>>,
+    pub(crate) rms_1: Option<RmsNorm<B>>,
     pub(crate) attn: CausalSelfAttention<B>,
-    pub(crate) ln_2: LayerNorm<B>,
+    pub(crate) ln_2: Option<LayerNorm<B>>,
+    pub(crate) rms_2: Option<RmsNorm<B>>,
     pub(crate) mlp: Mlp<B>,
 }
 
 impl<B: Backend> Block<B> {
     pub fn new(config: &GptConfig, device: &B::Device) -> Self {
+        let (ln_1, rms_1) = norm::norm(config, device);
+        let (ln_2, rms_2) = norm::norm(config, device);
         Self {
-            ln_1: layer_norm(config, device),
+            ln_1,
+            rms_1,
             attn: CausalSelfAttention::new(config, device),
-            ln_2: layer_norm(config, device),
+            ln_2,
+            rms_2,
             mlp: Mlp::new(config, device),
         }
     }
@@ -57,15 +65,7 @@ impl<B: Backend> Block<B> {
         x: Tensor<B, 3>,
         attend: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
     ) -> Tensor<B, 3> {
-        let x = x.clone() + attend(self.ln_1.forward(x));
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+        let x = x.clone() + attend(norm::apply(&self.ln_1, &self.rms_1, x));
+        x.clone() + self.mlp.forward(norm::apply(&self.ln_2, &self.rms_2, x))
     }
-}
-
-/// LayerNorm over the embedding, with or without bias and with the epsilon per the config.
-pub(crate) fn layer_norm<B: Backend>(config: &GptConfig, device: &B::Device) -> LayerNorm<B> {
-    LayerNormConfig::new(config.n_embd)
-        .with_bias(config.bias)
-        .with_epsilon(config.layer_norm_eps)
-        .init(device)
 }

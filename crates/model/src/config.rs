@@ -40,14 +40,45 @@ pub struct GptConfig {
     /// parameters. Untied, `lm_head` is its own layer (the lecture's).
     pub tie_weights: bool,
     /// The MLP's nonlinearity: `relu` (the lecture's), `gelu` (exact, erf) or `gelu_tanh`
-    /// (GPT-2's and nanoGPT's tanh approximation, Hugging Face's `gelu_new`).
+    /// (GPT-2's and nanoGPT's tanh approximation, Hugging Face's `gelu_new`), or `swiglu`
+    /// (Llama's gated MLP, see [`crate::mlp`]).
     pub activation: Activation,
-    /// LayerNorm's epsilon (PyTorch's and GPT-2's 1e-5).
+    /// The norms' epsilon, LayerNorm's or RMSNorm's (PyTorch's and GPT-2's 1e-5).
     pub layer_norm_eps: f64,
     /// nanoGPT's init of the residual projections (`attn.c_proj`, `mlp.c_proj`): std
     /// 0.02/√(2·n_layer) instead of 0.02, so the residual stream's variance does not grow
     /// with depth (GPT-2 paper §2.3).
     pub scaled_init: bool,
+    /// Rotary position embeddings (RoPE, Su et al. 2021; Llama) instead of the learned
+    /// position table `wpe`: q and k are rotated by an angle proportional to their
+    /// position, so q·k depends on how far apart two tokens are, not where they sit.
+    pub rope: bool,
+    /// RoPE's base: pair i of a head rotates at rope_theta^(-2i/head_size) radians per
+    /// position (Llama's 10000).
+    pub rope_theta: f64,
+    /// The norm before each branch and at the end: `layernorm` (the lecture's) or
+    /// `rmsnorm` (Llama's: no mean subtracted, no bias, one pass fewer).
+    pub norm: Norm,
+    /// Key/value heads (grouped-query attention, Ainslie et al. 2023): each group of
+    /// n_head / n_kv_head query heads shares one key and one value head, which shrinks
+    /// the projection and the KV cache. 1 is multi-query attention; unset, n_head (none
+    /// shared; 0 also means n_head).
+    pub n_kv_head: usize,
+    /// RMSNorm each head's queries and keys before the scores (QK-norm: Gemma 3, OLMo 2,
+    /// modded-nanoGPT), which bounds q·k and keeps softmax from saturating.
+    pub qk_norm: bool,
+    /// Soft-caps the logits at ±cap with cap·tanh(logits/cap) (Gemma 2, modded-nanoGPT),
+    /// so no logit can run away; 0 (the default) caps nothing.
+    pub logit_softcap: f64,
+}
+
+/// The norm of every block (see [`GptConfig::norm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    #[default]
+    LayerNorm,
+    RmsNorm,
 }
 
 /// The MLP's nonlinearity (see [`GptConfig::activation`]).
@@ -58,15 +89,20 @@ pub enum Activation {
     Relu,
     Gelu,
     GeluTanh,
+    /// silu(x·W_gate) ∘ (x·W_up), then the down projection (Shazeer 2020, Llama).
+    #[serde(rename = "swiglu")]
+    SwiGlu,
 }
 
 impl Activation {
-    /// The name Hugging Face's `config.json` uses (`activation_function`).
-    pub fn hf_name(self) -> &'static str {
+    /// The name Hugging Face's GPT-2 `config.json` uses (`activation_function`); GPT-2
+    /// has no gated MLP, so SwiGLU has none.
+    pub fn hf_name(self) -> Option<&'static str> {
         match self {
-            Activation::Relu => "relu",
-            Activation::Gelu => "gelu",
-            Activation::GeluTanh => "gelu_new",
+            Activation::Relu => Some("relu"),
+            Activation::Gelu => Some("gelu"),
+            Activation::GeluTanh => Some("gelu_new"),
+            Activation::SwiGlu => None,
         }
     }
 
@@ -98,6 +134,12 @@ impl Default for GptConfig {
             activation: Activation::Relu,
             layer_norm_eps: 1e-5,
             scaled_init: false,
+            rope: false,
+            rope_theta: 10_000.0,
+            norm: Norm::LayerNorm,
+            n_kv_head: 0,
+            qk_norm: false,
+            logit_softcap: 0.0,
         }
     }
 }
@@ -108,6 +150,28 @@ impl GptConfig {
     /// Each head gets an equal slice of the embedding.
     pub fn head_size(&self) -> usize {
         self.n_embd / self.n_head
+    }
+
+    /// Key/value heads: `n_kv_head`, or `n_head` when 0.
+    pub fn kv_heads(&self) -> usize {
+        if self.n_kv_head == 0 {
+            self.n_head
+        } else {
+            self.n_kv_head
+        }
+    }
+
+    /// The MLP's hidden width: 4·n_embd, or with SwiGLU 8·n_embd/3 rounded up to a
+    /// multiple of 8, so its three matrices hold as many weights as the 4× MLP's two
+    /// (3·C·8C/3 = 2·C·4C, Llama's choice) and the rows stay SIMD-aligned. (Saturating:
+    /// an absurd n_embd gives an absurd width, which the memory check then refuses.)
+    pub fn mlp_hidden(&self) -> usize {
+        match self.activation {
+            Activation::SwiGlu => (self.n_embd.saturating_mul(8) / 3)
+                .div_ceil(8)
+                .saturating_mul(8),
+            _ => self.n_embd.saturating_mul(4),
+        }
     }
 
     /// Refuses shapes that cannot work, saying which value is wrong and why.
@@ -133,6 +197,28 @@ impl GptConfig {
             return bad(format!(
                 "n_embd ({}) must be divisible by n_head ({}): each head gets n_embd / n_head dimensions",
                 self.n_embd, self.n_head
+            ));
+        }
+        let kv = self.kv_heads();
+        if !self.n_head.is_multiple_of(kv) {
+            return bad(format!(
+                "n_kv_head ({kv}) must divide n_head ({}): each key/value head serves an equal group of query heads",
+                self.n_head
+            ));
+        }
+        if self.rope && !self.head_size().is_multiple_of(2) {
+            return bad(format!(
+                "rope needs an even head size (n_embd / n_head = {}): it rotates pairs of dimensions",
+                self.head_size()
+            ));
+        }
+        if self.rope && !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return bad(format!("rope_theta must be > 1, got {}", self.rope_theta));
+        }
+        if !(self.logit_softcap.is_finite() && self.logit_softcap >= 0.0) {
+            return bad(format!(
+                "logit_softcap must be ≥ 0 (0 caps nothing), got {}",
+                self.logit_softcap
             ));
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
@@ -214,7 +300,8 @@ mod tests {
             serde_json::from_str(r#"{"activation": "gelu_tanh", "tie_weights": true}"#).unwrap();
         assert_eq!(gpt2.activation, Activation::GeluTanh);
         for a in [Activation::Relu, Activation::Gelu, Activation::GeluTanh] {
-            assert_eq!(Activation::from_hf_name(a.hf_name()), Some(a));
+            assert_eq!(Activation::from_hf_name(a.hf_name().unwrap()), Some(a));
         }
+        assert_eq!(Activation::SwiGlu.hf_name(), None);
     }
 }

@@ -105,23 +105,36 @@ pub(crate) fn applies<B: Backend>(dtype: DType) -> bool {
     kernel::<B>(dtype).is_some()
 }
 
-/// `qkv` (B, T, 3C), each row `[q | k | v]` with head h at columns h·hs.. of each third,
-/// → (B, T, C), the heads' outputs side by side: exactly what the explicit path computes
-/// from the same `qkv`, dropout applied to the attention weights with probability
-/// `dropout` when training.
+/// [`applies`], saying once on stderr when a flex backend falls back (see
+/// [`causal_self_attention`]).
+pub(crate) fn available<B: Backend>(dtype: DType) -> bool {
+    let applies = applies::<B>(dtype);
+    if !applies {
+        notice_fallback::<B>(dtype);
+    }
+    applies
+}
+
+/// `qkv` (B, T, C + 2·n_kv·hs), each row `[q | k | v]` with query head h at columns
+/// h·hs.. of q and key/value head g at columns g·hs.. of k and v, → (B, T, C), the heads'
+/// outputs side by side: exactly what the explicit path computes from the same `qkv`,
+/// dropout applied to the attention weights with probability `dropout` when training.
+/// With grouped-query attention (n_kv < n_head) query head h reads key/value head
+/// h / (n_head / n_kv) in place: nothing is copied per query head.
 ///
 /// Gives `qkv` back untouched when the kernel does not apply (see [`applies`]); on a flex
 /// backend that is a fallback worth knowing about, said once on stderr.
 pub(crate) fn causal_self_attention<B: Backend>(
     qkv: Tensor<B, 3>,
     n_head: usize,
+    n_kv_head: usize,
     dropout: f64,
 ) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
     let Some(kernel) = kernel::<B>(qkv.dtype()) else {
         notice_fallback::<B>(qkv.dtype());
         return Err(qkv);
     };
-    let shape = Shape::new(qkv.dims(), n_head);
+    let shape = Shape::new(qkv.dims(), n_head, n_kv_head);
     let primitive = qkv.into_primitive().tensor();
     Ok(match kernel {
         // Without autodiff (validation, sampling) dropout is off, as in burn's Dropout.
@@ -156,20 +169,26 @@ fn notice_fallback<B: Backend>(dtype: DType) {
 struct Shape {
     b: usize,
     t: usize,
+    /// The width of q and of y: nh·hs.
     c: usize,
+    /// The width of a row of qkv: (nh + 2·kv)·hs.
+    w: usize,
     nh: usize,
+    kv: usize,
     hs: usize,
 }
 
 impl Shape {
-    fn new([b, t, c3]: [usize; 3], nh: usize) -> Self {
-        let c = c3 / 3;
+    fn new([b, t, w]: [usize; 3], nh: usize, kv: usize) -> Self {
+        let hs = w / (nh + 2 * kv);
         Self {
             b,
             t,
-            c,
+            c: nh * hs,
+            w,
             nh,
-            hs: c / nh,
+            kv,
+            hs,
         }
     }
 
@@ -307,11 +326,10 @@ impl View {
         }
     }
 
-    /// Head `h`'s part `part` (0 = q, 1 = k, 2 = v) of a batch row's qkv (T, 3C), or with
-    /// `part` 0 and `width` C, its slice of y (T, C): a (T, hs) matrix.
-    fn head(s: Shape, width: usize, part: usize, h: usize) -> Self {
+    /// The (T, hs) matrix at column `offset` of a (T, `width`) batch row.
+    fn head(s: Shape, width: usize, offset: usize) -> Self {
         Self {
-            offset: part * s.c + h * s.hs,
+            offset,
             rows: s.t,
             cols: s.hs,
             rs: width,
@@ -319,10 +337,21 @@ impl View {
         }
     }
 
-    /// Head `h`'s q, k and v inside a batch row's qkv (T, 3C), each (T, hs).
+    /// Query head `h`'s q and its key/value head's k and v inside a batch row's qkv
+    /// (T, w), each (T, hs).
     fn qkv(s: Shape, h: usize) -> (Self, Self, Self) {
-        let part = |p| Self::head(s, 3 * s.c, p, h);
-        (part(0), part(1), part(2))
+        let g = h / (s.nh / s.kv); // the key/value head of h's group
+        let kv_width = s.kv * s.hs;
+        (
+            Self::head(s, s.w, h * s.hs),
+            Self::head(s, s.w, s.c + g * s.hs),
+            Self::head(s, s.w, s.c + kv_width + g * s.hs),
+        )
+    }
+
+    /// Query head `h`'s slice of a batch row's output y (T, C).
+    fn y(s: Shape, h: usize) -> Self {
+        Self::head(s, s.c, h * s.hs)
     }
 
     /// Rows `from..to` of this matrix.
@@ -407,7 +436,7 @@ fn forward(qkv: &FlexTensor, s: Shape, dropout: Option<Dropout>) -> (FlexTensor,
         .zip(lse.par_chunks_mut(s.nh * t))
         .enumerate()
         .for_each(|(bi, (y, lse))| {
-            let qkv = &qkv[bi * t * 3 * c..][..t * 3 * c];
+            let qkv = &qkv[bi * t * s.w..][..t * s.w];
             forward_row(qkv, y, lse, bi, s, dropout);
         });
     (flex([s.b, t, c], y), lse)
@@ -442,7 +471,7 @@ fn forward_row(
                 let first = ((bi * s.nh + h) * t + i) * t;
                 lse[h * t + i] = softmax_row(row, i, keep(dropout, first));
             }
-            let out = (&mut *y, View::head(s, s.c, 0, h).rows(from, to));
+            let out = (&mut *y, View::y(s, h).rows(from, to));
             matmul(out, (&scores, block), (qkv, v.rows(0, to)), 1.0, false);
         }
     }
@@ -476,19 +505,19 @@ fn backward(saved: &Saved, dy: &FlexTensor) -> FlexTensor {
     let qkv: &[f32] = saved.qkv.as_slice().expect("contiguous f32");
     let y: &[f32] = saved.y.as_slice().expect("contiguous f32");
     let dy: &[f32] = dy.as_slice().expect("contiguous f32");
-    let mut dqkv = vec![0.0f32; s.b * t * 3 * c];
-    dqkv.par_chunks_mut(t * 3 * c)
+    let mut dqkv = vec![0.0f32; s.b * t * s.w];
+    dqkv.par_chunks_mut(t * s.w)
         .enumerate()
         .for_each(|(bi, dqkv)| {
             let row = Row {
-                qkv: &qkv[bi * t * 3 * c..][..t * 3 * c],
+                qkv: &qkv[bi * t * s.w..][..t * s.w],
                 y: &y[bi * t * c..][..t * c],
                 dy: &dy[bi * t * c..][..t * c],
                 lse: &saved.lse[bi * s.nh * t..][..s.nh * t],
             };
             backward_row(row, dqkv, bi, s, saved.dropout);
         });
-    flex([s.b, t, 3 * c], dqkv)
+    flex([s.b, t, s.w], dqkv)
 }
 
 /// One batch row's slices of what the backward pass reads.
@@ -510,7 +539,7 @@ fn backward_row(row: Row, dqkv: &mut [f32], bi: usize, s: Shape, dropout: Option
     let mut grads = vec![0.0f32; QUERY_BLOCK.min(t) * t];
     for h in 0..s.nh {
         let (q, k, v) = View::qkv(s, h);
-        let yh = View::head(s, s.c, 0, h);
+        let yh = View::y(s, h);
         for from in (0..t).step_by(QUERY_BLOCK) {
             let to = (from + QUERY_BLOCK).min(t);
             let block = View::dense(to - from, to);
@@ -709,7 +738,7 @@ mod tests {
     fn backward_with_dropout_matches_finite_differences() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let shape = Shape::new([2, 5, 3 * 8], 2);
+        let shape = Shape::new([2, 5, 3 * 8], 2, 2);
         let dropout = Some(Dropout { seed: 11, p: 0.3 });
         let mut normal =
             |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect() };

@@ -1,11 +1,12 @@
 //! The GPT: token and position embeddings, a stack of blocks, a final LayerNorm and a
 //! linear head that reads next-token logits off the residual stream.
 
-use crate::block::{Block, layer_norm};
+use crate::block::Block;
 use crate::init::{embedding, linear};
+use crate::norm;
 use crate::per_token::per_token;
 use crate::{GptConfig, KvCache, ModelError, Result};
-use burn::nn::{Embedding, LayerNorm, Linear};
+use burn::nn::{Embedding, LayerNorm, Linear, RmsNorm};
 use burn::prelude::*;
 
 #[derive(Module, Debug)]
@@ -13,30 +14,38 @@ pub struct Gpt<B: Backend> {
     /// Token embedding: what each token is.
     wte: Embedding<B>,
     /// Learned position embedding: where it is. Attention alone works on sets, so without
-    /// this the model could not tell "ab" from "ba".
-    wpe: Embedding<B>,
+    /// this the model could not tell "ab" from "ba". `None` with `rope`, where attention
+    /// itself rotates q and k by position instead.
+    wpe: Option<Embedding<B>>,
     blocks: Vec<Block<B>>,
-    ln_f: LayerNorm<B>,
+    /// The final norm: LayerNorm, or RMSNorm with `norm = "rmsnorm"`.
+    ln_f: Option<LayerNorm<B>>,
+    rms_f: Option<RmsNorm<B>>,
     /// Reads the logits off the residual stream; `None` when tied to `wte`
     /// (`tie_weights`), whose matrix then does both jobs.
     lm_head: Option<Linear<B>>,
     block_size: usize,
+    /// `logit_softcap`: logits become cap·tanh(logits/cap) when > 0.
+    logit_softcap: f64,
 }
 
 impl<B: Backend> Gpt<B> {
     /// Builds a freshly initialised GPT, refusing configs that cannot work.
     pub fn new(config: &GptConfig, device: &B::Device) -> Result<Self> {
         config.validate()?;
+        let (ln_f, rms_f) = norm::norm(config, device);
         Ok(Self {
             wte: embedding(config.vocab_size, config.n_embd, device),
-            wpe: embedding(config.block_size, config.n_embd, device),
+            wpe: (!config.rope).then(|| embedding(config.block_size, config.n_embd, device)),
             blocks: (0..config.n_layer)
                 .map(|_| Block::new(config, device))
                 .collect(),
-            ln_f: layer_norm(config, device),
+            ln_f,
+            rms_f,
             lm_head: (!config.tie_weights)
                 .then(|| linear(config.n_embd, config.vocab_size, config.bias, device)),
             block_size: config.block_size,
+            logit_softcap: config.logit_softcap,
         })
     }
 
@@ -54,12 +63,15 @@ impl<B: Backend> Gpt<B> {
                 self.block_size
             )));
         }
-        let c = self.wpe.weight.dims()[1];
-        // Detached: the cropped table is a new leaf, a parameter like any other.
-        self.wpe.weight = self
-            .wpe
-            .weight
-            .map(|w| w.slice([0..block_size, 0..c]).detach());
+        // RoPE's table needs no cropping: positions past block_size are never asked for.
+        if let Some(wpe) = &mut self.wpe {
+            let c = wpe.weight.dims()[1];
+            // Detached: the cropped table is a new leaf, a parameter like any other.
+            wpe.weight = wpe
+                .weight
+                .clone()
+                .map(|w| w.slice([0..block_size, 0..c]).detach());
+        }
         self.block_size = block_size;
         Ok(self)
     }
@@ -116,7 +128,7 @@ impl<B: Backend> Gpt<B> {
     }
 
     /// Token plus position embeddings (B, T, C) of `idx`, its first token at position
-    /// `past`.
+    /// `past` (token embeddings alone with RoPE, which adds positions inside attention).
     fn embed(&self, idx: Tensor<B, 2, Int>, past: usize) -> Result<Tensor<B, 3>> {
         let [_, t] = idx.dims();
         if past + t > self.block_size {
@@ -127,16 +139,19 @@ impl<B: Backend> Gpt<B> {
         }
         let device = idx.device();
         let tok_emb = self.wte.forward(idx); // (B, T, C)
+        let Some(wpe) = &self.wpe else {
+            return Ok(tok_emb);
+        };
         let positions = past as i64..(past + t) as i64;
         let pos = Tensor::<B, 1, Int>::arange(positions, &device).unsqueeze::<2>(); // (1, T)
-        let pos_emb = self.wpe.forward(pos); // (1, T, C), broadcast over the batch
+        let pos_emb = wpe.forward(pos); // (1, T, C), broadcast over the batch
         Ok(tok_emb + pos_emb)
     }
 
     /// The residual stream (B, T, C) → next-token logits (B, T, vocab_size).
     fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.ln_f.forward(x);
-        match &self.lm_head {
+        let x = norm::apply(&self.ln_f, &self.rms_f, x);
+        let logits = match &self.lm_head {
             Some(lm_head) => per_token(lm_head, x),
             // Tied: each logit is the dot product of the stream with a token's embedding.
             // Autodiff sums the gradients of both uses into wte's one matrix.
@@ -148,6 +163,14 @@ impl<B: Backend> Gpt<B> {
                     .matmul(wte.transpose()) // (B·T, V)
                     .reshape([b, t, v])
             }
+        };
+        // Smooth and ≈ the identity for |logit| ≪ cap, so small logits train as before,
+        // while none can grow past ±cap and make the loss spike.
+        let cap = self.logit_softcap;
+        if cap > 0.0 {
+            logits.div_scalar(cap).tanh().mul_scalar(cap)
+        } else {
+            logits
         }
     }
 
@@ -192,10 +215,52 @@ mod tests {
         assert_eq!(Gpt::<B>::new(&cpu, &device).unwrap().num_params(), 816_705);
     }
 
-    /// Every combination of the GPT-2 switches that changes the forward pass.
+    /// Every combination of the GPT-2 switches that changes the forward pass, then each
+    /// modern switch alone and all of them together.
     fn switch_configs() -> Vec<GptConfig> {
-        use crate::Activation;
-        let mut configs = Vec::new();
+        use crate::{Activation, Norm};
+        let modern = GptConfig {
+            rope: true,
+            norm: Norm::RmsNorm,
+            activation: Activation::SwiGlu,
+            bias: false,
+            tie_weights: true,
+            n_kv_head: 2,
+            qk_norm: true,
+            logit_softcap: 3.0,
+            ..small()
+        };
+        let mut configs = vec![
+            GptConfig {
+                rope: true,
+                ..small()
+            },
+            GptConfig {
+                norm: Norm::RmsNorm,
+                ..small()
+            },
+            GptConfig {
+                activation: Activation::SwiGlu,
+                ..small()
+            },
+            GptConfig {
+                n_kv_head: 2,
+                ..small()
+            },
+            GptConfig {
+                n_kv_head: 1,
+                ..small()
+            },
+            GptConfig {
+                qk_norm: true,
+                ..small()
+            },
+            GptConfig {
+                logit_softcap: 3.0,
+                ..small()
+            },
+            modern,
+        ];
         for activation in [Activation::Relu, Activation::Gelu, Activation::GeluTanh] {
             for (bias, qkv_bias) in [(true, false), (false, false), (true, true)] {
                 for tie_weights in [false, true] {
@@ -233,6 +298,42 @@ mod tests {
         };
         let untied = Gpt::<B>::new(&untied, &Default::default()).unwrap();
         assert_eq!(untied.num_params(), 10_745_088 + 65 * 384);
+    }
+
+    /// SwiGLU's three matrices hold within 2 % of the weights of the 4× MLP's two, and
+    /// grouped-query attention shrinks only the key/value projection.
+    #[test]
+    fn modern_switches_keep_or_shrink_the_parameter_count() {
+        let device = Default::default();
+        for n_embd in [128, 384, 768] {
+            let config = GptConfig {
+                n_embd,
+                n_head: 4,
+                block_size: 8,
+                n_layer: 1,
+                ..small()
+            };
+            let mlp = |c: &GptConfig| crate::mlp::Mlp::<B>::new(c, &device).num_params() as f64;
+            let swiglu = GptConfig {
+                activation: crate::Activation::SwiGlu,
+                ..config.clone()
+            };
+            let ratio = mlp(&swiglu) / mlp(&config);
+            assert!(
+                (ratio - 1.0).abs() < 0.02,
+                "n_embd {n_embd}: SwiGLU/GELU {ratio}"
+            );
+        }
+        let gqa = GptConfig {
+            n_kv_head: 1,
+            ..small()
+        };
+        let (full, grouped) = (
+            Gpt::<B>::new(&small(), &device).unwrap().num_params(),
+            Gpt::<B>::new(&gqa, &device).unwrap().num_params(),
+        );
+        // Per layer, k and v lose (n_head - 1) of their 4 heads of 8: 2·32·24 weights.
+        assert_eq!(full - grouped, 2 * (2 * 32 * 24));
     }
 
     /// GPT-2 124M's parameter count (Hugging Face's `num_parameters()`: 124,439,808).
@@ -307,7 +408,7 @@ mod tests {
         let idx = random_ids::<B>([2, 16], 65, 3, &device);
         let x = model.embed(idx.clone(), 0).unwrap();
         let x = model.blocks.iter().fold(x, |x, b| b.forward(x));
-        let x = model.ln_f.forward(x);
+        let x = norm::apply(&model.ln_f, &model.rms_f, x);
         let by_hand = x.matmul(model.wte.weight.val().transpose().unsqueeze::<3>());
         model
             .forward(idx)

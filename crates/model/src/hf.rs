@@ -24,7 +24,7 @@
 //! `tie_weights = false`, the lecture's head): GPT-2's head has none. Biases switched off
 //! (`bias = false`, `qkv_bias = false`) are written as zeros, which computes the same.
 
-use crate::{Activation, Gpt, GptConfig, ModelError, ModelKind};
+use crate::{Activation, Gpt, GptConfig, ModelError, ModelKind, Norm};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -167,6 +167,7 @@ impl HfGpt2Config {
             activation,
             layer_norm_eps: self.layer_norm_epsilon,
             scaled_init: true,
+            ..GptConfig::default()
         };
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
@@ -175,6 +176,7 @@ impl HfGpt2Config {
     /// The GPT-2 config of `config`, or why GPT-2 cannot express it (naming the switch).
     pub fn from_gpt_config(config: &GptConfig) -> std::result::Result<Self, HfError> {
         exportable(config)?;
+        let activation = config.activation.hf_name().expect("exportable");
         Ok(Self {
             model_type: gpt2_model_type(),
             vocab_size: config.vocab_size,
@@ -183,7 +185,7 @@ impl HfGpt2Config {
             n_layer: config.n_layer,
             n_head: config.n_head,
             n_inner: None,
-            activation_function: config.activation.hf_name().into(),
+            activation_function: activation.into(),
             layer_norm_epsilon: config.layer_norm_eps,
             tie_word_embeddings: config.tie_weights,
             scale_attn_weights: true,
@@ -225,6 +227,37 @@ pub fn exportable(config: &GptConfig) -> std::result::Result<(), HfError> {
         return Err(HfError::NotExportable(
             "model = \"bigram\": GPT-2 is a transformer; only model = \"gpt\" exports".into(),
         ));
+    }
+    let modern = [
+        (
+            config.rope,
+            "rope = true: GPT-2 learns a position table (wpe) instead of rotating q and k",
+        ),
+        (
+            config.norm == Norm::RmsNorm,
+            "norm = \"rmsnorm\": GPT-2's norms are LayerNorms",
+        ),
+        (
+            config.activation == Activation::SwiGlu,
+            "activation = \"swiglu\": GPT-2's MLP is not gated",
+        ),
+        (
+            config.kv_heads() != config.n_head,
+            "n_kv_head: GPT-2 has one key/value head per query head",
+        ),
+        (
+            config.qk_norm,
+            "qk_norm = true: GPT-2 does not normalise queries and keys",
+        ),
+        (
+            config.logit_softcap > 0.0,
+            "logit_softcap: GPT-2 does not cap its logits",
+        ),
+    ];
+    if let Some((_, why)) = modern.iter().find(|(on, _)| *on) {
+        return Err(HfError::NotExportable(format!(
+            "GPT-2's architecture cannot express {why}"
+        )));
     }
     if config.bias && !config.tie_weights {
         return Err(HfError::NotExportable(
@@ -831,5 +864,52 @@ mod tests {
             ..GptConfig::default()
         };
         assert!(exportable(&tied).is_ok());
+        for (modern, key) in [
+            (
+                GptConfig {
+                    rope: true,
+                    ..tied.clone()
+                },
+                "rope",
+            ),
+            (
+                GptConfig {
+                    norm: Norm::RmsNorm,
+                    ..tied.clone()
+                },
+                "rmsnorm",
+            ),
+            (
+                GptConfig {
+                    activation: Activation::SwiGlu,
+                    ..tied.clone()
+                },
+                "swiglu",
+            ),
+            (
+                GptConfig {
+                    n_kv_head: 2,
+                    ..tied.clone()
+                },
+                "n_kv_head",
+            ),
+            (
+                GptConfig {
+                    qk_norm: true,
+                    ..tied.clone()
+                },
+                "qk_norm",
+            ),
+            (
+                GptConfig {
+                    logit_softcap: 30.0,
+                    ..tied.clone()
+                },
+                "logit_softcap",
+            ),
+        ] {
+            let err = exportable(&modern).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 }

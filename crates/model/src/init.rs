@@ -39,10 +39,16 @@ pub(crate) fn linear_std<B: Backend>(
     std: f64,
     device: &B::Device,
 ) -> Linear<B> {
-    let mut layer = LinearConfig::new(d_input, d_output)
+    let layer = LinearConfig::new(d_input, d_output)
         .with_bias(bias)
         .with_initializer(Initializer::Normal { mean: 0.0, std })
         .init(device);
+    zero_bias(layer, device)
+}
+
+/// `layer` with its bias, if it has one, reset to zero.
+pub(crate) fn zero_bias<B: Backend>(mut layer: Linear<B>, device: &B::Device) -> Linear<B> {
+    let d_output = layer.weight.dims()[1];
     layer.bias = layer
         .bias
         .map(|_| Param::from_tensor(Tensor::zeros([d_output], device)));

@@ -19,11 +19,13 @@ pub mod lecture;
 pub mod lm;
 pub mod loss;
 pub mod mlp;
+mod norm;
 mod per_token;
+pub mod rope;
 
 pub use attention::{AttentionPath, attention_path};
 pub use bigram::BigramLanguageModel;
-pub use config::{Activation, GptConfig, ModelKind};
+pub use config::{Activation, GptConfig, ModelKind, Norm};
 pub use generate::{Sampling, generate};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;
@@ -61,9 +63,14 @@ mod fused_attention {
         false
     }
 
+    pub(crate) fn available<B: Backend>(_dtype: DType) -> bool {
+        false
+    }
+
     pub(crate) fn causal_self_attention<B: Backend>(
         qkv: Tensor<B, 3>,
         _n_head: usize,
+        _n_kv_head: usize,
         _dropout: f64,
     ) -> std::result::Result<Tensor<B, 3>, Tensor<B, 3>> {
         Err(qkv)

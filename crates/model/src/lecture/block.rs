@@ -4,8 +4,8 @@
 
 use super::MultiHeadAttention;
 use crate::GptConfig;
-use crate::block::layer_norm;
 use crate::mlp::Mlp;
+use crate::norm::layer_norm;
 use burn::nn::LayerNorm;
 use burn::prelude::*;
 

@@ -375,6 +375,101 @@ mod tests {
         assert_eq!(leftovers, 0);
     }
 
+    /// A run saved before the modern switches existed has none of their fields in its
+    /// checkpoint (`rms_*`, `swiglu`, `q_norm`/`k_norm`, `rope`, and the constants
+    /// `n_kv_head`, `logit_softcap`): it still loads, bit for bit. Simulated by deleting
+    /// those fields from a checkpoint of today's lecture model; an optional layer that is
+    /// present is written as the layer itself, so nothing else differs.
+    #[test]
+    fn checkpoints_from_before_the_modern_switches_still_load() {
+        use rmpv::Value;
+        fn strip(value: &mut Value) {
+            const NEW: [&str; 9] = [
+                "rms_1",
+                "rms_2",
+                "rms_f",
+                "swiglu",
+                "q_norm",
+                "k_norm",
+                "rope",
+                "n_kv_head",
+                "logit_softcap",
+            ];
+            match value {
+                Value::Map(entries) => {
+                    entries.retain(|(k, _)| !k.as_str().is_some_and(|k| NEW.contains(&k)));
+                    entries.iter_mut().for_each(|(_, v)| strip(v));
+                }
+                Value::Array(items) => items.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("burngpt-old-run-{}", std::process::id()));
+        let run = RunDir::new(&dir);
+        let mut config = RunConfig::default();
+        config.model.n_layer = 2;
+        config.model.n_embd = 16;
+        config.model.n_head = 2;
+        config.model.block_size = 8;
+        run.save_config(&config).unwrap();
+        let device = Default::default();
+        let model = Model::<Flex>::new(&config.model, &device).unwrap();
+        let before = params(&model);
+        run.save_model(
+            Trainee::new(model, StepPolicy::default()),
+            &run.model_path(),
+        )
+        .unwrap();
+        let bytes = std::fs::read(run.model_path()).unwrap();
+        let mut value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let mut old = Vec::new();
+        strip(&mut value);
+        rmpv::encode::write_value(&mut old, &value).unwrap();
+        assert!(
+            old.len() < bytes.len(),
+            "the new fields were there to delete"
+        );
+        std::fs::write(run.model_path(), old).unwrap();
+        let loaded = run.load_model::<Flex>(&device).unwrap();
+        assert_eq!(before, params(&loaded));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Every modern switch round-trips through a checkpoint too (RoPE's tables are
+    /// rebuilt from the config, not stored).
+    #[test]
+    fn modern_checkpoint_round_trips() {
+        let dir = std::env::temp_dir().join(format!("burngpt-modern-run-{}", std::process::id()));
+        let run = RunDir::new(&dir);
+        let mut config = RunConfig::default();
+        config.model = GptConfig {
+            n_layer: 2,
+            n_head: 4,
+            n_embd: 16,
+            block_size: 8,
+            rope: true,
+            norm: model::Norm::RmsNorm,
+            activation: model::Activation::SwiGlu,
+            n_kv_head: 2,
+            qk_norm: true,
+            logit_softcap: 30.0,
+            bias: false,
+            tie_weights: true,
+            ..GptConfig::default()
+        };
+        run.save_config(&config).unwrap();
+        let device = Default::default();
+        let model = Model::<Flex>::new(&config.model, &device).unwrap();
+        let before = params(&model);
+        run.save_model(
+            Trainee::new(model, StepPolicy::default()),
+            &run.model_path(),
+        )
+        .unwrap();
+        assert_eq!(before, params(&run.load_model::<Flex>(&device).unwrap()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn tiny_run(tag: &str) -> RunDir {
         let dir = std::env::temp_dir().join(format!("burngpt-fuzz-{tag}-{}", std::process::id()));
         let run = RunDir::new(&dir);
