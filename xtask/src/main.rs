@@ -437,6 +437,20 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
     }
     // Every command of README.md, as a newcomer would type them (shrunk to seconds).
     readme::run(gpu_checks, require)?;
+    // Data-parallel training under mpirun, 2 and 3 ranks on loopback. Last: the `mpi`
+    // feature rebuilds the training and cli crates (not burn), and the dev `gpt` then
+    // carries it.
+    if system::mpi(require)? {
+        let mpi = [
+            "test",
+            "--workspace",
+            "--features",
+            "cli/mpi",
+            "--test",
+            "distributed",
+        ];
+        run(cargo().args(mpi))?;
+    }
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }

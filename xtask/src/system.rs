@@ -1,6 +1,8 @@
 //! System packages that some runtime checks need and a fresh machine may lack: Mesa's
-//! Vulkan driver and loader for the wgpu smoke run (`mesa-vulkan-drivers libvulkan1`) and a
-//! TrueType font for `gpt plot` (`fonts-dejavu-core`). `.ci/run` installs them.
+//! Vulkan driver and loader for the wgpu smoke run (`mesa-vulkan-drivers libvulkan1`), a
+//! TrueType font for `gpt plot` (`fonts-dejavu-core`), and Open MPI with the headers the
+//! `mpi` feature's bindings are generated from (`openmpi-bin libopenmpi-dev libclang-dev`)
+//! for the data-parallel tests. `.ci/run` installs them.
 //!
 //! Without them a check that needs one is skipped with one line naming what to install;
 //! when they are required (`--require-system-packages`, or `CI=true` in the environment)
@@ -70,6 +72,29 @@ pub fn font(require: bool) -> Result<bool> {
         require,
         "`gpt plot` needs a TrueType font (or BURNGPT_FONT=file.ttf)",
         "fonts-dejavu-core",
+    )
+}
+
+/// Whether Open MPI (its launcher and the compiler wrapper the bindings' build asks for
+/// flags) and libclang (which generates the bindings) are installed.
+pub fn mpi(require: bool) -> Result<bool> {
+    let on_path = |program: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+    };
+    let libclang = [
+        "libclang.so",
+        "libclang-14.so",
+        "libclang-15.so",
+        "libclang-16.so",
+    ]
+    .iter()
+    .any(|name| shared_library_exists(name));
+    present(
+        on_path("mpirun") && on_path("mpicc") && libclang,
+        require,
+        "the data-parallel tests need Open MPI (mpirun, mpicc) and libclang",
+        "openmpi-bin libopenmpi-dev libclang-dev",
     )
 }
 

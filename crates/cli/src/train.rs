@@ -87,6 +87,7 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
         }
     };
     let device = backend::device(device)?;
+    let (_job, data_parallel) = data_parallel::join()?;
     let interrupter = Interrupter::new();
     let on_signal = interrupter.clone();
     // Ctrl-C stops after the current iteration; the run is saved and can be resumed.
@@ -98,15 +99,33 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
             allow_data_change: args.allow_data_change,
             out_dir,
             memory_check: !args.no_memory_check,
-            tui: std::io::stdout().is_terminal(),
+            // Under mpirun a rank's stdout may look like a terminal (Open MPI gives it a
+            // pty) while no keyboard reaches it: the plain log then.
+            tui: std::io::stdout().is_terminal() && data_parallel.is_none(),
             interrupter,
             init_from: args.init_from.map(|run| InitFrom {
                 run,
                 best: args.init_weights == "best",
             }),
+            data_parallel: data_parallel.clone(),
         },
         &device,
-    )?;
+    );
+    let report = match (report, &data_parallel) {
+        (Ok(report), _) => report,
+        // The other ranks may be waiting for this one: end them all, saying why here.
+        (Err(e), Some(dp)) if dp.ranks() > 1 => {
+            eprintln!("error: rank {} of {}: {e}", dp.rank(), dp.ranks());
+            dp.abort(1)
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
+    if let Some(dp) = &data_parallel {
+        if !dp.is_leader() {
+            return Ok(()); // rank 0 reports, and samples
+        }
+        data_parallel::report(dp, &report);
+    }
     for note in &report.notes {
         eprintln!("note: {note}");
     }
@@ -160,4 +179,65 @@ fn pretrained_shape(dir: &std::path::Path, ours: &model::GptConfig) -> Result<mo
         block_size,
         ..theirs
     })
+}
+
+/// Joining the MPI job `mpirun` started this process in (feature `mpi`).
+mod data_parallel {
+    use anyhow::Result;
+    use std::sync::Arc;
+    use training::TrainReport;
+    use training::distributed::DataParallel;
+
+    /// MPI stays initialised while the first value lives.
+    #[cfg(feature = "mpi")]
+    pub type Job = training::distributed::mpi_job::Job;
+    #[cfg(not(feature = "mpi"))]
+    pub type Job = ();
+
+    /// This process's place in an MPI job, if an MPI launcher started it.
+    #[cfg(feature = "mpi")]
+    pub fn join() -> Result<(Option<Job>, Option<Arc<DataParallel>>)> {
+        Ok(match training::distributed::mpi_job::join()? {
+            Some((job, dp)) => (Some(job), Some(Arc::new(dp))),
+            None => (None, None),
+        })
+    }
+
+    /// Without the `mpi` feature, a launch by mpirun would start N separate trainers
+    /// on one run directory: refused, saying how to build the one that can.
+    #[cfg(not(feature = "mpi"))]
+    pub fn join() -> Result<(Option<Job>, Option<Arc<DataParallel>>)> {
+        let size = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok());
+        match size {
+            Some(n) if n > 1 => anyhow::bail!(
+                "launched as one of {n} MPI processes, but this gpt was built without data-parallel training: build it with `--features mpi` (cargo build --release -p cli --features mpi)"
+            ),
+            _ => Ok((None, None)),
+        }
+    }
+
+    /// Rank 0's account of the job: its size, the all-reduce's cost and the check that
+    /// every rank ended with the same weights.
+    pub fn report(dp: &DataParallel, report: &TrainReport) {
+        let stats = dp.stats();
+        let steps = stats.steps.max(1) as f64;
+        let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps;
+        let step_ms = report.seconds * 1e3 / steps;
+        println!(
+            "data-parallel over {} ranks: {} optimizer steps, {:.1} MB of gradients per step per rank in {} all-reduce call(s); all-reduce {:.1} ms/step ({:.1} ms with host copies) of {:.1} ms/step ({:.0} %)",
+            dp.ranks(),
+            stats.steps,
+            stats.bytes_per_step as f64 / 1e6,
+            stats.calls / stats.steps.max(1),
+            per_step(stats.reduce),
+            per_step(stats.total),
+            step_ms,
+            100.0 * per_step(stats.total) / step_ms.max(f64::MIN_POSITIVE),
+        );
+        if let Some(hash) = report.weights_hash {
+            println!("every rank ends with bit-identical weights (hash {hash:016x})");
+        }
+    }
 }

@@ -291,3 +291,19 @@ fn run_defaults_to_the_newest_run_under_runs() {
         assert!(err.contains("using runs/new"), "{args:?}: {err}");
     }
 }
+
+/// Launched by mpirun as one of several processes, a gpt built without the `mpi` feature
+/// refuses (one line naming the feature) instead of starting N trainers on one run.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn mpirun_without_the_mpi_feature_is_one_clear_error() {
+    let dir = tmp("not-mpi");
+    let args = ["train", "--out-dir", dir.to_str().unwrap()];
+    let o = gpt_command(&args)
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .env("OMPI_COMM_WORLD_RANK", "0")
+        .output()
+        .unwrap();
+    check_one_error_line(&args, &o, "--features mpi");
+    assert!(!dir.exists(), "nothing may be written");
+}

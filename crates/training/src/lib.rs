@@ -8,12 +8,14 @@
 //! - [`metrics`], [`log`], [`renderer`]: what is measured, logged and shown.
 //! - [`run`], [`recorder`]: the run directory (read, written by one locked writer) and
 //!   its crash-safe, validated checkpoints; [`budget`]: will a config fit in memory.
+//! - [`distributed`]: data-parallel training over MPI processes (`mpirun`, feature `mpi`).
 //! - [`train()`], [`eval`] and [`exact`] (exact match on arithmetic): the entry points the
 //!   CLI calls.
 
 pub mod budget;
 pub mod clip;
 pub mod config;
+pub mod distributed;
 pub mod eval;
 pub mod exact;
 pub mod loader;

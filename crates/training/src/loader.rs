@@ -43,6 +43,9 @@ pub struct EpochLoader<B: Backend> {
     /// Batches per split in each epoch, given the epoch index.
     batches: Arc<dyn Fn(usize) -> usize + Send + Sync>,
     seed: u64,
+    /// Data-parallel training: (this rank, ranks). Each training batch is this rank's
+    /// share of a batch `ranks` times as large, drawn the same on every rank.
+    shard: (usize, usize),
     /// The next epoch to serve; shared by clones so `to_device` copies stay in step.
     epoch: Arc<AtomicUsize>,
     device: B::Device,
@@ -79,8 +82,24 @@ impl<B: Backend> EpochLoader<B> {
             batch_size,
             batches,
             seed: config.train.seed,
+            shard: (0, 1),
             epoch: Arc::new(AtomicUsize::new(start_epoch)),
             device: device.clone(),
+        }
+    }
+
+    /// Rank `rank` of `ranks`' share of the training batches: every rank draws the same
+    /// batches of ranks × batch_size rows (× the micro-batches) and keeps rows
+    /// rank·batch_size..(rank+1)·batch_size of each, so the ranks together see exactly
+    /// the batch one process with `ranks` times the accumulation would. Evaluation
+    /// batches are not shared out: every rank evaluates the same ones.
+    pub fn sharded(self, rank: usize, ranks: usize) -> Self {
+        match self.pass {
+            Pass::Train => Self {
+                shard: (rank, ranks),
+                ..self
+            },
+            Pass::Eval => self,
         }
     }
 
@@ -102,15 +121,17 @@ impl<B: Backend> DataLoader<B, SplitBatch<B>> for EpochLoader<B> {
             .iter()
             .map(|&split| {
                 let seed = mix_seed(mix_seed(stream, epoch as u64), split as u64);
-                let chunks =
-                    self.corpus
-                        .random_chunks(split, self.block_size, n * self.batch_size, seed);
+                let global = n * self.batch_size * self.shard.1;
+                let chunks = self
+                    .corpus
+                    .random_chunks(split, self.block_size, global, seed);
                 (split, chunks)
             })
             .collect();
         Box::new(EpochIter {
             parts,
             batch_size: self.batch_size,
+            shard: self.shard,
             batches_per_part: n,
             next: 0,
             device: self.device.clone(),
@@ -146,6 +167,7 @@ impl<B: Backend> DataLoader<B, SplitBatch<B>> for EpochLoader<B> {
 struct EpochIter<B: Backend> {
     parts: Vec<(Split, Arc<dyn Dataset<Chunk>>)>,
     batch_size: usize,
+    shard: (usize, usize),
     batches_per_part: usize,
     next: usize,
     device: B::Device,
@@ -161,7 +183,9 @@ impl<B: Backend> Iterator for EpochIter<B> {
         );
         let (split, chunks) = self.parts.get(part).filter(|_| self.batches_per_part > 0)?;
         self.next += 1;
-        let items = (i * self.batch_size..(i + 1) * self.batch_size)
+        let (rank, ranks) = self.shard;
+        let first = (i * ranks + rank) * self.batch_size;
+        let items = (first..first + self.batch_size)
             .map(|j| chunks.get(j).expect("index within the epoch's chunks"))
             .collect();
         Some(SplitBatch {
@@ -208,6 +232,42 @@ mod tests {
         l.iter()
             .map(|b| b.batch.inputs.into_data().iter::<i64>().collect())
             .collect()
+    }
+
+    /// Two ranks of batch 4 see, between them, exactly the batches of 8 rows one process
+    /// draws with twice the accumulation (the same rows, in the same order); evaluation
+    /// is not shared out.
+    #[test]
+    fn ranks_share_out_the_batch_of_one_process() {
+        let one = {
+            let ids: Vec<u32> = (0..5000).map(|i| i % 97).collect();
+            let mut config = RunConfig::default();
+            config.model.block_size = 8;
+            config.train.batch_size = 4;
+            config.train.gradient_accumulation_steps = 2;
+            config.train.max_iters = 25;
+            config.train.eval_interval = 10;
+            let l = EpochLoader::<Flex>::new(
+                Pass::Train,
+                Corpus::Text(TokenStore::new(&ids, 97)),
+                &config,
+                0,
+                &Default::default(),
+            );
+            epoch_inputs(&l)
+        };
+        let ranks: Vec<_> = (0..2)
+            .map(|r| epoch_inputs(&loader(Pass::Train, 0).sharded(r, 2)))
+            .collect();
+        assert_eq!(one.len(), 10);
+        for (i, batch) in one.iter().enumerate() {
+            let joined: Vec<i64> = [ranks[0][i].clone(), ranks[1][i].clone()].concat();
+            assert_eq!(batch, &joined, "batch {i}");
+        }
+        assert_ne!(ranks[0], ranks[1]);
+        let eval = |r| epoch_inputs(&loader(Pass::Eval, 0).sharded(r, 2));
+        assert_eq!(eval(0), eval(1));
+        assert_eq!(eval(0), epoch_inputs(&loader(Pass::Eval, 0)));
     }
 
     #[test]

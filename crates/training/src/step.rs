@@ -1,6 +1,7 @@
 //! One training step and one evaluation step, as burn-train's Learner calls them.
 
 use crate::clip::clip_global_norm;
+use crate::distributed::DataParallel;
 use crate::exact::solved_fraction;
 use crate::loader::SplitBatch;
 use crate::metrics::StepOutput;
@@ -34,6 +35,8 @@ pub struct StepPolicy {
     pub on_nonfinite: OnNonFinite,
     /// Shared with the caller, who reads it after training.
     pub watch: Arc<NonFiniteWatch>,
+    /// Under an MPI launcher: the job whose ranks average their gradients every step.
+    pub data_parallel: Option<Arc<DataParallel>>,
 }
 
 /// What to do when a training loss is NaN or infinite.
@@ -148,7 +151,17 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
         let iter = watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
         // One scalar read per step (the metrics read it anyway): a NaN must never reach
         // the weights, so the update is skipped before it is applied.
-        let loss: f64 = output.loss.clone().into_scalar().elem();
+        let mut loss: f64 = output.loss.clone().into_scalar().elem();
+        let mut grads = grads.expect("gradients of every loss");
+        let mut output = output;
+        if let Some(dp) = &self.policy.data_parallel {
+            // Every rank averages every step, even on a NaN (which then reaches all ranks,
+            // so all of them skip this update together). The mean is what rank 0 logs.
+            loss = dp.average(self, &mut grads, loss);
+            output.loss = Tensor::from_data([loss as f32], &output.loss.device());
+            // The step trained on every rank's tokens: tokens/s is the job's.
+            output.tokens *= dp.ranks();
+        }
         if !loss.is_finite() {
             let _ = watch
                 .first
@@ -162,7 +175,6 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
                 item: output,
             };
         }
-        let mut grads = grads.expect("gradients of a finite loss");
         if self.policy.grad_clip > 0.0 {
             clip_global_norm(self, &mut grads, self.policy.grad_clip);
         }

@@ -3,6 +3,7 @@
 //! [`RunWriter`]'s; this file prepares the data and the Learner and launches it.
 
 use crate::budget;
+use crate::distributed::DataParallel;
 use crate::loader::{EpochLoader, Pass};
 use crate::log::{History, RunLog};
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
@@ -60,6 +61,9 @@ pub struct TrainOptions {
     /// `--init-from`: a new run starts from another run's weights (fresh optimizer and
     /// schedule), as nanoGPT's `init_from`.
     pub init_from: Option<InitFrom>,
+    /// Under an MPI launcher: this process's place in the data-parallel job. Rank 0
+    /// prepares and writes the run; the others read it and train beside it.
+    pub data_parallel: Option<Arc<DataParallel>>,
 }
 
 /// The run whose weights a new run starts from.
@@ -83,6 +87,8 @@ pub struct TrainReport {
     pub interrupted: bool,
     /// Something the user should know (an old run put back, a leftover found).
     pub notes: Vec<String>,
+    /// Data-parallel: the hash of the final weights, the same on every rank (checked).
+    pub weights_hash: Option<u64>,
 }
 
 /// What a run trains on, its tokenizer, and (for a text) the text's record. A text's
@@ -522,6 +528,7 @@ pub fn train<B: AutodiffBackend>(
     opts: TrainOptions,
     device: &B::Device,
 ) -> Result<TrainReport, TrainError> {
+    let dp = opts.data_parallel.clone();
     let Prepared {
         writer,
         config,
@@ -529,7 +536,18 @@ pub fn train<B: AutodiffBackend>(
         start_epoch,
         history,
         init_weights,
-    } = prepare::<B>(&opts, device)?;
+    } = match &dp {
+        None => prepare::<B>(&opts, device)?,
+        Some(dp) if dp.is_leader() => {
+            let prepared = prepare::<B>(&opts, device)?;
+            dp.barrier(); // the run directory is ready for the other ranks to read
+            prepared
+        }
+        Some(dp) => {
+            dp.barrier();
+            follow(&opts, dp.rank())?
+        }
+    };
     let mut notes: Vec<String> = leftovers(&opts.out_dir)
         .iter()
         .map(|p| {
@@ -554,12 +572,19 @@ pub fn train<B: AutodiffBackend>(
         device,
     );
     let settled = writer.settle()?;
-    if let Err(e) = launched {
-        return Err(match settled {
-            Some(note) => TrainError::Run(format!("{e}; {note}")),
-            None => e,
-        });
+    if dp.as_ref().is_some_and(|dp| !dp.is_leader()) {
+        // A follower's scratch directory (see `follow`) has served its purpose.
+        let _ = std::fs::remove_dir_all(run.path());
     }
+    let weights_hash = match launched {
+        Ok(hash) => hash,
+        Err(e) => {
+            return Err(match settled {
+                Some(note) => TrainError::Run(format!("{e}; {note}")),
+                None => e,
+            });
+        }
+    };
     notes.extend(settled);
     let last = history.rows().last().cloned();
     let iter = last.as_ref().map_or(0, |r| r.iter);
@@ -572,6 +597,52 @@ pub fn train<B: AutodiffBackend>(
         interrupted: iter < config.train.max_iters,
         run,
         notes,
+        weights_hash,
+    })
+}
+
+/// A rank other than 0 of a data-parallel job: the run rank 0 has just prepared, read
+/// (never written), and a scratch run directory of this process's own for burn-train to
+/// write its checkpoints and logs into, holding a copy of the checkpoint to resume from.
+/// Only rank 0's run directory is the run; `train` deletes the scratch one at the end.
+fn follow(opts: &TrainOptions, rank: usize) -> Result<Prepared, TrainError> {
+    let run = RunDir::new(&opts.out_dir);
+    let (corpus, config, _) = run_corpus(&run, run.config()?, None, true)?;
+    let start_epoch = run.checkpoint_epochs().pop().unwrap_or(0);
+    let rows: Vec<_> = run
+        .rows()
+        .into_iter()
+        .filter(|r| r.epoch <= start_epoch)
+        .collect();
+    let marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
+    let init_weights = match (&marker.init_from, start_epoch) {
+        (Some(record), 0) => Some(recorded_init_weights(record)?),
+        _ => None,
+    };
+    let scratch = std::env::temp_dir().join(format!("burngpt-rank{rank}-{}", std::process::id()));
+    let writer = RunWriter::create(&scratch, false)?;
+    writer.begin(&marker, &config, &run.tokenizer()?)?;
+    if start_epoch > 0 {
+        let (from, to) = (run.checkpoint_dir(), writer.run().checkpoint_dir());
+        std::fs::create_dir_all(&to)
+            .map_err(|e| TrainError::Run(format!("{}: {e}", to.display())))?;
+        let suffix = format!("-{start_epoch}.mpk");
+        for entry in std::fs::read_dir(&from)
+            .map_err(|e| TrainError::Run(format!("{}: {e}", from.display())))?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(&suffix))
+        {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .map_err(|e| TrainError::Run(format!("{}: {e}", entry.path().display())))?;
+        }
+    }
+    Ok(Prepared {
+        writer,
+        config,
+        corpus,
+        start_epoch,
+        history: History::new(rows),
+        init_weights,
     })
 }
 
@@ -596,6 +667,7 @@ struct Origin {
 
 /// Builds the Learner and runs it from `start_epoch`; then saves the final and best
 /// models. Any failure inside burn-train (a checkpoint or log write) is an error here.
+/// Data-parallel, returns the hash of the final weights, checked to be every rank's.
 fn launch<B: AutodiffBackend>(
     writer: &RunWriter,
     config: &RunConfig,
@@ -604,14 +676,16 @@ fn launch<B: AutodiffBackend>(
     history: &History,
     opts: &TrainOptions,
     device: &B::Device,
-) -> Result<(), TrainError> {
+) -> Result<Option<u64>, TrainError> {
     let run = writer.run();
     let start_epoch = origin.start_epoch;
     let t = &config.train;
     let num_epochs = t.max_iters.div_ceil(t.eval_interval);
     if start_epoch >= num_epochs {
-        return Ok(());
+        return Ok(None);
     }
+    let dp = opts.data_parallel.as_ref();
+    let (rank, ranks) = dp.map_or((0, 1), |dp| (dp.rank(), dp.ranks()));
     B::seed(device, mix_seed(t.seed, start_epoch as u64));
     let model = match &origin.init_weights {
         // --init-from: the other run's weights (checked in `init_weights`), under this
@@ -626,6 +700,16 @@ fn launch<B: AutodiffBackend>(
             .load_model_file_as::<B>(path, &config.model, device)?,
         None => Model::<B>::new(&config.model, device)?,
     };
+    if let Some(dp) = dp {
+        // Every rank drew the same initial weights from the same seed (checked here, the
+        // lazily initialised parameters made real first); from now on each rank's dropout
+        // draws its own masks.
+        dp.check_identical(&model).map_err(TrainError::Run)?;
+        B::seed(
+            device,
+            mix_seed(mix_seed(t.seed, start_epoch as u64), rank as u64),
+        );
+    }
     let optim = MatrixDecayAdamW::init(config);
     let policy = StepPolicy {
         accumulation: t.gradient_accumulation_steps,
@@ -635,6 +719,7 @@ fn launch<B: AutodiffBackend>(
             history.rows().last().map_or(0, |r| r.iter),
             opts.interrupter.clone(),
         )),
+        data_parallel: dp.cloned(),
     };
     let watch = policy.watch.clone();
     let learner = Learner::new(
@@ -642,13 +727,16 @@ fn launch<B: AutodiffBackend>(
         optim,
         NanoGptSchedule::new(config),
     );
-    let train_dl = EpochLoader::<B>::new(Pass::Train, corpus.clone(), config, start_epoch, device);
+    let train_dl = EpochLoader::<B>::new(Pass::Train, corpus.clone(), config, start_epoch, device)
+        .sharded(rank, ranks);
     let valid_dl =
         EpochLoader::<B::InnerBackend>::new(Pass::Eval, corpus, config, start_epoch, device);
+    // Rank 0 alone speaks (and shows the dashboard).
+    let leader = rank == 0;
     let log = RunLog::new(
         run.metrics_path(),
         history.clone(),
-        !opts.tui,
+        !opts.tui && leader,
         opts.interrupter.clone(),
     )
     .with_log_interval(t.log_interval);
@@ -670,7 +758,7 @@ fn launch<B: AutodiffBackend>(
     if start_epoch > 0 {
         training = training.checkpoint(start_epoch);
     }
-    if !opts.tui {
+    if !opts.tui || !leader {
         training = training.renderer(PlainRenderer);
     }
     let result = training.launch(learner);
@@ -698,7 +786,12 @@ fn launch<B: AutodiffBackend>(
             watch.first_nonfinite().unwrap_or(0)
         );
     }
-    writer.finish(result.model, history)
+    let hash = dp
+        .map(|dp| dp.check_identical(&result.model))
+        .transpose()
+        .map_err(TrainError::Run)?;
+    writer.finish(result.model, history)?;
+    Ok(hash)
 }
 
 #[cfg(test)]
@@ -747,6 +840,7 @@ mod tests {
                 memory_check: false,
                 tui: false,
                 interrupter: Interrupter::new(),
+                data_parallel: None,
                 init_from: None,
             },
             &Default::default(),

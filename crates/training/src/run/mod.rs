@@ -441,21 +441,23 @@ mod tests {
     fn modern_checkpoint_round_trips() {
         let dir = std::env::temp_dir().join(format!("burngpt-modern-run-{}", std::process::id()));
         let run = RunDir::new(&dir);
-        let mut config = RunConfig::default();
-        config.model = GptConfig {
-            n_layer: 2,
-            n_head: 4,
-            n_embd: 16,
-            block_size: 8,
-            rope: true,
-            norm: model::Norm::RmsNorm,
-            activation: model::Activation::SwiGlu,
-            n_kv_head: 2,
-            qk_norm: true,
-            logit_softcap: 30.0,
-            bias: false,
-            tie_weights: true,
-            ..GptConfig::default()
+        let config = RunConfig {
+            model: GptConfig {
+                n_layer: 2,
+                n_head: 4,
+                n_embd: 16,
+                block_size: 8,
+                rope: true,
+                norm: model::Norm::RmsNorm,
+                activation: model::Activation::SwiGlu,
+                n_kv_head: 2,
+                qk_norm: true,
+                logit_softcap: 30.0,
+                bias: false,
+                tie_weights: true,
+                ..GptConfig::default()
+            },
+            ..RunConfig::default()
         };
         run.save_config(&config).unwrap();
         let device = Default::default();
