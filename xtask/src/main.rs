@@ -410,6 +410,17 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
             "cuda",
         ];
         run(cargo().args(cuda))?;
+        // ddp: cuda with burn-train's DDP strategy (`gpt train --devices 0,1`), compile
+        // check only (no GPU here, and NCCL needs two).
+        let ddp = [
+            "check",
+            "-p",
+            "cli",
+            "--no-default-features",
+            "--features",
+            "ddp",
+        ];
+        run(cargo().args(ddp))?;
         // wgpu: a tiny real run on Mesa's software Vulkan (lavapipe).
         let wgpu = [
             "build",

@@ -9,7 +9,24 @@ mod bench;
 mod eval;
 mod export;
 mod info;
+#[cfg(not(feature = "ddp"))]
 mod lecture;
+/// With Burn 0.21's `distributed` feature (the ddp build) autodiff needs a backend with an
+/// all-reduce, which no CPU backend has: the lecture, which trains on the CPU, is not in it.
+#[cfg(feature = "ddp")]
+mod lecture {
+    #[derive(clap::Args)]
+    pub struct Args {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        _rest: Vec<String>,
+    }
+
+    pub fn run(_: Args) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "gpt lecture trains on the CPU, which the ddp build cannot (Burn's distributed feature leaves no CPU autodiff): run it from the default build"
+        )
+    }
+}
 mod plot;
 mod prepare;
 mod preset;

@@ -52,6 +52,11 @@ pub struct Args {
     /// With --init-from: the other run's final weights (model.mpk) or its best (best.mpk).
     #[arg(long, requires = "init_from", value_parser = ["final", "best"], default_value = "final")]
     init_weights: String,
+    /// Train on several GPUs of this machine at once, e.g. --devices 0,1,2,3 (the `ddp`
+    /// build: CUDA with burn-train's DDP strategy, NCCL all-reduce). Each device takes its share of every
+    /// step's batch, so a step holds devices × batch_size × accumulation sequences.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    devices: Vec<usize>,
 }
 
 pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
@@ -86,13 +91,24 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
             overwrite: args.overwrite,
         }
     };
-    let device = backend::device(device)?;
+    if args.devices.len() > 1 && device.is_some() {
+        anyhow::bail!("give either --device or --devices");
+    }
     let (_job, data_parallel) = data_parallel::join()?;
+    // Under mpirun, one process per GPU: each rank takes its machine's GPU number
+    // local rank (as torchrun's LOCAL_RANK), unless told otherwise.
+    let index = device.or(args.devices.first().copied()).or_else(|| {
+        data_parallel
+            .as_ref()
+            .and_then(|_| data_parallel::local_rank())
+    });
+    let device = backend::device(index)?;
+    let multi = multi_device::strategy(&args.devices)?;
     let interrupter = Interrupter::new();
     let on_signal = interrupter.clone();
     // Ctrl-C stops after the current iteration; the run is saved and can be resumed.
     let _ = ctrlc::set_handler(move || on_signal.stop(Some(CTRL_C)));
-    let report = training::train::<Train>(
+    let report = training::train_on::<Train>(
         TrainOptions {
             start,
             data: args.data,
@@ -110,6 +126,7 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
             data_parallel: data_parallel.clone(),
         },
         &device,
+        multi,
     );
     let report = match (report, &data_parallel) {
         (Ok(report), _) => report,
@@ -218,6 +235,18 @@ mod data_parallel {
         }
     }
 
+    /// This process's rank among those of the job on its machine, as the launcher says
+    /// (Open MPI, MPICH/Hydra, Slurm).
+    pub fn local_rank() -> Option<usize> {
+        [
+            "OMPI_COMM_WORLD_LOCAL_RANK",
+            "MPI_LOCALRANKID",
+            "SLURM_LOCALID",
+        ]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    }
+
     /// Rank 0's account of the job: its size, the all-reduce's cost and the check that
     /// every rank ended with the same weights.
     pub fn report(dp: &DataParallel, report: &TrainReport) {
@@ -239,5 +268,52 @@ mod data_parallel {
         if let Some(hash) = report.weights_hash {
             println!("every rank ends with bit-identical weights (hash {hash:016x})");
         }
+    }
+}
+
+/// `--devices`: several GPUs of one process, through burn-train's DDP strategy.
+mod multi_device {
+    use crate::backend::Train;
+    use anyhow::Result;
+    use training::MultiDevice;
+
+    /// burn-train's DDP over `devices` (each checked to exist), with the gradients
+    /// averaged by NCCL; `None` for one device or none.
+    #[cfg(feature = "ddp")]
+    pub fn strategy(devices: &[usize]) -> Result<Option<MultiDevice<Train>>> {
+        use burn::tensor::backend::distributed::{DistributedConfig, ReduceOperation};
+        use burn::train::ExecutionStrategy;
+        if devices.len() < 2 {
+            return Ok(None);
+        }
+        let devices = devices
+            .iter()
+            .map(|&i| crate::backend::device(Some(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let n = devices.len();
+        let config = DistributedConfig {
+            all_reduce_op: ReduceOperation::Mean,
+        };
+        Ok(Some(MultiDevice {
+            strategy: ExecutionStrategy::ddp(devices, config),
+            devices: n,
+        }))
+    }
+
+    /// Only CUDA has an all-reduce in Burn 0.21 (NCCL; cubecl's default one is not
+    /// implemented and the CPU backends have one device each).
+    #[cfg(not(feature = "ddp"))]
+    pub fn strategy(devices: &[usize]) -> Result<Option<MultiDevice<Train>>> {
+        if devices.len() > 1 {
+            anyhow::bail!(
+                "--devices with several GPUs needs the ddp build (CUDA with burn-train's DDP; its all-reduce is NCCL): cargo build --release -p cli --no-default-features --features ddp, then gpt train --devices {}; or one process per GPU under mpirun (the mpi feature)",
+                devices
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+        Ok(None)
     }
 }

@@ -307,3 +307,15 @@ fn mpirun_without_the_mpi_feature_is_one_clear_error() {
     check_one_error_line(&args, &o, "--features mpi");
     assert!(!dir.exists(), "nothing may be written");
 }
+
+/// Several devices in one process need the ddp build: on the CPU build `--devices 0,1` is
+/// one error line saying which build (and that mpirun is the CPU's way), and nothing is
+/// written.
+#[test]
+fn several_devices_need_the_ddp_build() {
+    let dir = tmp("devices");
+    let args = ["train", "--devices", "0,1", "--out-dir", dir.to_str().unwrap()];
+    let o = gpt(&args);
+    check_one_error_line(&args, &o, "--features ddp");
+    assert!(!dir.exists(), "nothing may be written");
+}

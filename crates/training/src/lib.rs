@@ -31,7 +31,7 @@ pub mod train;
 
 pub use config::{RunConfig, TrainConfig};
 pub use run::RunDir;
-pub use train::{Start, TrainOptions, TrainReport, train};
+pub use train::{MultiDevice, Start, TrainOptions, TrainReport, train, train_on};
 
 /// Everything that can stop a run, worded for the user.
 #[derive(Debug, thiserror::Error)]

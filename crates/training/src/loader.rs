@@ -46,6 +46,9 @@ pub struct EpochLoader<B: Backend> {
     /// Data-parallel training: (this rank, ranks). Each training batch is this rank's
     /// share of a batch `ranks` times as large, drawn the same on every rank.
     shard: (usize, usize),
+    /// burn-train's DDP over this many devices slices the training loader once per
+    /// device: each slice is that device's shard, as a rank's (see [`Self::sharded`]).
+    devices: usize,
     /// The next epoch to serve; shared by clones so `to_device` copies stay in step.
     epoch: Arc<AtomicUsize>,
     device: B::Device,
@@ -83,6 +86,7 @@ impl<B: Backend> EpochLoader<B> {
             batches,
             seed: config.train.seed,
             shard: (0, 1),
+            devices: 1,
             epoch: Arc::new(AtomicUsize::new(start_epoch)),
             device: device.clone(),
         }
@@ -94,6 +98,7 @@ impl<B: Backend> EpochLoader<B> {
     /// the batch one process with `ranks` times the accumulation would. Evaluation
     /// batches are not shared out: every rank evaluates the same ones.
     pub fn sharded(self, rank: usize, ranks: usize) -> Self {
+        debug_assert!(self.shard.1 == 1, "sharded once");
         match self.pass {
             Pass::Train => Self {
                 shard: (rank, ranks),
@@ -101,6 +106,12 @@ impl<B: Backend> EpochLoader<B> {
             },
             Pass::Eval => self,
         }
+    }
+
+    /// Training on `devices` devices of burn-train's DDP strategy, whose slices of this
+    /// loader become the devices' shards.
+    pub fn on_devices(self, devices: usize) -> Self {
+        Self { devices, ..self }
     }
 
     fn splits(&self) -> &'static [Split] {
@@ -151,6 +162,18 @@ impl<B: Backend> DataLoader<B, SplitBatch<B>> for EpochLoader<B> {
     }
 
     fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, SplitBatch<B>>> {
+        if self.pass == Pass::Train && self.devices > 1 {
+            // burn-core's `split_dataloader` cuts num_items into `devices` slices of
+            // ⌊n/devices⌋ items: slice i starts at i·⌊n/devices⌋, so i = ⌈start·devices/n⌉.
+            // Each device's loader counts its own epochs (all from the same one).
+            let device = (start * self.devices).div_ceil(self.num_items().max(1));
+            let own = Self {
+                epoch: Arc::new(AtomicUsize::new(self.epoch.load(Ordering::SeqCst))),
+                devices: 1,
+                ..self.clone()
+            };
+            return Arc::new(own.sharded(device, self.devices));
+        }
         // Random batches have no order to cut: a slice is a loader of the same kind with
         // a share of the batches and its own seed.
         let share = (end - start).div_ceil(self.batch_size);
@@ -268,6 +291,26 @@ mod tests {
         let eval = |r| epoch_inputs(&loader(Pass::Eval, 0).sharded(r, 2));
         assert_eq!(eval(0), eval(1));
         assert_eq!(eval(0), epoch_inputs(&loader(Pass::Eval, 0)));
+    }
+
+    /// Under burn-train's DDP, the slices burn-core cuts the training loader into are the
+    /// devices' shards: the same batches as ranks would get.
+    #[test]
+    fn ddp_slices_are_the_devices_shards() {
+        use burn::data::dataloader::split::split_dataloader;
+        for devices in [2, 3] {
+            let l: Arc<dyn DataLoader<Flex, SplitBatch<Flex>>> =
+                Arc::new(loader(Pass::Train, 0).on_devices(devices));
+            let slices = split_dataloader(l, &vec![Default::default(); devices]);
+            for (i, slice) in slices.iter().enumerate() {
+                let got: Vec<Vec<i64>> = slice
+                    .iter()
+                    .map(|b| b.batch.inputs.into_data().iter::<i64>().collect())
+                    .collect();
+                let want = epoch_inputs(&loader(Pass::Train, 0).sharded(i, devices));
+                assert_eq!(got, want, "device {i} of {devices}");
+            }
+        }
     }
 
     #[test]

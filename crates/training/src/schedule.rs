@@ -5,8 +5,11 @@ use crate::RunConfig;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::prelude::*;
 
-/// Steps once per training iteration. Its record is the iteration count, so a resumed run
-/// continues the schedule exactly where it stopped.
+/// Counts optimizer steps, whatever the training strategy. burn-train steps a scheduler
+/// once per iteration on one device, but `devices` times per optimizer step under its DDP
+/// strategy (once per device's batch); `calls_per_step` undoes that, so iteration i has
+/// nanoGPT's `get_lr(i)` either way. Its record is the iteration count, so a resumed run
+/// continues the schedule exactly where it stopped, on any number of devices.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NanoGptSchedule {
     learning_rate: f64,
@@ -14,7 +17,9 @@ pub struct NanoGptSchedule {
     warmup_iters: usize,
     lr_decay_iters: usize,
     decay: bool,
-    iter: usize,
+    /// `step` calls so far; the iteration is calls / calls_per_step.
+    calls: usize,
+    calls_per_step: usize,
 }
 
 impl NanoGptSchedule {
@@ -26,13 +31,23 @@ impl NanoGptSchedule {
             warmup_iters: t.warmup_iters,
             lr_decay_iters: config.lr_decay_iters(),
             decay: t.decay_lr,
-            iter: 0,
+            calls: 0,
+            calls_per_step: 1,
         }
     }
 
-    /// Iterations stepped so far.
+    /// For burn-train's DDP over `devices` devices, which steps the scheduler that many
+    /// times per optimizer step.
+    pub fn with_calls_per_step(self, devices: usize) -> Self {
+        Self {
+            calls_per_step: devices.max(1),
+            ..self
+        }
+    }
+
+    /// Iterations (optimizer steps) stepped so far.
     pub fn iter(&self) -> usize {
-        self.iter
+        self.calls / self.calls_per_step
     }
 
     /// The learning rate of iteration `it` (0-based), as nanoGPT's `get_lr(it)`.
@@ -57,17 +72,17 @@ impl LrScheduler for NanoGptSchedule {
     type Record<B: Backend> = usize;
 
     fn step(&mut self) -> f64 {
-        let lr = self.lr_at(self.iter);
-        self.iter += 1;
+        let lr = self.lr_at(self.iter());
+        self.calls += 1;
         lr
     }
 
     fn to_record<B: Backend>(&self) -> usize {
-        self.iter
+        self.iter()
     }
 
     fn load_record<B: Backend>(mut self, iter: usize) -> Self {
-        self.iter = iter;
+        self.calls = iter * self.calls_per_step;
         self
     }
 }
@@ -115,5 +130,30 @@ mod tests {
             schedule(true).load_record::<burn::backend::Flex>(a.to_record::<burn::backend::Flex>());
         assert_eq!(b.iter(), 150);
         assert_eq!(a.clone().step(), b.clone().step());
+    }
+
+    /// burn-train's DDP steps the scheduler once per device for every optimizer step:
+    /// with `with_calls_per_step(devices)` the learning rate the optimizer sees at each
+    /// step is the one-device schedule's, and the record counts optimizer steps, so a run
+    /// resumes on any number of devices at the same point of the schedule.
+    #[test]
+    fn the_schedule_counts_optimizer_steps_on_any_number_of_devices() {
+        let mut one = schedule(true);
+        let one_lrs: Vec<f64> = (0..300).map(|_| one.step()).collect();
+        for devices in [2, 3, 8] {
+            let mut ddp = schedule(true).with_calls_per_step(devices);
+            let lrs: Vec<f64> = (0..300)
+                .map(|_| (0..devices).map(|_| ddp.step()).last().unwrap())
+                .collect();
+            assert_eq!(lrs, one_lrs, "{devices} devices");
+            let record = ddp.to_record::<burn::backend::Flex>();
+            assert_eq!(record, 300);
+            let resumed = schedule(true).load_record::<burn::backend::Flex>(record);
+            assert_eq!(resumed.clone().step(), one.clone().step());
+            let on_two = schedule(true)
+                .with_calls_per_step(2)
+                .load_record::<burn::backend::Flex>(record);
+            assert_eq!(on_two.iter(), 300);
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::step::{NonFiniteWatch, OnNonFinite, StepPolicy, Trainee};
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
-use burn::train::{Interrupter, Learner, SupervisedTraining};
+use burn::train::{ExecutionStrategy, Interrupter, Learner, SupervisedTraining};
 use data::{
     CharTokenizer, Corpus, Dataset, Split, TextTokenizer, TokenStore, Tokenizer, load_text,
     mix_seed,
@@ -523,11 +523,33 @@ fn prepare<B: AutodiffBackend>(
     }
 }
 
+/// Several devices of one process, trained by burn-train's DDP strategy (which the
+/// caller builds where the backend has an all-reduce: NCCL on CUDA). Each device takes its
+/// share of every step's batch, as MPI ranks do, and the schedule counts optimizer steps.
+pub struct MultiDevice<B: burn::prelude::Backend> {
+    pub strategy: ExecutionStrategy<B>,
+    pub devices: usize,
+}
+
 /// Trains (or resumes) a run. Blocks until `max_iters` or an interrupt.
 pub fn train<B: AutodiffBackend>(
     opts: TrainOptions,
     device: &B::Device,
 ) -> Result<TrainReport, TrainError> {
+    train_on::<B>(opts, device, None)
+}
+
+/// [`train`], on several devices when `multi` is given.
+pub fn train_on<B: AutodiffBackend>(
+    opts: TrainOptions,
+    device: &B::Device,
+    multi: Option<MultiDevice<B>>,
+) -> Result<TrainReport, TrainError> {
+    if multi.is_some() && opts.data_parallel.is_some() {
+        return Err(TrainError::Config(
+            "several devices in one process (--devices) and several MPI processes cannot be combined: run one process per GPU under mpirun instead".into(),
+        ));
+    }
     let dp = opts.data_parallel.clone();
     let Prepared {
         writer,
@@ -566,6 +588,7 @@ pub fn train<B: AutodiffBackend>(
         Origin {
             start_epoch,
             init_weights,
+            multi,
         },
         &history,
         &opts,
@@ -658,11 +681,13 @@ impl<B: burn::prelude::Backend> burn::module::ModuleMapper<B> for RequireGrad {
     }
 }
 
-/// Where a session starts: the epochs already done, and (a new `--init-from` run) the
-/// weights to start from.
-struct Origin {
+/// Where a session starts: the epochs already done, (a new `--init-from` run) the
+/// weights to start from, and on which devices.
+struct Origin<B: burn::prelude::Backend> {
     start_epoch: usize,
     init_weights: Option<PathBuf>,
+    /// Several devices of this process (burn-train's DDP).
+    multi: Option<MultiDevice<B>>,
 }
 
 /// Builds the Learner and runs it from `start_epoch`; then saves the final and best
@@ -672,11 +697,12 @@ fn launch<B: AutodiffBackend>(
     writer: &RunWriter,
     config: &RunConfig,
     corpus: Corpus,
-    origin: Origin,
+    origin: Origin<B>,
     history: &History,
     opts: &TrainOptions,
     device: &B::Device,
 ) -> Result<Option<u64>, TrainError> {
+    let multi = origin.multi;
     let run = writer.run();
     let start_epoch = origin.start_epoch;
     let t = &config.train;
@@ -722,13 +748,15 @@ fn launch<B: AutodiffBackend>(
         data_parallel: dp.cloned(),
     };
     let watch = policy.watch.clone();
+    let devices = multi.as_ref().map_or(1, |m| m.devices);
     let learner = Learner::new(
         Trainee::new(model, policy),
         optim,
-        NanoGptSchedule::new(config),
+        NanoGptSchedule::new(config).with_calls_per_step(devices),
     );
     let train_dl = EpochLoader::<B>::new(Pass::Train, corpus.clone(), config, start_epoch, device)
-        .sharded(rank, ranks);
+        .sharded(rank, ranks)
+        .on_devices(devices);
     let valid_dl =
         EpochLoader::<B::InnerBackend>::new(Pass::Eval, corpus, config, start_epoch, device);
     // Rank 0 alone speaks (and shows the dashboard).
@@ -757,6 +785,9 @@ fn launch<B: AutodiffBackend>(
     }
     if start_epoch > 0 {
         training = training.checkpoint(start_epoch);
+    }
+    if let Some(multi) = multi {
+        training = training.with_training_strategy(multi.strategy.into());
     }
     if !opts.tui || !leader {
         training = training.renderer(PlainRenderer);
