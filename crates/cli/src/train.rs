@@ -94,16 +94,18 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
     if args.devices.len() > 1 && device.is_some() {
         anyhow::bail!("give either --device or --devices");
     }
+    let multi = multi_device::strategy(&args.devices)?;
     let (_job, data_parallel) = data_parallel::join()?;
-    // Under mpirun, one process per GPU: each rank takes its machine's GPU number
-    // local rank (as torchrun's LOCAL_RANK), unless told otherwise.
+    // Under mpirun on a GPU build, one process per GPU: each rank takes its machine's GPU
+    // number local rank (as torchrun's LOCAL_RANK), unless told otherwise.
+    let gpu = cfg!(any(feature = "cuda", feature = "wgpu"));
     let index = device.or(args.devices.first().copied()).or_else(|| {
         data_parallel
             .as_ref()
+            .filter(|_| gpu)
             .and_then(|_| data_parallel::local_rank())
     });
     let device = backend::device(index)?;
-    let multi = multi_device::strategy(&args.devices)?;
     let interrupter = Interrupter::new();
     let on_signal = interrupter.clone();
     // Ctrl-C stops after the current iteration; the run is saved and can be resumed.

@@ -314,7 +314,13 @@ fn mpirun_without_the_mpi_feature_is_one_clear_error() {
 #[test]
 fn several_devices_need_the_ddp_build() {
     let dir = tmp("devices");
-    let args = ["train", "--devices", "0,1", "--out-dir", dir.to_str().unwrap()];
+    let args = [
+        "train",
+        "--devices",
+        "0,1",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ];
     let o = gpt(&args);
     check_one_error_line(&args, &o, "--features ddp");
     assert!(!dir.exists(), "nothing may be written");

@@ -160,6 +160,12 @@ fn a_killed_rank_ends_the_job_and_resume_continues() {
     let start = Instant::now();
     while training::RunDir::new(&dir).checkpoint_epochs().is_empty() {
         assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+        if job.try_wait().unwrap().is_some() {
+            panic!(
+                "the job ended early:\n{}",
+                text(&job.wait_with_output().unwrap())
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     let victim = rank_pid(job.id(), 1).expect("rank 1 runs under mpirun");
