@@ -11,6 +11,14 @@
 //! with learned position embeddings a position change alters every key and value, so
 //! nothing cached is valid any more. Then each step recomputes the cropped window, exactly
 //! as without the cache; both paths give the same tokens for the same seed.
+//!
+//! With RoPE (`rope = true`) the cache is exact up to `block_size` too (each key is turned
+//! by its own position once, when it is cached, and scores depend only on distances), and
+//! past it the same crop-and-recompute runs. RoPE would let a cache go on past block_size
+//! without recomputing (keys carry their rotation, nothing is re-positioned), but not
+//! exactly: dropping the oldest keys (a sliding window) keeps, in every layer after the
+//! first, keys computed while the dropped tokens were still visible, which the cropped
+//! recompute does not have; and distances ≥ block_size were never seen in training.
 
 use crate::{KvCache, LanguageModel, ModelError, Result};
 use burn::prelude::*;
@@ -159,16 +167,19 @@ mod tests {
     use crate::test_util::TestBackend as B;
     use crate::{GptConfig, Model};
 
-    fn model() -> Model<B> {
-        let config = GptConfig {
+    fn config() -> GptConfig {
+        GptConfig {
             block_size: 8,
             n_layer: 1,
             n_head: 2,
             n_embd: 16,
             dropout: 0.0,
             ..GptConfig::default()
-        };
-        Model::new(&config, &Default::default()).unwrap()
+        }
+    }
+
+    fn model() -> Model<B> {
+        Model::new(&config(), &Default::default()).unwrap()
     }
 
     fn run(model: &Model<B>, sampling: &Sampling) -> Vec<u32> {
@@ -196,13 +207,25 @@ mod tests {
     /// past block_size (8) where the cached path falls back to recomputing the window.
     #[test]
     fn kv_cache_gives_the_same_tokens() {
-        let m = model();
         let with = |kv_cache| Sampling {
             max_new_tokens: 20,
             kv_cache,
             ..Sampling::default()
         };
-        assert_eq!(run(&m, &with(true)), run(&m, &with(false)));
+        // The lecture's model, and one with every modern switch (RoPE, GQA, …).
+        let modern = GptConfig {
+            n_layer: 2,
+            rope: true,
+            norm: crate::Norm::RmsNorm,
+            activation: crate::Activation::SwiGlu,
+            n_kv_head: 1,
+            qk_norm: true,
+            logit_softcap: 5.0,
+            ..config()
+        };
+        for m in [model(), Model::new(&modern, &Default::default()).unwrap()] {
+            assert_eq!(run(&m, &with(true)), run(&m, &with(false)));
+        }
     }
 
     #[test]
