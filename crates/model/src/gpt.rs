@@ -452,6 +452,34 @@ mod tests {
         }
     }
 
+    /// For every switch, training through the fused kernel and through the explicit path
+    /// gives the same gradients (the first layer's q/k/v projection, and the token table,
+    /// which every switch's gradient reaches).
+    #[test]
+    fn every_switch_keeps_fused_and_explicit_gradients_equal() {
+        let device = Default::default();
+        for (i, config) in switch_configs().into_iter().enumerate() {
+            let model = Gpt::<TestAutodiff>::new(&config, &device).unwrap();
+            let x = random_ids::<TestAutodiff>([2, 16], 65, 40 + i as u64, &device);
+            let y = random_ids::<TestAutodiff>([2, 16], 65, 60 + i as u64, &device);
+            let grads = |explicit: bool| {
+                let logits = if explicit {
+                    model.forward_with_attention(x.clone()).unwrap().0
+                } else {
+                    model.forward(x.clone()).unwrap()
+                };
+                let grads = cross_entropy(logits, y.clone()).backward();
+                let c_attn = model.blocks[0].attn.c_attn.weight.val().grad(&grads);
+                let wte = model.wte.weight.val().grad(&grads);
+                (c_attn.unwrap().into_data(), wte.unwrap().into_data())
+            };
+            let ((a1, a2), (b1, b2)) = (grads(false), grads(true));
+            let tolerance = burn::tensor::Tolerance::absolute(1e-5);
+            a1.assert_approx_eq::<f32>(&b1, tolerance);
+            a2.assert_approx_eq::<f32>(&b2, tolerance);
+        }
+    }
+
     /// Training through a tied head and GELU: gradients reach wte from both of its uses.
     #[test]
     fn gpt2_switches_train() {
