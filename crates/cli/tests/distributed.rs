@@ -10,7 +10,7 @@ mod common;
 use burn::backend::Flex;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
-use common::{TINY, gpt, tmp};
+use common::{gpt, tiny_train_args, tmp};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -49,17 +49,9 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The tiny model without dropout (whose masks differ between ranks and one process).
 fn train_args<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "train",
-        "--out-dir",
-        dir.to_str().unwrap(),
-        "--sample-tokens",
-        "0",
-        "--set",
-        "dropout=0.0",
-    ];
-    args.extend_from_slice(TINY);
+    let mut args = tiny_train_args(dir, &["--set", "dropout=0.0"]);
     args.extend_from_slice(extra);
     args
 }

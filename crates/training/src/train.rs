@@ -5,7 +5,7 @@
 use crate::budget;
 use crate::distributed::DataParallel;
 use crate::loader::{EpochLoader, Pass};
-use crate::log::{History, RunLog};
+use crate::log::{EvalRow, History, RunLog};
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
@@ -480,7 +480,7 @@ fn prepare<B: AutodiffBackend>(
             let (corpus, config, record) =
                 run_corpus(run, config, opts.data.as_deref(), opts.allow_data_change)?;
             check_memory(&config)?;
-            let start_epoch = run.checkpoint_epochs().pop().unwrap_or(0);
+            let (start_epoch, rows) = resume_point(run);
             if start_epoch > 0 {
                 // The state must load under the (new) config before config.toml changes.
                 run.load_model_file::<B::InnerBackend>(
@@ -488,23 +488,12 @@ fn prepare<B: AutodiffBackend>(
                     device,
                 )?;
             }
-            // Forget evaluations logged after the checkpoint we resume from (a kill
-            // between the log line and the checkpoint write), so log and weights agree.
-            let rows: Vec<_> = run
-                .rows()
-                .into_iter()
-                .filter(|r| r.epoch <= start_epoch)
-                .collect();
             let mut marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
             marker.data = record;
             if marker.tokenizer.is_none() {
                 marker.tokenizer = Some(run.tokenizer()?.kind());
             }
-            // Killed before its first checkpoint: start from the same weights again.
-            let init_weights = match (&marker.init_from, start_epoch) {
-                (Some(record), 0) => Some(recorded_init_weights(record)?),
-                _ => None,
-            };
+            let init_weights = pending_init_weights(&marker, start_epoch)?;
             marker.resumes.push(Resume {
                 at_iter: rows.last().map_or(0, |r| r.iter),
                 unix_s: now_unix_s(),
@@ -624,6 +613,31 @@ pub fn train_on<B: AutodiffBackend>(
     })
 }
 
+/// Where a run resumes: its newest checkpoint's epoch (0: none yet), and the evaluations
+/// logged up to it. Evaluations logged after it (a kill between the log line and the
+/// checkpoint write) are forgotten, so log and weights agree.
+fn resume_point(run: &RunDir) -> (usize, Vec<EvalRow>) {
+    let start_epoch = run.checkpoint_epochs().pop().unwrap_or(0);
+    let rows = run
+        .rows()
+        .into_iter()
+        .filter(|r| r.epoch <= start_epoch)
+        .collect();
+    (start_epoch, rows)
+}
+
+/// The `--init-from` weights a run must start from again: those it recorded, when it was
+/// killed before its first checkpoint.
+fn pending_init_weights(
+    marker: &RunMarker,
+    start_epoch: usize,
+) -> Result<Option<PathBuf>, TrainError> {
+    match (&marker.init_from, start_epoch) {
+        (Some(record), 0) => Ok(Some(recorded_init_weights(record)?)),
+        _ => Ok(None),
+    }
+}
+
 /// A rank other than 0 of a data-parallel job: the run rank 0 has just prepared, read
 /// (never written), and a scratch run directory of this process's own for burn-train to
 /// write its checkpoints and logs into, holding a copy of the checkpoint to resume from.
@@ -631,17 +645,9 @@ pub fn train_on<B: AutodiffBackend>(
 fn follow(opts: &TrainOptions, rank: usize) -> Result<Prepared, TrainError> {
     let run = RunDir::new(&opts.out_dir);
     let (corpus, config, _) = run_corpus(&run, run.config()?, None, true)?;
-    let start_epoch = run.checkpoint_epochs().pop().unwrap_or(0);
-    let rows: Vec<_> = run
-        .rows()
-        .into_iter()
-        .filter(|r| r.epoch <= start_epoch)
-        .collect();
+    let (start_epoch, rows) = resume_point(&run);
     let marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
-    let init_weights = match (&marker.init_from, start_epoch) {
-        (Some(record), 0) => Some(recorded_init_weights(record)?),
-        _ => None,
-    };
+    let init_weights = pending_init_weights(&marker, start_epoch)?;
     let scratch = std::env::temp_dir().join(format!("burngpt-rank{rank}-{}", std::process::id()));
     let writer = RunWriter::create(&scratch, false)?;
     writer.begin(&marker, &config, &run.tokenizer()?)?;
@@ -832,7 +838,7 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
 
     /// A tiny run on a small text with `k` micro-batches per step; its evaluations.
-    fn tiny_run(k: usize) -> (RunConfig, Vec<crate::log::EvalRow>) {
+    fn tiny_run(k: usize) -> (RunConfig, Vec<EvalRow>) {
         let dir = std::env::temp_dir().join(format!("burngpt-accum-{k}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -66,8 +66,8 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text.lines().last().unwrap_or_default()).expect("one JSON object")
 }
 
-/// `gpt train` into `dir` with the tiny model and extra arguments.
-pub fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
+/// The arguments of `gpt train` into `dir` with the tiny model and `extra` arguments.
+pub fn tiny_train_args<'a>(dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "train",
         "--out-dir",
@@ -77,7 +77,12 @@ pub fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
     ];
     args.extend_from_slice(TINY);
     args.extend_from_slice(extra);
-    gpt(&args)
+    args
+}
+
+/// `gpt train` into `dir` with the tiny model and extra arguments.
+pub fn train_tiny(dir: &Path, extra: &[&str]) -> Output {
+    gpt(&tiny_train_args(dir, extra))
 }
 
 /// Non-zero exit, and stderr is one `error:` line containing `expected` (no panic, no

@@ -336,30 +336,41 @@ mod tests {
         all.0
     }
 
-    #[test]
-    fn checkpoint_round_trips_bit_exactly() {
-        let dir = std::env::temp_dir().join(format!("burngpt-run-{}", std::process::id()));
+    /// A run in a fresh temporary directory holding a new model of `model` as its final
+    /// checkpoint; the run and the model's weights.
+    fn saved_run(tag: &str, model: GptConfig) -> (RunDir, Vec<Vec<f32>>) {
+        let dir = std::env::temp_dir().join(format!("burngpt-{tag}-{}", std::process::id()));
         let run = RunDir::new(&dir);
         let config = RunConfig {
-            model: GptConfig {
-                n_layer: 2,
-                n_head: 2,
-                n_embd: 16,
-                block_size: 8,
-                ..GptConfig::default()
-            },
+            model,
             ..RunConfig::default()
         };
         run.save_config(&config).unwrap();
-        let device = Default::default();
-        let model = Model::<Flex>::new(&config.model, &device).unwrap();
-        let before = params(&model);
+        let model = Model::<Flex>::new(&config.model, &Default::default()).unwrap();
+        let weights = params(&model);
         run.save_model(
             Trainee::new(model, StepPolicy::default()),
             &run.model_path(),
         )
         .unwrap();
-        let loaded = run.load_model::<Flex>(&device).unwrap();
+        (run, weights)
+    }
+
+    fn small() -> GptConfig {
+        GptConfig {
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+            block_size: 8,
+            ..GptConfig::default()
+        }
+    }
+
+    #[test]
+    fn checkpoint_round_trips_bit_exactly() {
+        let (run, before) = saved_run("run", small());
+        let dir = run.path().to_path_buf();
+        let loaded = run.load_model::<Flex>(&Default::default()).unwrap();
         let after = params(&loaded);
         assert_eq!(before.len(), after.len());
         for (a, b) in before.iter().zip(&after) {
@@ -404,22 +415,7 @@ mod tests {
                 _ => {}
             }
         }
-        let dir = std::env::temp_dir().join(format!("burngpt-old-run-{}", std::process::id()));
-        let run = RunDir::new(&dir);
-        let mut config = RunConfig::default();
-        config.model.n_layer = 2;
-        config.model.n_embd = 16;
-        config.model.n_head = 2;
-        config.model.block_size = 8;
-        run.save_config(&config).unwrap();
-        let device = Default::default();
-        let model = Model::<Flex>::new(&config.model, &device).unwrap();
-        let before = params(&model);
-        run.save_model(
-            Trainee::new(model, StepPolicy::default()),
-            &run.model_path(),
-        )
-        .unwrap();
+        let (run, before) = saved_run("old-run", small());
         let bytes = std::fs::read(run.model_path()).unwrap();
         let mut value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
         let mut old = Vec::new();
@@ -430,46 +426,31 @@ mod tests {
             "the new fields were there to delete"
         );
         std::fs::write(run.model_path(), old).unwrap();
-        let loaded = run.load_model::<Flex>(&device).unwrap();
+        let loaded = run.load_model::<Flex>(&Default::default()).unwrap();
         assert_eq!(before, params(&loaded));
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(run.path()).unwrap();
     }
 
     /// Every modern switch round-trips through a checkpoint too (RoPE's tables are
     /// rebuilt from the config, not stored).
     #[test]
     fn modern_checkpoint_round_trips() {
-        let dir = std::env::temp_dir().join(format!("burngpt-modern-run-{}", std::process::id()));
-        let run = RunDir::new(&dir);
-        let config = RunConfig {
-            model: GptConfig {
-                n_layer: 2,
-                n_head: 4,
-                n_embd: 16,
-                block_size: 8,
-                rope: true,
-                norm: model::Norm::RmsNorm,
-                activation: model::Activation::SwiGlu,
-                n_kv_head: 2,
-                qk_norm: true,
-                logit_softcap: 30.0,
-                bias: false,
-                tie_weights: true,
-                ..GptConfig::default()
-            },
-            ..RunConfig::default()
+        let modern = GptConfig {
+            n_head: 4,
+            rope: true,
+            norm: model::Norm::RmsNorm,
+            activation: model::Activation::SwiGlu,
+            n_kv_head: 2,
+            qk_norm: true,
+            logit_softcap: 30.0,
+            bias: false,
+            tie_weights: true,
+            ..small()
         };
-        run.save_config(&config).unwrap();
-        let device = Default::default();
-        let model = Model::<Flex>::new(&config.model, &device).unwrap();
-        let before = params(&model);
-        run.save_model(
-            Trainee::new(model, StepPolicy::default()),
-            &run.model_path(),
-        )
-        .unwrap();
-        assert_eq!(before, params(&run.load_model::<Flex>(&device).unwrap()));
-        std::fs::remove_dir_all(&dir).unwrap();
+        let (run, before) = saved_run("modern-run", modern);
+        let loaded = run.load_model::<Flex>(&Default::default()).unwrap();
+        assert_eq!(before, params(&loaded));
+        std::fs::remove_dir_all(run.path()).unwrap();
     }
 
     fn tiny_run(tag: &str) -> RunDir {
