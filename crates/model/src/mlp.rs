@@ -7,7 +7,7 @@
 //! hidden width shrinks to ≈ 8/3·C to keep the parameter count ([`GptConfig::mlp_hidden`]).
 
 use crate::init::{STD, linear, linear_std, residual_std, zero_bias};
-use crate::per_token::per_token;
+use crate::per_token::{by_rows, per_token};
 use crate::{Activation, GptConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, SwiGlu, SwiGluConfig};
 use burn::prelude::*;
@@ -55,13 +55,7 @@ impl<B: Backend> Mlp<B> {
     /// `x` (B, T, C) → (B, T, C), applied to every position independently.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = match (&self.c_fc, &self.swiglu) {
-            (_, Some(swiglu)) => {
-                // Rows are positions (see `per_token` for why not the 3-d tensor).
-                let [b, t, c] = x.dims();
-                let h = swiglu.forward(x.reshape([b * t, c]));
-                let n = h.dims()[1];
-                h.reshape([b, t, n])
-            }
+            (_, Some(swiglu)) => by_rows(x, |rows| swiglu.forward(rows)),
             (Some(c_fc), None) => {
                 let h = per_token(c_fc, x); // (B, T, 4C)
                 match self.activation {

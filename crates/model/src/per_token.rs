@@ -11,8 +11,17 @@ use burn::prelude::*;
 /// (B·T) × C_in product forward and one per gradient, which a CPU runs far faster. The
 /// reshapes are free: the tensor is contiguous and only its shape changes.
 pub(crate) fn per_token<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    by_rows(x, |rows| layer.forward(rows))
+}
+
+/// `f`, a map of (B·T, C_in) rows to (B·T, C_out) rows (linear layers, SwiGLU), applied to
+/// `x` (B, T, C_in) → (B, T, C_out), for the reason above.
+pub(crate) fn by_rows<B: Backend>(
+    x: Tensor<B, 3>,
+    f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>,
+) -> Tensor<B, 3> {
     let [b, t, c] = x.dims();
-    let y = layer.forward(x.reshape([b * t, c]));
+    let y = f(x.reshape([b * t, c]));
     let n = y.dims()[1];
     y.reshape([b, t, n])
 }
