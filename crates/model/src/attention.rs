@@ -12,22 +12,31 @@ use crate::init::{linear, linear_std, residual_std};
 use crate::kv_cache::LayerKv;
 use crate::norm::rms_norm;
 use crate::per_token::per_token;
+use crate::precision::{norm_in_f32, to_stream};
 use crate::rope::Rope;
 use burn::nn::{Dropout, DropoutConfig, Linear, RmsNorm};
 use burn::prelude::*;
-use burn::tensor::Element;
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, Element, FloatDType};
 
 /// Which computation [`CausalSelfAttention::forward`] runs on a backend: the fused CPU
-/// kernel (`crate::fused_attention`, flex with or without autodiff, f32) or the explicit
-/// tensor ops of [`CausalSelfAttention`]'s `attend` (every other backend, and the model
-/// crate built without its `fused` feature). Sampling with a KV cache always runs the
-/// explicit path; this names the path of full forward passes (training, evaluation).
+/// kernel (`crate::fused_attention`, flex with or without autodiff, f32), Burn's
+/// attention op (`burn::tensor::module::attention`: flash-attention kernels on the GPU
+/// backends) for inference without autodiff elsewhere, or the explicit tensor ops of
+/// [`CausalSelfAttention`]'s `attend` (training on every other backend: Burn's op has no
+/// fused backward; and the model crate built without its `fused` feature). This names
+/// the path of full forward passes (training, evaluation); sampling with a KV cache takes
+/// Burn's op or the explicit path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttentionPath {
     /// "fused-cpu"
     FusedCpu,
+    /// "burn-attention"
+    #[serde(rename = "burn-attention")]
+    BurnOp,
     /// "explicit"
     Explicit,
 }
@@ -36,6 +45,7 @@ impl AttentionPath {
     pub fn as_str(self) -> &'static str {
         match self {
             AttentionPath::FusedCpu => "fused-cpu",
+            AttentionPath::BurnOp => "burn-attention",
             AttentionPath::Explicit => "explicit",
         }
     }
@@ -52,11 +62,22 @@ impl std::fmt::Display for AttentionPath {
 /// another dtype at run time fall back to the explicit path; on flex that fallback is
 /// reported once on stderr.)
 pub fn attention_path<B: Backend>() -> AttentionPath {
-    if fused_attention::applies::<B>(<B::FloatElem as Element>::dtype()) {
+    let dtype = <B::FloatElem as Element>::dtype();
+    if fused_attention::applies::<B>(dtype) {
         AttentionPath::FusedCpu
+    } else if takes_burn_op::<B>(&Default::default(), dtype) {
+        AttentionPath::BurnOp
     } else {
         AttentionPath::Explicit
     }
+}
+
+/// Whether `attend` hands the scores to Burn's attention op: without autodiff (its op
+/// has no fused backward, and under autodiff it is the explicit ops anyway), and where
+/// the fused CPU kernel does not apply (on flex, the cached-sampling step keeps the
+/// explicit path the kernel is tested against).
+fn takes_burn_op<B: Backend>(device: &B::Device, dtype: DType) -> bool {
+    !B::ad_enabled(device) && !fused_attention::applies::<B>(dtype)
 }
 
 /// The fields are visible to the crate so the lecture's one-head-at-a-time version
@@ -203,23 +224,25 @@ impl<B: Backend> CausalSelfAttention<B> {
     /// RoPE over the whole row (see [`crate::rope`]). Splitting into (B, heads, T, hs)
     /// first would make every step run on strided views, several times slower on the CPU.
     fn position_qk(&self, qkv: Tensor<B, 3>, start: usize) -> Tensor<B, 3> {
-        let qkv = match (&self.q_norm, &self.k_norm) {
-            (Some(q_norm), Some(k_norm)) => {
-                let [b, t, width] = qkv.dims();
-                let (nh, kv) = (self.n_head, self.n_kv_head);
-                let hs = width / (nh + 2 * kv);
-                let norm = |norm: &RmsNorm<B>, x: Tensor<B, 3>, heads: usize| {
-                    norm.forward(x.reshape([b, t, heads, hs]))
-                        .reshape([b, t, heads * hs])
-                };
-                let mut parts = qkv.split_with_sizes(vec![nh * hs, kv * hs, kv * hs], 2);
-                let v = parts.pop().expect("three parts");
-                let k = norm(k_norm, parts.pop().expect("three parts"), kv);
-                let q = norm(q_norm, parts.pop().expect("three parts"), nh);
-                Tensor::cat(vec![q, k, v], 2)
-            }
-            _ => qkv,
-        };
+        let qkv =
+            match (&self.q_norm, &self.k_norm) {
+                (Some(q_norm), Some(k_norm)) => {
+                    let [b, t, width] = qkv.dims();
+                    let (nh, kv) = (self.n_head, self.n_kv_head);
+                    let hs = width / (nh + 2 * kv);
+                    let norm =
+                        |norm: &RmsNorm<B>, x: Tensor<B, 3>, heads: usize| {
+                            norm_in_f32(x.reshape([b, t, heads, hs]), |x| norm.forward(x))
+                                .reshape([b, t, heads * hs])
+                        };
+                    let mut parts = qkv.split_with_sizes(vec![nh * hs, kv * hs, kv * hs], 2);
+                    let v = parts.pop().expect("three parts");
+                    let k = norm(k_norm, parts.pop().expect("three parts"), kv);
+                    let q = norm(q_norm, parts.pop().expect("three parts"), nh);
+                    Tensor::cat(vec![q, k, v], 2)
+                }
+                _ => qkv,
+            };
         match &self.rope {
             Some(rope) => rope.apply(qkv, start),
             None => qkv,
@@ -241,6 +264,17 @@ impl<B: Backend> CausalSelfAttention<B> {
         // group of query heads (the fused kernel reads the shared head instead).
         let groups = self.n_head / self.n_kv_head;
         let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
+        let (tq, tk) = (q.dims()[2], k.dims()[2]);
+        // Inference on a GPU: the same scores, mask and softmax as one fused kernel, for
+        // a full sequence (causal) or a single new token (which sees every key).
+        if record.is_none() && (tq == tk || tq == 1) && takes_burn_op::<B>(&q.device(), q.dtype()) {
+            let options = AttentionModuleOptions {
+                scale: None, // 1/sqrt(head_size), as `weights`
+                softcap: None,
+                is_causal: tq > 1,
+            };
+            return attention(q, k, v, None, None, options);
+        }
         let att = self.weights(q, k);
         if let Some(weights) = record {
             weights.push(att.clone());
@@ -265,7 +299,10 @@ impl<B: Backend> CausalSelfAttention<B> {
         let [b, nh, tq, hs] = q.dims();
         let tk = k.dims()[2];
         let scale = (hs as f64).powf(-0.5);
-        let att = q.matmul(k.swap_dims(2, 3)) * scale; // (B, nh, Tq, Tk)
+        let dtype: FloatDType = q.dtype().into();
+        // The scores' mask and softmax in f32 (see `crate::precision`), the weights back in
+        // the matmuls' dtype for the product with v.
+        let att = to_stream(q.matmul(k.swap_dims(2, 3)) * scale); // (B, nh, Tq, Tk)
         let att = if tq == 1 {
             att
         } else {
@@ -275,7 +312,7 @@ impl<B: Backend> CausalSelfAttention<B> {
                 .expand([b, nh, tq, tk]);
             att.mask_fill(future, f32::NEG_INFINITY)
         };
-        softmax(att, 3)
+        softmax(att, 3).cast(dtype)
     }
 }
 
@@ -385,6 +422,39 @@ mod tests {
                     f.assert_approx_eq::<f32>(&e, burn::tensor::Tolerance::absolute(1e-4));
                 }
             }
+        }
+    }
+
+    /// Burn's attention op, as `attend` calls it for inference on the GPU backends, is
+    /// the explicit path's scores, mask and softmax: same scale, causal over a full
+    /// sequence, and a single new token seeing every key (the KV cache's step). On flex
+    /// this runs Burn's reference implementation; `gpt bench` checks the GPU kernels.
+    #[test]
+    fn burn_attention_op_matches_explicit_weights() {
+        let device = Default::default();
+        let config = GptConfig {
+            n_embd: 32,
+            n_head: 4,
+            block_size: 9,
+            dropout: 0.0,
+            ..GptConfig::default()
+        };
+        let attn = CausalSelfAttention::<B>::new(&config, &device);
+        let qkv = Tensor::<B, 3>::random([2, 9, 96], Distribution::Normal(0.0, 1.0), &device);
+        let (q, k, v) = attn.heads(qkv);
+        for tq in [9, 1] {
+            let q = q.clone().narrow(2, 9 - tq, tq);
+            let explicit = attn.weights(q.clone(), k.clone()).matmul(v.clone());
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: tq > 1,
+            };
+            let op = attention(q, k.clone(), v.clone(), None, None, options);
+            op.into_data().assert_approx_eq::<f32>(
+                &explicit.into_data(),
+                burn::tensor::Tolerance::absolute(1e-5),
+            );
         }
     }
 

@@ -10,6 +10,7 @@ use crate::attention::CausalSelfAttention;
 use crate::kv_cache::LayerKv;
 use crate::mlp::Mlp;
 use crate::norm;
+use crate::precision::{Precision, to_stream};
 use burn::nn::{LayerNorm, RmsNorm};
 use burn::prelude::*;
 
@@ -22,6 +23,9 @@ pub struct Block<B: Backend> {
     pub(crate) ln_2: Option<LayerNorm<B>>,
     pub(crate) rms_2: Option<RmsNorm<B>>,
     pub(crate) mlp: Mlp<B>,
+    /// The branches' compute precision (`dtype`); the residual stream stays f32.
+    #[module(skip)]
+    precision: Precision,
 }
 
 impl<B: Backend> Block<B> {
@@ -35,6 +39,7 @@ impl<B: Backend> Block<B> {
             ln_2,
             rms_2,
             mlp: Mlp::new(config, device),
+            precision: config.dtype,
         }
     }
 
@@ -59,13 +64,20 @@ impl<B: Backend> Block<B> {
         self.residuals(x, |x| self.attn.forward_cached(x, past))
     }
 
-    /// The block's two residual branches, with `attend` as the attention.
+    /// The block's two residual branches, with `attend` as the attention. Each branch
+    /// reads the normalised stream in the compute precision and adds back in f32 (see
+    /// [`crate::precision`]; both casts do nothing in float32).
     fn residuals(
         &self,
         x: Tensor<B, 3>,
         attend: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
     ) -> Tensor<B, 3> {
-        let x = x.clone() + attend(norm::apply(&self.ln_1, &self.rms_1, x));
-        x.clone() + self.mlp.forward(norm::apply(&self.ln_2, &self.rms_2, x))
+        let p = self.precision;
+        let x = x.clone() + to_stream(attend(p.compute(norm::apply(&self.ln_1, &self.rms_1, x))));
+        x.clone()
+            + to_stream(
+                self.mlp
+                    .forward(p.compute(norm::apply(&self.ln_2, &self.rms_2, x))),
+            )
     }
 }

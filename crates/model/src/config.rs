@@ -1,6 +1,6 @@
 //! Hyperparameters, named as in the lecture and nanoGPT.
 
-use crate::{ModelError, Result};
+use crate::{ModelError, Precision, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which network: the lecture's bigram baseline or the GPT.
@@ -70,6 +70,10 @@ pub struct GptConfig {
     /// Soft-caps the logits at ±cap with cap·tanh(logits/cap) (Gemma 2, modded-nanoGPT),
     /// so no logit can run away; 0 (the default) caps nothing.
     pub logit_softcap: f64,
+    /// The precision of the matmuls and attention (nanoGPT's `dtype`): `float32`,
+    /// `bfloat16` or `float16` (see [`crate::precision`]). Parameters, optimizer state,
+    /// norms, softmax and loss stay f32 in all three; a resumed run may change it.
+    pub dtype: Precision,
 }
 
 /// The norm of every block (see [`GptConfig::norm`]).
@@ -140,6 +144,7 @@ impl Default for GptConfig {
             n_kv_head: 0,
             qk_norm: false,
             logit_softcap: 0.0,
+            dtype: Precision::Float32,
         }
     }
 }

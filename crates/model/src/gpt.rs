@@ -5,6 +5,7 @@ use crate::block::Block;
 use crate::init::{embedding, linear};
 use crate::norm;
 use crate::per_token::per_token;
+use crate::precision::{Precision, to_stream};
 use crate::{GptConfig, KvCache, ModelError, Result};
 use burn::nn::{Embedding, LayerNorm, Linear, RmsNorm};
 use burn::prelude::*;
@@ -17,7 +18,7 @@ pub struct Gpt<B: Backend> {
     /// this the model could not tell "ab" from "ba". `None` with `rope`, where attention
     /// itself rotates q and k by position instead.
     wpe: Option<Embedding<B>>,
-    blocks: Vec<Block<B>>,
+    pub(crate) blocks: Vec<Block<B>>,
     /// The final norm: LayerNorm, or RMSNorm with `norm = "rmsnorm"`.
     ln_f: Option<LayerNorm<B>>,
     rms_f: Option<RmsNorm<B>>,
@@ -27,12 +28,21 @@ pub struct Gpt<B: Backend> {
     block_size: usize,
     /// `logit_softcap`: logits become cap·tanh(logits/cap) when > 0.
     logit_softcap: f64,
+    /// The matmuls' precision (`dtype`, see [`crate::precision`]).
+    #[module(skip)]
+    precision: Precision,
 }
 
 impl<B: Backend> Gpt<B> {
     /// Builds a freshly initialised GPT, refusing configs that cannot work.
     pub fn new(config: &GptConfig, device: &B::Device) -> Result<Self> {
         config.validate()?;
+        if !config.dtype.supported_on::<B>(device) {
+            return Err(ModelError::UnsupportedDtype {
+                dtype: config.dtype,
+                backend: B::name(device),
+            });
+        }
         let (ln_f, rms_f) = norm::norm(config, device);
         Ok(Self {
             wte: embedding(config.vocab_size, config.n_embd, device),
@@ -46,6 +56,7 @@ impl<B: Backend> Gpt<B> {
                 .then(|| linear(config.n_embd, config.vocab_size, config.bias, device)),
             block_size: config.block_size,
             logit_softcap: config.logit_softcap,
+            precision: config.dtype,
         })
     }
 
@@ -150,14 +161,16 @@ impl<B: Backend> Gpt<B> {
 
     /// The residual stream (B, T, C) → next-token logits (B, T, vocab_size).
     fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = norm::apply(&self.ln_f, &self.rms_f, x);
+        let x = self
+            .precision
+            .compute(norm::apply(&self.ln_f, &self.rms_f, x));
         let logits = match &self.lm_head {
             Some(lm_head) => per_token(lm_head, x),
             // Tied: each logit is the dot product of the stream with a token's embedding.
             // Autodiff sums the gradients of both uses into wte's one matrix.
             None => {
                 let [b, t, c] = x.dims();
-                let wte = self.wte.weight.val(); // (V, C)
+                let wte = self.wte.weight.val().cast(self.precision.float_dtype()); // (V, C)
                 let v = wte.dims()[0];
                 x.reshape([b * t, c])
                     .matmul(wte.transpose()) // (B·T, V)
@@ -166,6 +179,8 @@ impl<B: Backend> Gpt<B> {
         };
         // Smooth and ≈ the identity for |logit| ≪ cap, so small logits train as before,
         // while none can grow past ±cap and make the loss spike.
+        // The loss (and sampling's softmax) in f32.
+        let logits = to_stream(logits);
         let cap = self.logit_softcap;
         if cap > 0.0 {
             logits.div_scalar(cap).tanh().mul_scalar(cap)

@@ -21,6 +21,7 @@ pub mod loss;
 pub mod mlp;
 mod norm;
 mod per_token;
+pub mod precision;
 pub mod rope;
 
 pub use attention::{AttentionPath, attention_path};
@@ -31,6 +32,7 @@ pub use gpt::Gpt;
 pub use kv_cache::KvCache;
 pub use lm::{LanguageModel, Model};
 pub use loss::cross_entropy;
+pub use precision::Precision;
 
 /// Mistakes in a model's configuration or use, worded for the person who made them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -49,6 +51,14 @@ pub enum ModelError {
         "the model's logits are not finite numbers (its weights hold NaN or infinity: was it trained with a loss that diverged?)"
     )]
     NonFiniteLogits,
+    #[error(
+        "dtype = \"{dtype}\" is not supported by the {backend} backend on this device: use dtype = \"float32\"{}",
+        if *dtype == crate::Precision::BFloat16 { " or \"float16\"" } else { "" }
+    )]
+    UnsupportedDtype {
+        dtype: crate::Precision,
+        backend: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

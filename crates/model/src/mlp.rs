@@ -8,10 +8,11 @@
 
 use crate::init::{STD, linear, linear_std, residual_std, zero_bias};
 use crate::per_token::{by_rows, per_token};
+use crate::precision;
 use crate::{Activation, GptConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, SwiGlu, SwiGluConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu};
+use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
 
 /// `c_fc` for relu/gelu, `swiglu` (Burn's gate and up projections) for SwiGLU; one of
 /// the two is set.
@@ -55,7 +56,11 @@ impl<B: Backend> Mlp<B> {
     /// `x` (B, T, C) → (B, T, C), applied to every position independently.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = match (&self.c_fc, &self.swiglu) {
-            (_, Some(swiglu)) => by_rows(x, |rows| swiglu.forward(rows)),
+            // Burn's `SwiGlu::forward`, with its two projections in `x`'s dtype.
+            (_, Some(swiglu)) => by_rows(x, |rows| {
+                let gate = precision::linear(&swiglu.linear_inner, rows.clone());
+                silu(gate) * precision::linear(&swiglu.linear_outer, rows)
+            }),
             (Some(c_fc), None) => {
                 let h = per_token(c_fc, x); // (B, T, 4C)
                 match self.activation {

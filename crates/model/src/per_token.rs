@@ -1,9 +1,11 @@
 //! Applying a linear layer to every position of a (B, T, C) batch.
 
+use crate::precision;
 use burn::nn::Linear;
 use burn::prelude::*;
 
-/// `layer` applied to each of the B·T positions of `x` (B, T, C_in) → (B, T, C_out).
+/// `layer` applied to each of the B·T positions of `x` (B, T, C_in) → (B, T, C_out), in
+/// `x`'s dtype (see [`crate::precision`]).
 ///
 /// Why not `layer.forward(x)` on the 3-d tensor: Burn broadcasts the weight and runs one
 /// small matrix product per batch row (B products of T × C_in), and the weight gradient
@@ -11,7 +13,7 @@ use burn::prelude::*;
 /// (B·T) × C_in product forward and one per gradient, which a CPU runs far faster. The
 /// reshapes are free: the tensor is contiguous and only its shape changes.
 pub(crate) fn per_token<B: Backend>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    by_rows(x, |rows| layer.forward(rows))
+    by_rows(x, |rows| precision::linear(layer, rows))
 }
 
 /// `f`, a map of (B·T, C_in) rows to (B·T, C_out) rows (linear layers, SwiGLU), applied to

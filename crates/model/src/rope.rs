@@ -22,6 +22,7 @@
 //! elementwise products. A test holds it to Burn's `RotaryEncoding`.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
 
 /// The cos/sin tables for rows of `heads` rotated heads followed by `plain` heads left as
 /// they are (attention rotates its whole projected row [q | k | v] in one go, v
@@ -84,9 +85,11 @@ impl<B: Backend> Rope<B> {
         // The tables' rows for these positions, copied out for every sequence of the batch:
         // an elementwise product of equal shapes runs far faster on the CPU backend than
         // one that broadcasts (and the tables are constants, outside the graph).
+        let dtype: FloatDType = x.dtype().into();
         let rows = |table: &Tensor<B, 2>| {
             table
                 .clone()
+                .cast(dtype) // f32 tables, for a bfloat16/float16 x too
                 .narrow(0, start, t)
                 .unsqueeze::<3>()
                 .repeat_dim(0, b)
@@ -94,7 +97,7 @@ impl<B: Backend> Rope<B> {
         let swapped = x
             .clone()
             .reshape([b * t * width / hs, hs])
-            .matmul(self.swap.clone())
+            .matmul(self.swap.clone().cast(dtype))
             .reshape([b, t, width]);
         x * rows(&self.cos) + swapped * rows(&self.sin)
     }
