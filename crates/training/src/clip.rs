@@ -12,23 +12,42 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 /// Scales all gradients by `max_norm / norm` when their global L2 norm exceeds
-/// `max_norm`. Returns the norm before clipping.
+/// `max_norm`. Returns the norm before clipping (a device tensor of one value).
+///
+/// As PyTorch's `clip_grad_norm_`, without a host read: every gradient is multiplied by
+/// min(1, max_norm / (norm + 1e-6)) computed on the device (exactly 1 when the norm is
+/// below the limit), so a GPU never waits for the norm to come back.
 pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &mut GradientsParams,
     max_norm: f64,
-) -> f64 {
+) -> Option<Tensor<B::InnerBackend, 1>> {
+    let norm = global_norm::<B, M>(module, grads)?;
+    let factor = (norm.clone() + 1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    scale::<B, M>(module, grads, factor);
+    Some(norm)
+}
+
+/// The L2 norm of all gradients taken together, on the device; `None` without gradients.
+pub fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &GradientsParams,
+) -> Option<Tensor<B::InnerBackend, 1>> {
     let mut sum = SquaredSum::<B> { grads, total: None };
     module.visit(&mut sum);
-    let Some(total) = sum.total else {
-        return 0.0;
-    };
-    let norm = total.sqrt().into_scalar().elem::<f64>();
-    if norm > max_norm {
-        let factor = max_norm / (norm + 1e-6);
-        module.visit(&mut Scale { grads, factor });
-    }
-    norm
+    sum.total.map(Tensor::sqrt)
+}
+
+/// Multiplies every gradient by `factor` (one value, on the device).
+pub fn scale<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    factor: Tensor<B::InnerBackend, 1>,
+) {
+    module.visit(&mut Scale::<B> { grads, factor });
 }
 
 /// Adds up the squares of every gradient, on the device (one host read at the end).
@@ -49,16 +68,17 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredSum<'_, B> {
     }
 }
 
-struct Scale<'a> {
+struct Scale<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
-    factor: f64,
+    factor: Tensor<B::InnerBackend, 1>,
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_> {
+impl<B: AutodiffBackend> ModuleVisitor<B> for Scale<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let id: ParamId = param.id;
         if let Some(g) = self.grads.remove::<B::InnerBackend, D>(id) {
-            self.grads.register(id, g * self.factor);
+            let factor = self.factor.clone().reshape([1; D]);
+            self.grads.register(id, g * factor);
         }
     }
 }
@@ -92,7 +112,10 @@ mod tests {
         let model = (cfg.init::<B>(&device), cfg.init::<B>(&device));
         let mut grads = grads_of(&model);
         // d/dW1 = 3 everywhere (6 entries), d/dW2 = 4 everywhere: norm = sqrt(6*9 + 6*16) = sqrt(150).
-        let before = clip_global_norm(&model, &mut grads, 1.0);
+        let before: f64 = clip_global_norm(&model, &mut grads, 1.0)
+            .unwrap()
+            .into_scalar()
+            .elem();
         assert!((before - 150f64.sqrt()).abs() < 1e-4, "{before}");
         assert!((norm(&model, &grads) - 1.0).abs() < 1e-4);
         // The ratio between the two tensors' gradients is unchanged (direction kept).

@@ -37,12 +37,16 @@ pub struct StepOutput<B: Backend> {
     pub split: Split,
     /// Share of the batch's problems answered exactly (see `exact`), where measured.
     pub exact_match: Option<Tensor<B, 1>>,
+    /// Whether the metrics read `loss` back to the host at this step (see
+    /// [`HostReads`](crate::step::HostReads)); evaluation steps always do.
+    pub read: bool,
 }
 
 /// One step's result, read back to the host for the metrics.
 #[derive(Debug, Clone, Copy)]
 pub struct StepStats {
-    pub loss: f64,
+    /// `None` on the training steps whose loss stayed on the device.
+    pub loss: Option<f64>,
     pub tokens: usize,
     pub split: Split,
     pub exact_match: Option<f64>,
@@ -53,7 +57,7 @@ impl<B: Backend> ItemLazy for StepOutput<B> {
 
     fn sync(self) -> StepStats {
         StepStats {
-            loss: self.loss.into_scalar().elem(),
+            loss: self.read.then(|| self.loss.into_scalar().elem()),
             tokens: self.tokens,
             split: self.split,
             exact_match: self.exact_match.map(|e| e.into_scalar().elem()),
@@ -84,7 +88,7 @@ pub struct SplitMean {
 impl SplitMean {
     /// The training loss of each step (`loss`).
     pub fn loss() -> Self {
-        Self::new(names::LOSS, None, |s| Some(s.loss), false)
+        Self::new(names::LOSS, None, |s| s.loss, false)
     }
 
     /// The evaluation loss on one split (`train_loss` / `val_loss`).
@@ -93,7 +97,7 @@ impl SplitMean {
             Split::Train => names::TRAIN_LOSS,
             Split::Val => names::VAL_LOSS,
         };
-        Self::new(name, Some(split), |s| Some(s.loss), false)
+        Self::new(name, Some(split), |s| s.loss, false)
     }
 
     /// The share of held-out problems answered exactly (`exact_match`).
@@ -248,10 +252,13 @@ impl Default for Perplexity {
 }
 
 impl Perplexity {
+    /// Steps whose loss stayed on the device are left out.
     fn add(&mut self, item: &StepStats) {
-        self.sum_nll += item.loss * item.tokens as f64;
-        self.tokens += item.tokens;
-        self.current = item.loss.exp();
+        if let Some(loss) = item.loss {
+            self.sum_nll += loss * item.tokens as f64;
+            self.tokens += item.tokens;
+            self.current = loss.exp();
+        }
     }
 
     fn epoch_value(&self) -> f64 {
@@ -315,7 +322,7 @@ mod tests {
         let mut p = Perplexity::default();
         for loss in [1.0, 3.0] {
             p.add(&StepStats {
-                loss,
+                loss: Some(loss),
                 tokens: 10,
                 split: Split::Train,
                 exact_match: None,

@@ -1,9 +1,10 @@
 //! One training step and one evaluation step, as burn-train's Learner calls them.
 
-use crate::clip::clip_global_norm;
+use crate::clip::{clip_global_norm, global_norm, scale};
 use crate::distributed::DataParallel;
 use crate::exact::solved_fraction;
 use crate::loader::SplitBatch;
+use crate::loss_scale::LossScaler;
 use crate::metrics::StepOutput;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
@@ -37,6 +38,48 @@ pub struct StepPolicy {
     pub watch: Arc<NonFiniteWatch>,
     /// Under an MPI launcher: the job whose ranks average their gradients every step.
     pub data_parallel: Option<Arc<DataParallel>>,
+    /// float16's dynamic loss scale (`dtype = "float16"`); `None` in float32 and bfloat16.
+    pub loss_scale: Option<Arc<LossScaler>>,
+    /// The iterations that read the loss back to the host.
+    pub host_reads: HostReads,
+}
+
+/// Which training iterations read the loss back to the host, for the metrics and the
+/// non-finite check.
+///
+/// A GPU runs the kernels the host queued; reading a value back waits until all of them
+/// have run, and the GPU then idles while the host prepares the next step. nanoGPT reads
+/// the loss every `log_interval` iterations; so do we on the GPU backends: each
+/// `log_interval`-th iteration and the last of each evaluation interval (before its
+/// checkpoint, so a NaN found there still never reaches a checkpoint: the run stops
+/// and keeps the previous one). `every` = 1 reads every step: the CPU backends compute
+/// eagerly (a read costs nothing), and `on_nonfinite_loss = "skip"` must look at each
+/// step's loss before its update.
+#[derive(Debug, Clone, Copy)]
+pub struct HostReads {
+    pub every: usize,
+    pub eval_interval: usize,
+}
+
+impl HostReads {
+    /// A read at every step.
+    pub const EVERY_STEP: Self = Self {
+        every: 1,
+        eval_interval: 1,
+    };
+
+    /// Whether iteration `iter` (1-based, counted from the run's start) reads its loss.
+    pub fn at(&self, iter: usize) -> bool {
+        self.every <= 1
+            || iter.is_multiple_of(self.every)
+            || iter.is_multiple_of(self.eval_interval.max(1))
+    }
+}
+
+impl Default for HostReads {
+    fn default() -> Self {
+        Self::EVERY_STEP
+    }
 }
 
 /// What to do when a training loss is NaN or infinite.
@@ -123,6 +166,7 @@ impl<B: Backend> Trainee<B> {
             tokens: b * t,
             split,
             exact_match,
+            read: true,
         }
     }
 }
@@ -140,20 +184,30 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
     /// micro-batch and clip each micro-batch separately, so it is not used.
     fn step(&self, batch: SplitBatch<B>) -> TrainOutput<StepOutput<B>> {
         let k = self.policy.accumulation.max(1);
+        let loss_scale = self.policy.loss_scale.as_ref().map_or(1.0, |s| s.scale());
         let (output, grads) = if k == 1 {
             let output = self.loss(batch, false);
-            let grads = output.loss.backward();
+            let grads = scaled(output.loss.clone(), loss_scale).backward();
             (output, Some(GradientsParams::from_grads(grads, self)))
         } else {
-            self.accumulate(batch, k)
+            self.accumulate(batch, k, loss_scale)
         };
         let watch = &self.policy.watch;
         let iter = watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
-        // One scalar read per step (the metrics read it anyway): a NaN must never reach
-        // the weights, so the update is skipped before it is applied.
-        let mut loss: f64 = output.loss.clone().into_scalar().elem();
         let mut grads = grads.expect("gradients of every loss");
         let mut output = output;
+        // A read of the loss waits for the step's work (see `HostReads`); data-parallel
+        // steps move their gradients through the host anyway.
+        output.read = self.policy.host_reads.at(iter) || self.policy.data_parallel.is_some();
+        if !output.read {
+            return TrainOutput {
+                grads: self.finish(grads, loss_scale),
+                item: output,
+            };
+        }
+        // A NaN must never reach the weights (or, read every log_interval, a checkpoint):
+        // the update is skipped before it is applied.
+        let mut loss: f64 = output.loss.clone().into_scalar().elem();
         if let Some(dp) = &self.policy.data_parallel {
             // Every rank averages every step, even on a NaN (which then reaches all ranks,
             // so all of them skip this update together). The mean is what rank 0 logs.
@@ -175,23 +229,51 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
                 item: output,
             };
         }
-        if self.policy.grad_clip > 0.0 {
-            clip_global_norm(self, &mut grads, self.policy.grad_clip);
-        }
         TrainOutput {
-            grads,
+            grads: self.finish(grads, loss_scale),
             item: output,
         }
     }
 }
 
+/// `loss` × the loss scale (float16's, see [`LossScaler`]), for `backward`.
+fn scaled<B: Backend>(loss: Tensor<B, 1>, loss_scale: f64) -> Tensor<B, 1> {
+    if loss_scale == 1.0 {
+        loss
+    } else {
+        loss.mul_scalar(loss_scale)
+    }
+}
+
 impl<B: AutodiffBackend> Trainee<B> {
+    /// The update from a step's gradients: unscaled (float16: divided by the loss scale,
+    /// and none at all when they overflowed, which lowers the scale), then clipped.
+    fn finish(&self, mut grads: GradientsParams, loss_scale: f64) -> GradientsParams {
+        if let Some(scaler) = &self.policy.loss_scale {
+            let device = self.model.devices()[0].clone();
+            let unscale = Tensor::<B::InnerBackend, 1>::from_data([1.0 / loss_scale], &device);
+            scale::<B, _>(self, &mut grads, unscale);
+            // One host read per step, as PyTorch's GradScaler's: the optimizer must not
+            // see an infinite gradient.
+            let norm: Option<f64> =
+                global_norm::<B, _>(self, &grads).map(|n| n.into_scalar().elem());
+            if !scaler.update(norm.is_none_or(f64::is_finite)) {
+                return GradientsParams::new();
+            }
+        }
+        if self.policy.grad_clip > 0.0 {
+            clip_global_norm(self, &mut grads, self.policy.grad_clip);
+        }
+        grads
+    }
+
     /// Forward and backward over the `k` micro-batches of `batch`, one at a time; the
-    /// mean loss (detached) and the summed gradients of loss / k.
+    /// mean loss (detached) and the summed gradients of loss / k (× the loss scale).
     fn accumulate(
         &self,
         batch: SplitBatch<B>,
         k: usize,
+        loss_scale: f64,
     ) -> (StepOutput<B>, Option<GradientsParams>) {
         let SplitBatch { split, batch } = batch;
         let rows = batch.inputs.dims()[0];
@@ -212,7 +294,7 @@ impl<B: AutodiffBackend> Trainee<B> {
             };
             let output = self.loss(micro, false);
             tokens += output.tokens;
-            let grads = output.loss.clone().div_scalar(k as f64).backward();
+            let grads = scaled(output.loss.clone().div_scalar(k as f64), loss_scale).backward();
             accumulator.accumulate(self, GradientsParams::from_grads(grads, self));
             losses.push(output.loss.detach());
         }
@@ -222,6 +304,7 @@ impl<B: AutodiffBackend> Trainee<B> {
             tokens,
             split,
             exact_match: None,
+            read: true,
         };
         (output, Some(accumulator.grads()))
     }
@@ -255,7 +338,7 @@ pub(crate) fn shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
 mod tests {
     use super::*;
     use crate::RunConfig;
-    use crate::clip::clip_global_norm;
+    use crate::clip::global_norm;
     use crate::optim::MatrixDecayAdamW;
     use burn::backend::{Autodiff, Flex};
     use burn::data::dataloader::batcher::Batcher;
@@ -363,8 +446,8 @@ mod tests {
         );
         let (v1, v4) = (grad_values(&one, &c1.grads), grad_values(&four, &c4.grads));
         assert_close(&v1, &v4, "clipped gradient");
-        let mut again = c4.grads;
-        let clipped = clip_global_norm(&four, &mut again, f64::MAX);
+        let again = c4.grads;
+        let clipped: f64 = global_norm(&four, &again).unwrap().into_scalar().elem();
         assert!((clipped - clip).abs() < 1e-3 * clip, "{clipped} vs {clip}");
         // One AdamW step (with weight decay) from each: the same weights.
         let step = |t: Trainee<B>, g: GradientsParams| {
