@@ -3,6 +3,9 @@ unchanged.
 
 Usage: python3 experiments/gpu/torch_cuda.py experiments/torch_gpt.py [its flags...]
 (TORCH_DEVICE=cpu runs the same wrapper on the CPU, to check it without a GPU.)
+For the step timings that experiments/gpu/run.sh compares with `gpt bench` (eager and
+torch.compile, float32 and bf16 autocast) see experiments/gpu/torch_bench.py; this wrapper
+is for torch_gpt.py's own training runs (losses, evaluations, samples) on the GPU.
 
 Every tensor it creates goes to CUDA (torch.set_default_device), and each clock read waits
 for the GPU first, so its per-step times measure finished work rather than queued kernels.

@@ -421,7 +421,8 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
             "ddp",
         ];
         run(cargo().args(ddp))?;
-        // wgpu: a tiny real run on Mesa's software Vulkan (lavapipe).
+        // wgpu (with kernel fusion): a tiny real run on Mesa's software Vulkan (lavapipe),
+        // a checkpoint every 5 iterations (fusion once lost tensors the checkpointer read).
         let wgpu = [
             "build",
             "-p",
@@ -433,7 +434,7 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
         run(cargo().args(wgpu))?;
         let tiny = [
             "max_iters=20",
-            "eval_interval=10",
+            "eval_interval=5",
             "eval_iters=2",
             "batch_size=4",
             "n_layer=1",
@@ -443,6 +444,8 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
         ];
         if system::vulkan(require)? {
             smoke(&gpt, "smoke-wgpu", &tiny, None)?;
+            mixed_precision(&gpt, &tiny)?;
+            gpu_attention(&gpt, &tiny)?;
         }
         no_gpu_is_one_error_line(&gpt)?;
     }
@@ -559,10 +562,123 @@ fn no_gpu_is_one_error_line(gpt: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The same 200 steps of the tiny model in float32 and float16 (lavapipe has f16 shaders,
+/// so float16's loss scaler runs too) end within 0.05 of each other; bfloat16, which
+/// lavapipe lacks, is one clear error line.
+fn mixed_precision(gpt: &Path, tiny: &[&str]) -> Result<()> {
+    let train = |dtype: &str| -> Result<std::process::Output> {
+        let dir = target_dir().join(format!("mixed-{dtype}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cmd = Command::new(gpt);
+        cmd.args(["train", "--sample-tokens", "0", "--out-dir"])
+            .arg(&dir);
+        let recipe = [
+            "max_iters=200",
+            "eval_interval=200",
+            "learning_rate=3e-3",
+            "warmup_iters=10",
+            "lr_decay_iters=200",
+        ];
+        for kv in tiny.iter().chain(&recipe) {
+            cmd.args(["--set", kv]);
+        }
+        cmd.args(["--set", &format!("dtype={dtype}")]);
+        eprintln!("xtask: {cmd:?}");
+        let out = cmd.output()?;
+        if dtype != "bfloat16" && !out.status.success() {
+            bail!(
+                "gpt train in {dtype} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(out)
+    };
+    let losses = |dtype: &str| -> Result<Info> {
+        train(dtype)?;
+        let dir = target_dir().join(format!("mixed-{dtype}"));
+        let out = Command::new(gpt)
+            .args(["info", "--json", "--run"])
+            .arg(&dir)
+            .output()?;
+        parse_info(&String::from_utf8_lossy(&out.stdout))
+    };
+    let (f32, f16) = (losses("float32")?, losses("float16")?);
+    eprintln!(
+        "xtask: 200 steps on wgpu: float32 train {:.4} val {:.4}, float16 train {:.4} val {:.4}",
+        f32.train_loss, f32.val_loss, f16.train_loss, f16.val_loss
+    );
+    if (f32.train_loss - f16.train_loss).abs() >= 0.05
+        || (f32.val_loss - f16.val_loss).abs() >= 0.05
+    {
+        bail!("float16 training ended more than 0.05 from float32's losses");
+    }
+    let out = train("bfloat16")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("XDG_RUNTIME_DIR"))
+        .collect();
+    if out.status.code() != Some(1) || lines.len() != 1 || !lines[0].contains("not supported") {
+        bail!("bfloat16 on lavapipe should fail with one clear line, got:\n{err}");
+    }
+    eprintln!("xtask: bfloat16 on lavapipe: {}", lines[0]);
+    Ok(())
+}
+
+/// Inference on wgpu takes Burn's attention op; `gpt bench` compares its logits with
+/// the explicit path's, in float32 and float16.
+fn gpu_attention(gpt: &Path, tiny: &[&str]) -> Result<()> {
+    for (dtype, tolerance) in [("float32", 1e-4), ("float16", 1e-2)] {
+        let mut cmd = Command::new(gpt);
+        cmd.args([
+            "bench",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--sample-tokens",
+            "0",
+            "--json",
+        ]);
+        for kv in tiny {
+            cmd.args(["--set", kv]);
+        }
+        cmd.args(["--set", &format!("dtype={dtype}")]);
+        eprintln!("xtask: {cmd:?}");
+        let out = cmd.output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "gpt bench failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let report: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or_default())
+                .with_context(|| format!("parsing `gpt bench --json` output {stdout:?}"))?;
+        let (path, diff) = (
+            &report["attention_inference"],
+            report["attention_max_abs_diff"].as_f64(),
+        );
+        match diff {
+            Some(d) if path == "burn-attention" && d < tolerance => {
+                eprintln!(
+                    "xtask: wgpu {dtype} inference attention ({path}) vs explicit: max |Δlogit| {d:.2e}"
+                )
+            }
+            _ => bail!(
+                "wgpu {dtype}: inference attention {path} differs from the explicit path by {diff:?}"
+            ),
+        }
+    }
+    Ok(())
+}
+
 /// The fields of `gpt info --json` that the smoke test checks.
 #[derive(serde::Deserialize)]
 struct Info {
     iter: usize,
+    train_loss: f64,
     val_loss: f64,
 }
 

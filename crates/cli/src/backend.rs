@@ -31,6 +31,10 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
     "flex"
 };
 
+/// A GPU backend: it queues work and computes asynchronously, so every value read back
+/// to the host waits for the queue (the CPU backends compute eagerly).
+pub const GPU: bool = cfg!(any(feature = "cuda", feature = "wgpu"));
+
 /// The device `--device INDEX` names, checked to exist before the runtime is asked for
 /// it: a GPU runtime without a GPU or driver panics, so this asks the driver first.
 pub fn device(index: Option<usize>) -> Result<Dev> {
@@ -40,6 +44,60 @@ pub fn device(index: Option<usize>) -> Result<Dev> {
         2.0 => Ok(device),
         v => bail!("the {NAME} device computed 1 + 1 = {v}; refusing to train on it"),
     }
+}
+
+/// The GPU's name as its driver reports it (`None` on the CPU builds, or when the
+/// driver cannot say): what `gpt bench` looks the peak FLOP/s up by.
+#[cfg(feature = "cuda")]
+pub fn device_name(index: Option<usize>) -> Option<String> {
+    use cudarc::driver::result;
+    // SAFETY: only probes whether the CUDA driver library can be loaded.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return None;
+    }
+    result::init().ok()?;
+    let device = result::device::get(i32::try_from(index.unwrap_or(0)).ok()?).ok()?;
+    result::device::get_name(device).ok()
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+pub fn device_name(index: Option<usize>) -> Option<String> {
+    let (instance, backend) = wgpu_instance();
+    let adapter = match index {
+        Some(i) => ready(instance.enumerate_adapters(backend.into()))
+            .into_iter()
+            .filter(|a| a.get_info().device_type == wgpu::DeviceType::DiscreteGpu)
+            .nth(i)?,
+        None => ready(instance.request_adapter(&high_performance())).ok()?,
+    };
+    Some(adapter.get_info().name)
+}
+
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+pub fn device_name(_: Option<usize>) -> Option<String> {
+    None
+}
+
+/// Device memory Burn's allocator holds now (reserved, as PyTorch's
+/// `memory_reserved`); its pools keep what they once held, so the largest value seen is
+/// the peak. `None` on the CPU builds (`gpt bench` reports the process's peak RSS there).
+#[cfg(feature = "cuda")]
+pub fn device_memory(device: &Dev) -> Option<u64> {
+    use cubecl::Runtime;
+    let client = cubecl::cuda::CudaRuntime::client(device);
+    client.memory_usage().ok().map(|m| m.bytes_reserved)
+}
+
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+pub fn device_memory(device: &Dev) -> Option<u64> {
+    use cubecl::Runtime;
+    let client = cubecl::wgpu::WgpuRuntime::client(device);
+    client.memory_usage().ok().map(|m| m.bytes_reserved)
+}
+
+#[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+pub fn device_memory(_: &Dev) -> Option<u64> {
+    None
 }
 
 #[cfg(any(feature = "cuda", feature = "wgpu"))]
@@ -69,14 +127,7 @@ fn find_device(index: Option<usize>) -> Result<Dev> {
 #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
 fn find_device(index: Option<usize>) -> Result<Dev> {
     use burn::backend::wgpu::WgpuDevice;
-    use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
-    // The same instance and adapter request as Burn's wgpu runtime (cubecl-wgpu), which
-    // panics where these return nothing.
-    let backend = AutoGraphicsApi::backend();
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
-        backends: backend.into(),
-        ..wgpu::InstanceDescriptor::new_without_display_handle()
-    });
+    let (instance, backend) = wgpu_instance();
     match index {
         // `--device i`: the i-th discrete GPU, as WgpuDevice::DiscreteGpu(i) selects it.
         Some(i) => {
@@ -93,15 +144,33 @@ fn find_device(index: Option<usize>) -> Result<Dev> {
             Ok(WgpuDevice::DiscreteGpu(i))
         }
         None => {
-            let options = wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-            };
-            ready(instance.request_adapter(&options))
+            ready(instance.request_adapter(&high_performance()))
                 .map_err(|e| no_device(None, &format!("{backend:?}: {e}")))?;
             Ok(WgpuDevice::default())
         }
+    }
+}
+
+/// The same instance as Burn's wgpu runtime (cubecl-wgpu) makes, which panics where
+/// its adapter requests return nothing, and the graphics API it uses.
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+fn wgpu_instance() -> (wgpu::Instance, wgpu::Backend) {
+    use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
+    let backend = AutoGraphicsApi::backend();
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: backend.into(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    (instance, backend)
+}
+
+/// The adapter request of the default device.
+#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+fn high_performance() -> wgpu::RequestAdapterOptions<'static, 'static> {
+    wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::HighPerformance,
+        force_fallback_adapter: false,
+        compatible_surface: None,
     }
 }
 

@@ -2,11 +2,17 @@
 //! sampling with and without the KV cache.
 //!
 //! Training steps are timed one by one (forward, backward, gradient clipping, AdamW) on
-//! random token batches of the config's shape, after warmup steps that are not counted.
+//! random token batches of the config's shape, after warmup steps that are not counted,
+//! each step waiting for the device and reading its loss back (as a training step that
+//! logs). Then as many steps again with no read until the last: on a GPU the host queues
+//! the next step while the device works, and the difference is what a per-step read
+//! costs (why training reads the loss only every `log_interval` on the GPU backends).
 //! Model FLOPs follow nanoGPT's `estimate_mfu`: 6N per token for the matmuls of forward and
-//! backward (N = parameters without the position table) plus 12·L·H·Q·T for attention.
+//! backward (N = parameters without the position table) plus 12·L·H·Q·T for attention;
+//! MFU divides by the device's peak for the config's dtype (see `peaks`).
 
 use crate::backend::{self, Inner, Train};
+use crate::peaks;
 use crate::preset::ConfigArgs;
 use anyhow::{Result, bail};
 use burn::module::{AutodiffModule, Module};
@@ -32,7 +38,8 @@ pub struct Args {
     /// Untimed steps first (allocator, autotuning, shader compilation).
     #[arg(long, default_value_t = 3)]
     warmup: usize,
-    /// The device's peak FLOP/s, for MFU (e.g. 312e12 for an A100 in bf16).
+    /// The device's peak FLOP/s, for MFU (e.g. 312e12 for an A100 in bf16); by default
+    /// the table's figure for the GPU and the config's dtype.
     #[arg(long)]
     peak_flops: Option<f64>,
     /// Tokens to sample in the sampling benchmark (0 skips it).
@@ -62,6 +69,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         config.train.batch_size,
         training::budget::available_bytes(),
     )?;
+    let device_name = backend::device_name(device);
     let device = backend::device(device)?;
     let m = &config.model;
     let (b, t) = (config.train.batch_size, m.block_size);
@@ -76,25 +84,42 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let mut optim = MatrixDecayAdamW::init::<Train, Trainee<Train>>(&config);
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.train.seed);
     let mut times = Vec::with_capacity(args.steps);
+    let mut peak_device = backend::device_memory(&device);
     for step in 0..args.warmup + args.steps {
         let batch = random_batch::<Train>(&mut rng, [b, t], m.vocab_size, &device);
         let start = Instant::now();
         let output = trainee.step(batch);
         trainee = optim.step(config.train.learning_rate, trainee, output.grads);
-        Train::sync(&device)?;
+        let _: f32 = output.item.loss.into_scalar().elem(); // waits for the step
         if step >= args.warmup {
             times.push(start.elapsed().as_secs_f64());
         }
+        peak_device = peak_device.max(backend::device_memory(&device));
     }
+    // The same steps read back only at the end: the queue stays full.
+    let start = Instant::now();
+    for _ in 0..args.steps {
+        let batch = random_batch::<Train>(&mut rng, [b, t], m.vocab_size, &device);
+        let output = trainee.step(batch);
+        trainee = optim.step(config.train.learning_rate, trainee, output.grads);
+    }
+    Train::sync(&device)?;
+    let queued = start.elapsed().as_secs_f64() / args.steps as f64;
+    peak_device = peak_device.max(backend::device_memory(&device));
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     let min = times[0];
     let tokens_per_s = (b * t) as f64 / median;
     let flops_per_token = flops_per_token(&config, n_params);
     let achieved = flops_per_token * tokens_per_s;
-    let mfu = args.peak_flops.map(|peak| achieved / peak);
+    let peak_flops = args
+        .peak_flops
+        .or_else(|| peaks::peak_flops(device_name.as_deref()?, m.dtype));
+    let mfu = peak_flops.map(|peak| achieved / peak);
 
     let sampler = trainee.valid().model;
+    let attention_check =
+        attention_check(&sampler, &mut rng, [b.min(4), t], m.vocab_size, &device)?;
     let prompt: Vec<u32> = (0..args.prompt_len.max(1))
         .map(|_| rng.random_range(0..m.vocab_size as u32))
         .collect();
@@ -122,7 +147,11 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     if args.json {
         let json = serde_json::json!({
             "backend": backend::NAME,
+            "device_name": device_name,
+            "dtype": m.dtype,
             "attention": model::attention_path::<Train>(),
+            "attention_inference": model::attention_path::<Inner>(),
+            "attention_max_abs_diff": attention_check,
             "batch_size": b,
             "block_size": t,
             "n_layer": m.n_layer,
@@ -147,11 +176,16 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "warmup": args.warmup,
             "ms_per_step": median * 1e3,
             "min_ms_per_step": min * 1e3,
+            "ms_per_step_sync_every_step": median * 1e3,
+            "ms_per_step_sync_at_log_interval": queued * 1e3,
             "tokens_per_s": tokens_per_s,
+            "tokens_per_s_queued": (b * t) as f64 / queued,
             "flops_per_token": flops_per_token,
             "achieved_flops": achieved,
+            "peak_flops": peak_flops,
             "mfu": mfu,
             "peak_rss_mib": rss,
+            "peak_device_mib": peak_device.map(|bytes| bytes as f64 / (1 << 20) as f64),
             "sample_tokens": args.sample_tokens,
             "prompt_len": prompt.len(),
             "sample_tokens_per_s_cached": cached,
@@ -161,9 +195,12 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} backend ({} attention): {}L/{}H/{} (block {t}, batch {b}), {:.2} M parameters",
+        "{} backend{} in {} ({} attention; {} for inference): {}L/{}H/{} (block {t}, batch {b}), {:.2} M parameters",
         backend::NAME,
+        device_name.map(|n| format!(" on {n}")).unwrap_or_default(),
+        m.dtype,
         model::attention_path::<Train>(),
+        model::attention_path::<Inner>(),
         m.n_layer,
         m.n_head,
         m.n_embd,
@@ -177,12 +214,32 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         tokens_per_s
     );
     println!(
+        "host reads: {:.1} ms/step reading the loss every step, {:.1} ms/step reading it once per {} steps",
+        median * 1e3,
+        queued * 1e3,
+        args.steps
+    );
+    println!(
         "model FLOPs: {:.3e} per token, {:.3e} FLOP/s achieved{}",
         flops_per_token,
         achieved,
-        mfu.map(|m| format!(", MFU {:.2} %", m * 100.0))
-            .unwrap_or_default()
+        match (mfu, peak_flops) {
+            (Some(mfu), Some(peak)) => format!(", MFU {:.2} % of {peak:.3e}", mfu * 100.0),
+            _ => ", MFU unknown (no peak for this device: give --peak-flops)".to_string(),
+        }
     );
+    if let Some(diff) = attention_check {
+        println!(
+            "inference attention ({}) vs the explicit path: max |Δlogit| {diff:.2e}",
+            model::attention_path::<Inner>()
+        );
+    }
+    if let Some(bytes) = peak_device {
+        println!(
+            "peak device memory (reserved): {:.0} MiB",
+            bytes as f64 / (1 << 20) as f64
+        );
+    }
     if let (Some(c), Some(u)) = (cached, uncached) {
         println!(
             "sampling {} tokens from a {}-token prompt: {c:.0} tokens/s with KV cache, {u:.0} without ({:.1}×)",
@@ -195,6 +252,27 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         println!("peak RSS: {rss:.0} MiB");
     }
     Ok(())
+}
+
+/// The largest difference between the logits of the model's inference forward pass
+/// (Burn's attention op on the GPU backends, the fused kernel on flex) and those of the
+/// explicit path, on a random batch; `None` for the bigram model.
+fn attention_check(
+    model: &Model<Inner>,
+    rng: &mut rand::rngs::StdRng,
+    shape: [usize; 2],
+    vocab: usize,
+    device: &backend::Dev,
+) -> Result<Option<f32>> {
+    let Model::Gpt(gpt) = model else {
+        return Ok(None);
+    };
+    let idx = random_batch::<Inner>(rng, shape, vocab, device)
+        .batch
+        .inputs;
+    let (explicit, _) = gpt.forward_with_attention(idx.clone())?;
+    let diff = (gpt.forward(idx)? - explicit).abs().max();
+    Ok(Some(diff.into_scalar().elem()))
 }
 
 /// nanoGPT's `estimate_mfu`: 6N + 12·L·H·Q·T FLOPs per token, N without the position table.

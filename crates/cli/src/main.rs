@@ -3,6 +3,9 @@
 //! The backend is fixed when the binary is built (`--features flex|ndarray|wgpu|cuda`);
 //! see `backend.rs`. User mistakes end with one `error:` line and exit code 1.
 
+// serde_json's `json!` of `gpt bench`'s report nests deeper than the default allows.
+#![recursion_limit = "256"]
+
 mod attention;
 mod backend;
 mod bench;
@@ -11,6 +14,7 @@ mod export;
 mod info;
 #[cfg(not(feature = "ddp"))]
 mod lecture;
+mod peaks;
 /// With Burn 0.21's `distributed` feature (the ddp build) autodiff needs a backend with an
 /// all-reduce, which no CPU backend has: the lecture, which trains on the CPU, is not in it.
 #[cfg(feature = "ddp")]

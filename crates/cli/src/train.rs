@@ -98,11 +98,10 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
     let (_job, data_parallel) = data_parallel::join()?;
     // Under mpirun on a GPU build, one process per GPU: each rank takes its machine's GPU
     // number local rank (as torchrun's LOCAL_RANK), unless told otherwise.
-    let gpu = cfg!(any(feature = "cuda", feature = "wgpu"));
     let index = device.or(args.devices.first().copied()).or_else(|| {
         data_parallel
             .as_ref()
-            .filter(|_| gpu)
+            .filter(|_| backend::GPU)
             .and_then(|_| data_parallel::local_rank())
     });
     let device = backend::device(index)?;
@@ -126,6 +125,7 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
                 best: args.init_weights == "best",
             }),
             data_parallel: data_parallel.clone(),
+            asynchronous: backend::GPU,
         },
         &device,
         multi,
