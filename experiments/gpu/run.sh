@@ -57,7 +57,7 @@ if [[ "${1:-}" == "--prepare" ]]; then
     mkdir -p "$BIN/datasets/tinyshakespeare"
     for backend in cuda wgpu; do
         cargo build --release -p cli --no-default-features --features "$backend"
-        strip -o "$BIN/gpt-$backend" target/release/gpt
+        strip -o "$BIN/gpt-$backend" "${CARGO_TARGET_DIR:-target}/release/gpt"
         gzip -9f "$BIN/gpt-$backend"
     done
     src=""
