@@ -186,6 +186,12 @@ impl GptConfig {
             return bad("vocab_size must be > 0".into());
         }
         if self.model == ModelKind::Bigram {
+            if self.dtype != Precision::Float32 {
+                return bad(format!(
+                    "dtype = \"{}\" applies to the GPT's matmuls; the bigram model is one table lookup: use dtype = \"float32\"",
+                    self.dtype
+                ));
+            }
             return Ok(());
         }
         for (name, value) in [

@@ -69,7 +69,7 @@ use rayon::prelude::*;
 use std::any::{Any, TypeId};
 use std::sync::{Arc, Once};
 
-type AutodiffFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
+pub(crate) type AutodiffFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive;
 
 /// Which kernel applies to tensors of `B` holding `dtype`: the one check both
 /// [`causal_self_attention`] and [`crate::attention_path`] make.
@@ -79,14 +79,14 @@ type AutodiffFlexTensor = <Autodiff<Flex> as BackendTypes>::FloatTensorPrimitive
 /// sound: the graph node below is compute-bound and keeps its own state, and burn-autodiff
 /// treats a compute-bound node the same under every strategy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kernel {
+pub(crate) enum Kernel {
     /// `Flex`: inference (validation, sampling), no graph, no dropout.
     Flex,
     /// `Autodiff<Flex, _>`: training, with a backward pass.
     AutodiffFlex,
 }
 
-fn kernel<B: Backend>(dtype: DType) -> Option<Kernel> {
+pub(crate) fn kernel<B: Backend>(dtype: DType) -> Option<Kernel> {
     let primitive = TypeId::of::<B::FloatTensorPrimitive>();
     if dtype != DType::F32 {
         None
@@ -668,7 +668,7 @@ fn max(x: &[f32]) -> f32 {
 /// to r⁶ (relative error below 2·10⁻⁷, f32's own precision). Below -87 it returns ≈1e-38
 /// instead of 0, which is 0 for any sum it enters.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.max(-87.0);
@@ -687,7 +687,7 @@ fn flex(shape: [usize; 3], data: Vec<f32>) -> FlexTensor {
 
 /// `value` as a `T` when that is its type (the backend is a compile-time type parameter;
 /// this asks which one it is at run time), or `value` back.
-fn downcast<A: 'static, T: 'static>(value: A) -> Result<T, A> {
+pub(crate) fn downcast<A: 'static, T: 'static>(value: A) -> Result<T, A> {
     let boxed: Box<dyn Any> = Box::new(value);
     boxed
         .downcast::<T>()
@@ -695,8 +695,8 @@ fn downcast<A: 'static, T: 'static>(value: A) -> Result<T, A> {
         .map_err(|a| *a.downcast::<A>().expect("the value's own type"))
 }
 
-/// A primitive known to be `B`'s float tensor type back into a `Tensor<B, 3>`.
-fn upcast<B: Backend, P: 'static>(primitive: P) -> Tensor<B, 3> {
+/// A primitive known to be `B`'s float tensor type back into a `Tensor<B, D>`.
+pub(crate) fn upcast<B: Backend, P: 'static, const D: usize>(primitive: P) -> Tensor<B, D> {
     let primitive = downcast::<P, B::FloatTensorPrimitive>(primitive)
         .unwrap_or_else(|_| unreachable!("called with B's own primitive type"));
     Tensor::from_primitive(TensorPrimitive::Float(primitive))

@@ -10,6 +10,7 @@ pub mod block;
 pub mod config;
 #[cfg(feature = "fused")]
 mod fused_attention;
+mod gelu;
 pub mod generate;
 pub mod gpt;
 pub mod hf;

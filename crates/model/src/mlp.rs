@@ -6,13 +6,14 @@
 //! other elementwise, then the projection down. Three matrices instead of two, so the
 //! hidden width shrinks to ≈ 8/3·C to keep the parameter count ([`GptConfig::mlp_hidden`]).
 
+use crate::gelu::gelu_tanh;
 use crate::init::{STD, linear, linear_std, residual_std, zero_bias};
 use crate::per_token::{by_rows, per_token};
 use crate::precision;
 use crate::{Activation, GptConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, SwiGlu, SwiGluConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, gelu_approximate, relu, silu};
+use burn::tensor::activation::{gelu, relu, silu};
 
 /// `c_fc` for relu/gelu, `swiglu` (Burn's gate and up projections) for SwiGLU; one of
 /// the two is set.
@@ -67,7 +68,7 @@ impl<B: Backend> Mlp<B> {
                     Activation::Relu => relu(h),
                     Activation::Gelu => gelu(h),
                     // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GPT-2's `gelu_new`.
-                    Activation::GeluTanh => gelu_approximate(h),
+                    Activation::GeluTanh => gelu_tanh(h),
                     Activation::SwiGlu => unreachable!("SwiGLU's MLP holds `swiglu`"),
                 }
             }
