@@ -444,6 +444,7 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
         ];
         if system::vulkan(require)? {
             smoke(&gpt, "smoke-wgpu", &tiny, None)?;
+            killed_resumes(&gpt, &tiny)?;
             mixed_precision(&gpt, &tiny)?;
             gpu_attention(&gpt, &tiny)?;
         }
@@ -559,6 +560,59 @@ fn no_gpu_is_one_error_line(gpt: &Path) -> Result<()> {
         bail!("a GPU build without a GPU should fail with one clear line, got:\n{err}");
     }
     eprintln!("xtask: no-GPU error ok: {}", lines[0]);
+    Ok(())
+}
+
+/// SIGKILL of a wgpu (fusion) run soon after its second checkpoint, then `--resume`: the
+/// run finishes all its iterations from the checkpoint it kept.
+fn killed_resumes(gpt: &Path, tiny: &[&str]) -> Result<()> {
+    let dir = target_dir().join("killed-wgpu");
+    let _ = std::fs::remove_dir_all(&dir);
+    let train = |resume: bool| {
+        let mut cmd = Command::new(gpt);
+        cmd.args(["train", "--sample-tokens", "0", "--out-dir"])
+            .arg(&dir);
+        if resume {
+            cmd.arg("--resume");
+        } else {
+            for kv in tiny {
+                cmd.args(["--set", kv]);
+            }
+            cmd.args(["--set", "max_iters=100"]);
+        }
+        cmd.stdout(std::process::Stdio::null());
+        cmd.stderr(std::process::Stdio::null());
+        cmd
+    };
+    let mut child = train(false).spawn()?;
+    let second = dir.join("checkpoint/model-2.mpk");
+    let started = std::time::Instant::now();
+    while !second.exists() {
+        if started.elapsed() > std::time::Duration::from_secs(600) || child.try_wait()?.is_some() {
+            let _ = child.kill();
+            bail!("killed-wgpu: no second checkpoint within 10 minutes (or the run ended first)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    let status = train(true).status()?;
+    let out = Command::new(gpt)
+        .args(["info", "--json", "--run"])
+        .arg(&dir)
+        .output()?;
+    let info = parse_info(&String::from_utf8_lossy(&out.stdout))?;
+    if !status.success() || info.iter != 100 {
+        bail!(
+            "killed-wgpu: --resume after SIGKILL ended with {status} at iteration {}",
+            info.iter
+        );
+    }
+    eprintln!(
+        "xtask: killed-wgpu ok (SIGKILL after the second checkpoint, resumed to {} iterations, val loss {:.4})",
+        info.iter, info.val_loss
+    );
     Ok(())
 }
 

@@ -31,9 +31,14 @@ impl LossScaler {
     pub const GROWTH_INTERVAL: usize = 2000;
 
     pub fn new() -> Self {
+        Self::starting_at(Self::INIT_SCALE)
+    }
+
+    /// A scaler whose first scale is `scale`.
+    pub fn starting_at(scale: f64) -> Self {
         Self {
             state: Mutex::new(State {
-                scale: Self::INIT_SCALE,
+                scale,
                 good_steps: 0,
                 skipped: 0,
             }),

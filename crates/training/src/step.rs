@@ -388,6 +388,92 @@ mod tests {
         }
     }
 
+    /// A tiny model, its batch maker, with parameters made real (they are lazy).
+    fn tiny() -> (Model<B>, impl Fn() -> SplitBatch<B>) {
+        let mut config = RunConfig::default();
+        config.model.vocab_size = 13;
+        config.model.block_size = 8;
+        config.model.n_layer = 1;
+        config.model.n_head = 2;
+        config.model.n_embd = 16;
+        config.model.dropout = 0.0;
+        let device = Default::default();
+        let model = Model::<B>::new(&config.model, &device).unwrap();
+        shapes(&model);
+        let chunks: Vec<Chunk> = (0..4u32)
+            .map(|r| Chunk::text((0..9).map(|t| (r * 5 + t * 3) % 13).collect()))
+            .collect();
+        let batch = move || SplitBatch {
+            split: Split::Train,
+            batch: LmBatcher.batch(chunks.clone(), &Default::default()),
+        };
+        (model, batch)
+    }
+
+    #[test]
+    fn host_reads_every_log_interval_and_before_each_checkpoint() {
+        let reads = HostReads {
+            every: 10,
+            eval_interval: 25,
+        };
+        let at: Vec<usize> = (1..=50).filter(|&i| reads.at(i)).collect();
+        assert_eq!(at, [10, 20, 25, 30, 40, 50]);
+        assert!((1..=50).all(|i| HostReads::EVERY_STEP.at(i)));
+        // A step between reads leaves its loss on the device but still updates.
+        let (model, batch) = tiny();
+        let trainee = Trainee::new(
+            model,
+            StepPolicy {
+                host_reads: reads,
+                ..StepPolicy::default()
+            },
+        );
+        let first = TrainStep::step(&trainee, batch());
+        assert!(!first.item.read);
+        assert!(!grad_values(&trainee, &first.grads).is_empty());
+    }
+
+    /// float16's loss scale leaves the update unchanged (scaled, then unscaled), and an
+    /// overflowing step is skipped with the scale halved.
+    #[test]
+    fn loss_scale_is_undone_and_overflow_skips_the_step() {
+        let (model, batch) = tiny();
+        let plain = Trainee::new(model.clone(), StepPolicy::default());
+        let scaler = Arc::new(LossScaler::new());
+        let scaled = Trainee::new(
+            model,
+            StepPolicy {
+                loss_scale: Some(scaler.clone()),
+                ..StepPolicy::default()
+            },
+        );
+        let (a, b) = (
+            TrainStep::step(&plain, batch()),
+            TrainStep::step(&scaled, batch()),
+        );
+        let (va, vb) = (
+            grad_values(&plain, &a.grads),
+            grad_values(&scaled, &b.grads),
+        );
+        let norm = va.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (x, y) in va.iter().zip(&vb) {
+            assert!((x - y).abs() <= 1e-4 * norm, "{x} vs {y}");
+        }
+        assert_eq!(scaler.skipped(), 0);
+        // A scale that overflows f32 in the backward pass: no update, half the scale.
+        let huge = Arc::new(LossScaler::starting_at(1e38));
+        let overflowing = Trainee::new(
+            scaled.model.clone(),
+            StepPolicy {
+                loss_scale: Some(huge.clone()),
+                ..StepPolicy::default()
+            },
+        );
+        let out = TrainStep::step(&overflowing, batch());
+        assert!(out.grads.is_empty(), "an overflowing step has no update");
+        assert_eq!((huge.skipped(), huge.scale()), (1, 5e37));
+    }
+
     /// With dropout 0, k micro-batches of size b give the gradient of one batch of k·b,
     /// clipped as a whole, and so the same weights after an AdamW step.
     #[test]
