@@ -23,12 +23,19 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     max_norm: f64,
 ) -> Option<Tensor<B::InnerBackend, 1>> {
     let norm = global_norm::<B, M>(module, grads)?;
-    let factor = (norm.clone() + 1e-6)
-        .recip()
-        .mul_scalar(max_norm)
-        .clamp_max(1.0);
-    scale::<B, M>(module, grads, factor);
+    clip_to_norm::<B, M>(module, grads, norm.clone(), max_norm);
     Some(norm)
+}
+
+/// As [`clip_global_norm`], with the gradients' global norm already computed.
+pub fn clip_to_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    norm: Tensor<B::InnerBackend, 1>,
+    max_norm: f64,
+) {
+    let factor = (norm + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+    scale::<B, M>(module, grads, factor);
 }
 
 /// The L2 norm of all gradients taken together, on the device; `None` without gradients.

@@ -1,6 +1,6 @@
 //! One training step and one evaluation step, as burn-train's Learner calls them.
 
-use crate::clip::{clip_global_norm, global_norm, scale};
+use crate::clip::{clip_global_norm, clip_to_norm, global_norm, scale};
 use crate::distributed::DataParallel;
 use crate::exact::solved_fraction;
 use crate::loader::SplitBatch;
@@ -254,12 +254,16 @@ impl<B: AutodiffBackend> Trainee<B> {
             let unscale = Tensor::<B::InnerBackend, 1>::from_data([1.0 / loss_scale], &device);
             scale::<B, _>(self, &mut grads, unscale);
             // One host read per step, as PyTorch's GradScaler's: the optimizer must not
-            // see an infinite gradient.
-            let norm: Option<f64> =
-                global_norm::<B, _>(self, &grads).map(|n| n.into_scalar().elem());
-            if !scaler.update(norm.is_none_or(f64::is_finite)) {
+            // see an infinite gradient. The norm then serves the clipping too.
+            let norm = global_norm::<B, _>(self, &grads);
+            let value: Option<f64> = norm.clone().map(|n| n.into_scalar().elem());
+            if !scaler.update(value.is_none_or(f64::is_finite)) {
                 return GradientsParams::new();
             }
+            if let (Some(norm), true) = (norm, self.policy.grad_clip > 0.0) {
+                clip_to_norm::<B, _>(self, &mut grads, norm, self.policy.grad_clip);
+            }
+            return grads;
         }
         if self.policy.grad_clip > 0.0 {
             clip_global_norm(self, &mut grads, self.policy.grad_clip);
