@@ -275,7 +275,7 @@ struct Prepared {
 }
 
 /// The weights file of `--init-from`, checked: the architecture (all of `[model]` but
-/// dropout) and the tokenizer must match, and the file must hold exactly the model's
+/// dropout and dtype) and the tokenizer must match, and the file must hold exactly the model's
 /// tensors. Returns the file and what run.json records about it.
 fn init_weights<B: AutodiffBackend>(
     init: &InitFrom,
@@ -314,9 +314,12 @@ fn init_weights<B: AutodiffBackend>(
     }
     let mut theirs = toml::Table::try_from(&source.config()?.model).expect("configs serialise");
     let mut ours = toml::Table::try_from(&config.model).expect("configs serialise");
-    // Dropout is a training choice, not part of the weights (nanoGPT overrides it too).
-    theirs.remove("dropout");
-    ours.remove("dropout");
+    // Dropout is a training choice, not part of the weights (nanoGPT overrides it too);
+    // so is the dtype of the matmuls: the weights are float32 in every dtype.
+    for key in ["dropout", "dtype"] {
+        theirs.remove(key);
+        ours.remove(key);
+    }
     let mut keys: Vec<&String> = theirs.keys().chain(ours.keys()).collect();
     keys.sort();
     keys.dedup();
@@ -493,6 +496,7 @@ fn prepare<B: AutodiffBackend>(
                     &run.checkpoint_model_path(start_epoch),
                     device,
                 )?;
+                run.check_training_state::<B>(start_epoch, device)?;
             }
             let mut marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
             marker.data = record;
@@ -871,9 +875,28 @@ mod tests {
 
     /// As [`tiny_run`] with one micro-batch per step, after `change`.
     fn tiny_run_with(name: &str, change: impl Fn(&mut RunConfig)) -> (RunConfig, Vec<EvalRow>) {
+        let dir = scratch(name);
+        let out = tiny_train(&dir, "run", None, change);
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    }
+
+    /// An empty scratch directory for one test.
+    fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("burngpt-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Trains the tiny model (after `change`) into `dir/run`, on a small text in `dir`,
+    /// starting from `init_from`'s weights if given; its evaluations.
+    fn tiny_train(
+        dir: &Path,
+        run: &str,
+        init_from: Option<InitFrom>,
+        change: impl Fn(&mut RunConfig),
+    ) -> (RunConfig, Vec<EvalRow>) {
         let text = dir.join("text.txt");
         std::fs::write(
             &text,
@@ -905,43 +928,65 @@ mod tests {
                 },
                 data: None,
                 allow_data_change: false,
-                out_dir: dir.join("run"),
+                out_dir: dir.join(run),
                 memory_check: false,
                 tui: false,
                 interrupter: Interrupter::new(),
                 data_parallel: None,
-                init_from: None,
+                init_from,
                 asynchronous: false,
             },
             &Default::default(),
         )
         .unwrap();
-        let rows = report.run.rows();
-        let _ = std::fs::remove_dir_all(&dir);
-        (config, rows)
+        (config, report.run.rows())
     }
 
-    /// Mixed precision trains as f32 does: the same 200 steps (same data, same seed) in
-    /// bfloat16 and in float16 (with its loss scaler) end within 0.05 of the f32 losses.
+    /// Mixed precision trains as f32 does: the same 200 steps (same data, same seed, the
+    /// same starting weights) in bfloat16 and in float16 (with its loss scaler) end within
+    /// 0.05 of the f32 losses.
     #[test]
     fn mixed_precision_follows_f32_training() {
+        let dir = scratch("mixed-precision");
+        // Tiny Shakespeare at a moderate learning rate: on a repeated sentence at 1e-2 the
+        // model memorises, and its trajectory is chaotic enough for bfloat16 to end 0.07
+        // away now and then; here 150 runs stayed within 0.01.
+        let common = |c: &mut RunConfig| {
+            c.train.dataset = Dataset::Named("tinyshakespeare".into());
+            c.model.n_embd = 16;
+            c.train.batch_size = 4;
+            c.train.max_iters = 200;
+            c.train.eval_interval = 200;
+            c.train.eval_iters = 16;
+            c.train.warmup_iters = 10;
+            c.train.lr_decay_iters = 200;
+            c.train.learning_rate = 3e-3;
+        };
+        // The starting weights come from a file, not from the seeded initialisation: the
+        // backend's random generator is one per process, and tests running alongside draw
+        // from it too.
+        tiny_train(&dir, "init", None, |c| {
+            common(c);
+            c.train.max_iters = 1;
+            c.train.eval_interval = 1;
+        });
         let run = |dtype: Precision| {
-            let (_, rows) = tiny_run_with(dtype.as_str(), |c| {
+            let init = InitFrom {
+                run: dir.join("init"),
+                best: false,
+            };
+            let (_, rows) = tiny_train(&dir, dtype.as_str(), Some(init), |c| {
+                common(c);
                 c.model.dtype = dtype;
-                c.model.n_embd = 16;
-                c.train.batch_size = 4;
-                c.train.max_iters = 200;
-                c.train.eval_interval = 200;
-                c.train.eval_iters = 4;
-                c.train.warmup_iters = 10;
-                c.train.lr_decay_iters = 200;
-                c.train.learning_rate = 1e-2;
             });
             let last = rows.last().expect("one evaluation");
             (last.train_loss, last.val_loss)
         };
         let f32 = run(Precision::Float32);
-        assert!(f32.0 < 2.5, "the f32 run learned: {f32:?}");
+        assert!(
+            f32.0 < 3.2,
+            "the f32 run learned (ln 65 = 4.17 at the start): {f32:?}"
+        );
         for dtype in [Precision::BFloat16, Precision::Float16] {
             let low = run(dtype);
             assert!(
@@ -949,6 +994,7 @@ mod tests {
                 "{dtype}: {low:?} vs f32 {f32:?}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Iterations, evaluations and the learning rate count optimizer steps: after n steps
