@@ -489,7 +489,10 @@ mod tests {
                 (c_attn.unwrap().into_data(), wte.unwrap().into_data())
             };
             let ((a1, a2), (b1, b2)) = (grads(false), grads(true));
-            let tolerance = burn::tensor::Tolerance::absolute(1e-5);
+            // The two paths add the same terms in different orders: with some random
+            // weights (about one draw in 500) a large gradient entry differs by more than
+            // 1e-5, so large entries are held to a relative 1e-4 instead.
+            let tolerance = burn::tensor::Tolerance::rel_abs(1e-4, 1e-5);
             a1.assert_approx_eq::<f32>(&b1, tolerance);
             a2.assert_approx_eq::<f32>(&b2, tolerance);
         }
