@@ -6,8 +6,9 @@
 //! decay for all parameters, so this wraps two of them and picks by the tensor's rank.
 
 use crate::RunConfig;
+use crate::step::Trainee;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, AdamWState, SimpleOptimizer};
+use burn::optim::{AdamW, AdamWConfig, AdamWState, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
@@ -42,6 +43,10 @@ impl MatrixDecayAdamW {
         OptimizerAdaptor::from(Self::new(config))
     }
 }
+
+/// What the optimizer's checkpoint (`optim-E.mpk`) holds: AdamW's state by parameter id.
+pub type OptimizerRecord<B> =
+    <OptimizerAdaptor<MatrixDecayAdamW, Trainee<B>, B> as Optimizer<Trainee<B>, B>>::Record;
 
 impl<B: Backend> SimpleOptimizer<B> for MatrixDecayAdamW {
     type State<const D: usize> = AdamWState<B, D>;

@@ -9,6 +9,7 @@
 //! foreign file would otherwise load as garbage, or panic mid-forward.
 
 use crate::log::History;
+use burn::module::ParamId;
 use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy};
 use burn::train::metric::store::EventStoreClient;
 use rmpv::Value;
@@ -17,7 +18,7 @@ use rmpv::Value;
 #[derive(Debug, PartialEq)]
 pub enum Refused {
     /// Not readable as a record at all (truncated, not MessagePack, a tensor whose bytes
-    /// do not fill its shape).
+    /// do not fill its shape, a parameter id Burn cannot parse).
     Unreadable(String),
     /// A readable record of another model.
     Mismatch(String),
@@ -26,11 +27,107 @@ pub enum Refused {
 /// Checks that the MessagePack checkpoint `bytes` holds exactly the f32 tensors of
 /// `expected` shapes, in order. The error says what differs.
 pub fn check_tensors(bytes: &[u8], expected: &[Vec<usize>]) -> Result<(), Refused> {
-    let value = rmpv::decode::read_value(&mut &bytes[..])
-        .map_err(|e| Refused::Unreadable(format!("it is truncated or not a checkpoint ({e})")))?;
+    let value = read(bytes)?;
     let mut found = Vec::new();
     collect(&value, &mut found).map_err(Refused::Unreadable)?;
     check_found(&found, expected).map_err(Refused::Mismatch)
+}
+
+/// Checks that the optimizer checkpoint `optim` holds AdamW's state for the parameters of
+/// the model checkpoint `model` (itself already checked): each key one of that model's
+/// parameter ids, each state tagged with that parameter's rank, each moment an f32 tensor
+/// of its shape. Burn trusts all of this: a wrong id or rank panics as the file loads, a
+/// wrong shape at the first step.
+pub fn check_optimizer(optim: &[u8], model: &[u8]) -> Result<(), Refused> {
+    let model = read(model)?;
+    let mut params = Vec::new();
+    param_shapes(&model, &mut params);
+    let optim = read(optim)?;
+    let states = field(&optim, "item")
+        .and_then(Value::as_map)
+        .ok_or_else(|| Refused::Unreadable("it holds no optimizer state".into()))?;
+    for (key, state) in states {
+        let id = key
+            .as_str()
+            .filter(|id| param_id_parses(id))
+            .ok_or_else(|| Refused::Unreadable(format!("a parameter's id ({key}) is damaged")))?;
+        let shape = params
+            .iter()
+            .find(|(p, _)| p == id)
+            .map(|(_, shape)| shape)
+            .ok_or_else(|| {
+                Refused::Mismatch(format!(
+                    "it holds state for a parameter ({id}) the model lacks"
+                ))
+            })?;
+        match rank_tag(state) {
+            Some(rank) if rank == shape.len() => {}
+            _ => {
+                return Err(Refused::Mismatch(format!(
+                    "the state of parameter {id} is not tagged with its rank, {}",
+                    shape.len()
+                )));
+            }
+        }
+        let mut moments = Vec::new();
+        collect(state, &mut moments).map_err(Refused::Unreadable)?;
+        if moments.is_empty() {
+            return Err(Refused::Unreadable(format!(
+                "parameter {id} has no moments"
+            )));
+        }
+        if let Some((got, dtype)) = moments.iter().find(|(s, d)| s != shape || d != "F32") {
+            return Err(Refused::Mismatch(format!(
+                "a moment of parameter {id} is a {dtype} tensor of shape {got:?}, the parameter an F32 one of shape {shape:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn read(bytes: &[u8]) -> Result<Value, Refused> {
+    rmpv::decode::read_value(&mut &bytes[..])
+        .map_err(|e| Refused::Unreadable(format!("it is truncated or not a checkpoint ({e})")))
+}
+
+/// The entry `name` of a map.
+fn field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
+    value
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(name))
+        .map(|(_, v)| v)
+}
+
+/// Every parameter's id and shape (`{id, param: {shape, …}}`) under `value`.
+fn param_shapes(value: &Value, found: &mut Vec<(String, Vec<usize>)>) {
+    let shape = field(value, "param")
+        .and_then(|p| field(p, "shape"))
+        .and_then(Value::as_array)
+        .and_then(|dims| {
+            dims.iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect()
+        });
+    if let (Some(id), Some(shape)) = (field(value, "id").and_then(Value::as_str), shape) {
+        found.push((id.to_string(), shape));
+        return;
+    }
+    match value {
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| param_shapes(v, found)),
+        Value::Array(items) => items.iter().for_each(|v| param_shapes(v, found)),
+        _ => {}
+    }
+}
+
+/// The rank of an optimizer state, from its `RankN` tag (Burn's `AdaptorRecordItemV1`).
+fn rank_tag(value: &Value) -> Option<usize> {
+    value.as_map()?.iter().find_map(|(k, v)| {
+        k.as_str()
+            .and_then(|k| k.strip_prefix("Rank"))
+            .and_then(|n| n.parse().ok())
+            .or_else(|| rank_tag(v))
+    })
 }
 
 fn check_found(found: &[(Vec<usize>, String)], expected: &[Vec<usize>]) -> Result<(), String> {
@@ -57,12 +154,13 @@ fn check_found(found: &[(Vec<usize>, String)], expected: &[Vec<usize>]) -> Resul
 fn collect(value: &Value, found: &mut Vec<(Vec<usize>, String)>) -> Result<(), String> {
     match value {
         Value::Map(entries) => {
-            let field = |name: &str| {
-                entries
-                    .iter()
-                    .find(|(k, _)| k.as_str() == Some(name))
-                    .map(|(_, v)| v)
-            };
+            let field = |name: &str| field(value, name);
+            if let (Some(id), Some(_)) = (field("id"), field("param")) {
+                let id = id.as_str().ok_or("a parameter's id is not a string")?;
+                if !param_id_parses(id) {
+                    return Err(format!("a parameter's id ({id:?}) is damaged"));
+                }
+            }
             if let (Some(bytes), Some(shape), Some(dtype)) =
                 (field("bytes"), field("shape"), field("dtype"))
             {
@@ -74,6 +172,13 @@ fn collect(value: &Value, found: &mut Vec<(Vec<usize>, String)>) -> Result<(), S
         Value::Array(items) => items.iter().try_for_each(|v| collect(v, found)),
         _ => Ok(()),
     }
+}
+
+/// Whether Burn reads `id` as a parameter's id: its `ParamId::deserialize` panics on an
+/// id it cannot parse, and on a base-32 one of more than its 8 bytes (13 characters). An
+/// older Burn's UUIDs (with their hyphens, which base 32 lacks) still parse.
+fn param_id_parses(id: &str) -> bool {
+    (id.len() <= 13 || id.contains('-')) && ParamId::try_deserialize(id).is_some()
 }
 
 fn tensor(bytes: &Value, shape: &Value, dtype: &Value) -> Result<(Vec<usize>, String), String> {
@@ -176,6 +281,11 @@ mod tests {
 
     /// A record as rmp-serde writes it: a map whose leaf is `{bytes, shape, dtype}`.
     fn record(dtype: &str, shape: &[u64], len: usize) -> Vec<u8> {
+        record_with_id(&ParamId::new().serialize(), dtype, shape, len)
+    }
+
+    /// [`record`] with the parameter's id `id`.
+    fn record_with_id(id: &str, dtype: &str, shape: &[u64], len: usize) -> Vec<u8> {
         let tensor = Value::Map(vec![
             ("bytes".into(), Value::Binary(vec![0; len])),
             (
@@ -186,7 +296,7 @@ mod tests {
         ]);
         let root = Value::Map(vec![(
             "weight".into(),
-            Value::Map(vec![("param".into(), tensor)]),
+            Value::Map(vec![("id".into(), id.into()), ("param".into(), tensor)]),
         )]);
         let mut bytes = Vec::new();
         rmpv::encode::write_value(&mut bytes, &root).unwrap();
@@ -211,5 +321,31 @@ mod tests {
             Err(Refused::Unreadable(e)) if e.contains("truncated")
         ));
         assert!(err(b"garbage".to_vec()).contains("holds 0 tensors"));
+    }
+
+    /// Burn panics on a parameter id it cannot read: such a file is refused before it
+    /// gets there (found by `damaged_checkpoints_never_panic`).
+    #[test]
+    fn damaged_parameter_ids_are_refused() {
+        let want = vec![vec![2, 3]];
+        let uuid = "67e55044-10b1-426f-9247-bb680e5fe0c8";
+        assert_eq!(
+            check_tensors(&record_with_id(uuid, "F32", &[2, 3], 24), &want),
+            Ok(())
+        );
+        // A byte zeroed inside the id; an id of more than 8 bytes in base 32 (Burn would
+        // copy it into an 8-byte buffer); a UUID without its hyphens (base 32 reads it).
+        let mut zeroed = ParamId::new().serialize().into_bytes();
+        zeroed[3] = 0;
+        let zeroed = String::from_utf8(zeroed).unwrap();
+        for id in [zeroed.as_str(), "0123456789abcdef", &uuid.replace('-', "")] {
+            assert!(
+                matches!(
+                    check_tensors(&record_with_id(id, "F32", &[2, 3], 24), &want),
+                    Err(Refused::Unreadable(e)) if e.contains("id")
+                ),
+                "{id:?}"
+            );
+        }
     }
 }

@@ -23,12 +23,17 @@ pub mod checkpoint;
 pub mod marker;
 pub mod writer;
 
+use crate::host_record::HostRecord;
 use crate::log::{EvalRow, read_rows};
+use crate::optim::OptimizerRecord;
 use crate::recorder::{AtomicRecorder, write_atomically};
+use crate::schedule::NanoGptSchedule;
 use crate::step::{StepPolicy, Trainee, TraineeRecord, shapes};
 use crate::{RunConfig, TrainError};
+use burn::lr_scheduler::LrScheduler;
 use burn::prelude::*;
 use burn::record::Recorder;
+use burn::tensor::backend::AutodiffBackend;
 use data::{TextTokenizer, Tokenizer};
 pub use marker::{DataRecord, RunMarker};
 use model::Model;
@@ -300,6 +305,52 @@ impl RunDir {
         Ok(fresh.load_record(record).model)
     }
 
+    /// Checks that checkpoint `epoch`'s optimizer and scheduler files load as this run's
+    /// training state, for its model file (checked by [`Self::load_model_file`]): burn-train
+    /// reads them itself when it resumes, and panics on any error.
+    pub fn check_training_state<B: AutodiffBackend>(
+        &self,
+        epoch: usize,
+        device: &B::Device,
+    ) -> Result<(), TrainError> {
+        let cannot = |path: &Path, e: String| {
+            TrainError::Checkpoint(format!("cannot resume from {}: {e}", path.display()))
+        };
+        let model_path = self.checkpoint_model_path(epoch);
+        let model = std::fs::read(&model_path).map_err(|e| cannot(&model_path, e.to_string()))?;
+        let path = self.checkpoint_dir().join(format!("optim-{epoch}.mpk"));
+        // Two moments per parameter: twice the model's bytes, and room for the ids.
+        data::source::check_regular_file(&path, 2 * model.len() as u64 + (1 << 20))
+            .map_err(|e| cannot(&path, e.to_string()))?;
+        let optim = std::fs::read(&path).map_err(|e| cannot(&path, e.to_string()))?;
+        checkpoint::check_optimizer(&optim, &model).map_err(|refused| match refused {
+            checkpoint::Refused::Unreadable(e) => cannot(&path, e),
+            checkpoint::Refused::Mismatch(e) => TrainError::Checkpoint(format!(
+                "{} does not match {}: {e}",
+                path.display(),
+                model_path.display()
+            )),
+        })?;
+        drop((model, optim));
+        // Read as burn-train will (host data only, no tensors made): any other damage.
+        Recorder::<B>::load::<HostRecord<B, OptimizerRecord<B>>>(
+            &AtomicRecorder,
+            path.clone(),
+            device,
+        )
+        .map_err(|e| cannot(&path, e.to_string()))?;
+        let path = self.checkpoint_dir().join(format!("scheduler-{epoch}.mpk"));
+        data::source::check_regular_file(&path, MAX_RUN_FILE)
+            .map_err(|e| cannot(&path, e.to_string()))?;
+        Recorder::<B>::load::<<NanoGptSchedule as LrScheduler>::Record<B>>(
+            &AtomicRecorder,
+            path.clone(),
+            device,
+        )
+        .map_err(|e| cannot(&path, e.to_string()))?;
+        Ok(())
+    }
+
     /// Saves the model atomically as `path`.
     pub fn save_model<B: Backend>(
         &self,
@@ -319,8 +370,11 @@ pub(crate) fn io(path: &Path, e: std::io::Error) -> TrainError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loader::SplitBatch;
+    use crate::optim::MatrixDecayAdamW;
     use burn::backend::Flex;
     use burn::module::Module;
+    use burn::train::TrainStep;
     use model::GptConfig;
 
     fn params(model: &Model<Flex>) -> Vec<Vec<f32>> {
@@ -465,6 +519,56 @@ mod tests {
         run
     }
 
+    type AB = burn::backend::Autodiff<Flex>;
+
+    /// [`tiny_run`] holding checkpoint 1 after one AdamW step (model, optimizer and
+    /// scheduler files, as burn-train writes them); the model and a batch to step with.
+    fn checkpointed_run(tag: &str) -> (RunDir, Trainee<AB>, impl Fn() -> SplitBatch<AB>) {
+        use burn::data::dataloader::batcher::Batcher;
+        use burn::optim::Optimizer;
+        let run = tiny_run(tag);
+        let config = run.config().unwrap();
+        let device = Default::default();
+        let trainee = Trainee::new(
+            Model::<AB>::new(&config.model, &device).unwrap(),
+            StepPolicy::default(),
+        );
+        let chunks: Vec<data::Chunk> = (0..2u32)
+            .map(|r| data::Chunk::text((0..5).map(|t| (r * 5 + t * 3) % 13).collect()))
+            .collect();
+        let batch = move || SplitBatch {
+            split: data::Split::Train,
+            batch: data::LmBatcher.batch(chunks.clone(), &Default::default()),
+        };
+        let mut optim = MatrixDecayAdamW::init::<AB, Trainee<AB>>(&config);
+        let grads = TrainStep::step(&trainee, batch()).grads;
+        let trainee = optim.step(1e-3, trainee, grads);
+        std::fs::create_dir_all(run.checkpoint_dir()).unwrap();
+        run.save_model(trainee.clone(), &run.checkpoint_model_path(1))
+            .unwrap();
+        let dir = run.checkpoint_dir();
+        Recorder::<AB>::record(&AtomicRecorder, optim.to_record(), dir.join("optim-1.mpk"))
+            .unwrap();
+        Recorder::<AB>::record(&AtomicRecorder, 1usize, dir.join("scheduler-1.mpk")).unwrap();
+        (run, trainee, batch)
+    }
+
+    #[test]
+    fn training_state_is_checked_against_the_model() {
+        let (run, _, _) = checkpointed_run("state");
+        let device = Default::default();
+        run.check_training_state::<AB>(1, &device).unwrap();
+        // Another model's optimizer state (other parameter ids) is refused by name.
+        let (other, _, _) = checkpointed_run("state-other");
+        let optim = |run: &RunDir| run.checkpoint_dir().join("optim-1.mpk");
+        std::fs::copy(optim(&other), optim(&run)).unwrap();
+        let err = run.check_training_state::<AB>(1, &device).unwrap_err();
+        assert!(err.to_string().contains("the model lacks"), "{err}");
+        for run in [run, other] {
+            std::fs::remove_dir_all(run.path()).unwrap();
+        }
+    }
+
     // Fuzzing the checkpoint loader: random bytes, and a real checkpoint with random
     // bytes overwritten or cut short, load or fail cleanly — never panic.
     proptest::proptest! {
@@ -497,6 +601,36 @@ mod tests {
             bytes.truncate(cut % (bytes.len() + 1) + 1);
             std::fs::write(&path, &bytes).unwrap();
             let _ = run.load_model_file::<Flex>(&path, &device);
+        }
+
+        /// A damaged optimizer checkpoint is refused, or resumes: it loads as burn-train
+        /// loads it and the optimizer steps with it (moments of any value) — never a panic.
+        #[test]
+        fn damaged_optimizer_states_never_panic(
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>()), 1..16),
+            cut in proptest::prelude::any::<usize>(),
+        ) {
+            use burn::optim::Optimizer;
+            let (run, trainee, batch) = checkpointed_run("damaged-optim");
+            let device = Default::default();
+            let path = run.checkpoint_dir().join("optim-1.mpk");
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (at, b) in edits {
+                let i = at % bytes.len();
+                bytes[i] = b;
+            }
+            bytes.truncate(cut % (bytes.len() + 1) + 1);
+            std::fs::write(&path, &bytes).unwrap();
+            if run.check_training_state::<AB>(1, &device).is_ok() {
+                let record: OptimizerRecord<AB> =
+                    Recorder::<AB>::load(&AtomicRecorder, path, &device).unwrap();
+                let config = run.config().unwrap();
+                let mut optim =
+                    MatrixDecayAdamW::init::<AB, Trainee<AB>>(&config).load_record(record);
+                let grads = TrainStep::step(&trainee, batch()).grads;
+                optim.step(1e-3, trainee, grads);
+            }
+            std::fs::remove_dir_all(run.path()).unwrap();
         }
     }
 }
