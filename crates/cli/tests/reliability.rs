@@ -12,7 +12,7 @@
 //! | two trainers on one run | the second fails at once naming the first's pid; sample works meanwhile |
 //! | `--resume --set n_embd=…` | refused naming `model.n_embd`; config.toml untouched |
 //! | resume / eval after `--data` | use the run's own file; a changed or other file needs --allow-data-change |
-//! | edited tokenizer / config / checkpoint dtype | one error line, no panic |
+//! | edited tokenizer / config / checkpoint dtype / optimizer id / scheduler | one error line, no panic |
 //! | resource bombs (width, batch, eval size, bench steps, /dev/zero, max_iters=0, …) | refused before allocating |
 //! | `gpt sample … \| head` | exit 0, no panic, stops generating |
 //! | tiny temperature (1e-45) | greedy, exit 0 |
@@ -271,6 +271,15 @@ fn edited_run_files_are_clear_errors() {
         ] {
             std::fs::copy(run.join(f), dir.join(f)).unwrap();
         }
+        std::fs::create_dir_all(dir.join("checkpoint")).unwrap();
+        for entry in std::fs::read_dir(run.join("checkpoint")).unwrap() {
+            let from = entry.unwrap().path();
+            std::fs::copy(
+                &from,
+                dir.join("checkpoint").join(from.file_name().unwrap()),
+            )
+            .unwrap();
+        }
         dir
     };
     // A tokenizer that lost a character.
@@ -303,6 +312,33 @@ fn edited_run_files_are_clear_errors() {
     std::fs::write(d.join("model.mpk"), edited).unwrap();
     let args = ["sample", "--run", s(&d)];
     check_one_error_line(&args, &gpt(&args), "is tagged I32, expected F32");
+    // Resumes from a checkpoint whose optimizer file has a damaged parameter id, or whose
+    // scheduler file was cut short (burn-train, loading them itself, would panic).
+    let newest = |dir: &Path, kind: &str| {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("checkpoint"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(kind))
+            .collect();
+        files.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        files.pop().unwrap()
+    };
+    let o = copy("rel-edited-optim");
+    let optim = newest(&o, "optim-");
+    let mut bytes = std::fs::read(&optim).unwrap();
+    // The first parameter id: a 13-character string (0xad) right after the "item" key.
+    let item = bytes.windows(5).position(|w| w == b"\xa4item").unwrap();
+    let id = item + bytes[item..].iter().position(|&b| b == 0xad).unwrap();
+    bytes[id + 4] = 0;
+    std::fs::write(&optim, bytes).unwrap();
+    let args = ["train", "--resume", "--out-dir", s(&o)];
+    check_one_error_line(&args, &gpt(&args), "is damaged");
+    let c = copy("rel-edited-scheduler");
+    let scheduler = newest(&c, "scheduler-");
+    let bytes = std::fs::read(&scheduler).unwrap();
+    std::fs::write(&scheduler, &bytes[..bytes.len() / 2]).unwrap();
+    let args = ["train", "--resume", "--out-dir", s(&c)];
+    check_one_error_line(&args, &gpt(&args), "cannot resume from");
 }
 
 #[test]
