@@ -256,8 +256,14 @@ fn take_backend(args: &[String]) -> Result<(String, Vec<String>)> {
     Ok((backend, rest))
 }
 
+/// The workspace root of the checkout this xtask was run from. `cargo run` tells the
+/// process its package's directory at run time; the compile-time one can be another
+/// checkout's: clones sharing a target dir reuse each other's xtask binary, as its
+/// sources' dates do not change.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()
