@@ -199,21 +199,10 @@ impl<B: Backend> Gpt<B> {
 mod tests {
     use super::*;
     use crate::cross_entropy;
-    use crate::test_util::{TestAutodiff, TestBackend as B, random_ids};
+    use crate::test_util::{
+        TestAutodiff, TestBackend as B, assert_overfits, random_ids, small_config as small,
+    };
     use burn::module::Module;
-    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-
-    fn small() -> GptConfig {
-        GptConfig {
-            vocab_size: 65,
-            block_size: 16,
-            n_layer: 2,
-            n_head: 4,
-            n_embd: 32,
-            dropout: 0.0,
-            ..GptConfig::default()
-        }
-    }
 
     #[test]
     fn parameter_counts_match_the_lecture_and_pytorch() {
@@ -498,7 +487,8 @@ mod tests {
         }
     }
 
-    /// Training through a tied head and GELU: gradients reach wte from both of its uses.
+    /// Training through a tied head and GELU: gradients reach wte from both of its uses, and
+    /// the model memorises a batch.
     #[test]
     fn gpt2_switches_train() {
         let device = Default::default();
@@ -514,11 +504,6 @@ mod tests {
         let y = random_ids::<TestAutodiff>([4, 16], 65, 8, &device);
         let grads = cross_entropy(model.forward(x.clone()).unwrap(), y.clone()).backward();
         let g_tied = model.wte.weight.val().grad(&grads).unwrap();
-        // The head's share: the gradient of the same loss with wte frozen at the input.
-        let mut model = model;
-        let mut optim = AdamWConfig::new()
-            .with_weight_decay(0.0)
-            .init::<TestAutodiff, Gpt<TestAutodiff>>();
         let ids_used: Vec<i64> = x.clone().into_data().convert::<i64>().to_vec().unwrap();
         // Rows of tokens that never appear in the input still get a gradient (the head).
         let unused = (0..65).find(|t| !ids_used.contains(t)).unwrap() as usize;
@@ -531,17 +516,7 @@ mod tests {
             row > 0.0,
             "an unseen token's embedding gets the head's gradient"
         );
-        let mut loss = f32::INFINITY;
-        for _ in 0..300 {
-            let l = cross_entropy(model.forward(x.clone()).unwrap(), y.clone());
-            loss = l.clone().into_scalar();
-            if loss < 0.1 {
-                break;
-            }
-            let grads = GradientsParams::from_grads(l.backward(), &model);
-            model = optim.step(3e-3, model, grads);
-        }
-        assert!(loss < 0.1, "loss after 300 steps: {loss}");
+        assert_overfits(model);
     }
 
     /// Changing tokens after position t must not change the logits at positions ≤ t.
@@ -745,22 +720,6 @@ mod tests {
     #[test]
     fn overfits_one_batch() {
         let device = Default::default();
-        let mut model = Gpt::<TestAutodiff>::new(&small(), &device).unwrap();
-        let mut optim = AdamWConfig::new()
-            .with_weight_decay(0.0)
-            .init::<TestAutodiff, Gpt<TestAutodiff>>();
-        let x = random_ids::<TestAutodiff>([4, 16], 65, 7, &device);
-        let y = random_ids::<TestAutodiff>([4, 16], 65, 8, &device);
-        let mut loss = f32::INFINITY;
-        for _ in 0..300 {
-            let l = cross_entropy(model.forward(x.clone()).unwrap(), y.clone());
-            loss = l.clone().into_scalar();
-            if loss < 0.1 {
-                break;
-            }
-            let grads = GradientsParams::from_grads(l.backward(), &model);
-            model = optim.step(3e-3, model, grads);
-        }
-        assert!(loss < 0.1, "loss after 300 steps: {loss}");
+        assert_overfits(Gpt::<TestAutodiff>::new(&small(), &device).unwrap());
     }
 }

@@ -595,7 +595,7 @@ pub fn gpt2_fixture_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestBackend as B, random_ids};
+    use crate::test_util::{TestBackend as B, random_ids, small_config};
     use burn_store::ModuleStore;
 
     /// The shared fixture (`BURNGPT_GPT2_FIXTURE` overrides it): a tiny random GPT-2 in
@@ -747,15 +747,7 @@ mod tests {
     #[test]
     fn export_import_gives_bit_identical_logits() {
         let device = Default::default();
-        let base = GptConfig {
-            vocab_size: 65,
-            block_size: 16,
-            n_layer: 2,
-            n_head: 4,
-            n_embd: 32,
-            dropout: 0.0,
-            ..GptConfig::default()
-        };
+        let base = small_config();
         let configs = [
             HfGpt2Config::named("gpt2")
                 .unwrap()

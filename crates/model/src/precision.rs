@@ -105,22 +105,16 @@ pub(crate) fn norm_in_f32<const D: usize, B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestAutodiff, TestBackend as B, random_ids};
+    use crate::test_util::{TestAutodiff, TestBackend as B, random_ids, small_config};
     use crate::{Gpt, GptConfig, cross_entropy};
     use burn::module::Module;
 
     fn config(dtype: Precision) -> GptConfig {
         GptConfig {
-            vocab_size: 65,
-            block_size: 16,
-            n_layer: 2,
-            n_head: 4,
-            n_embd: 32,
-            dropout: 0.0,
             rope: true, // its tables are cast too
             qk_norm: true,
             dtype,
-            ..GptConfig::default()
+            ..small_config()
         }
     }
 
