@@ -337,7 +337,7 @@ fn merge_heads<B: Backend>(y: Tensor<B, 4>) -> Tensor<B, 3> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::TestBackend as B;
+    use crate::test_util::{TestBackend as B, small_config};
     use burn::tensor::Distribution;
 
     /// The attention variants of the modern switches, on a base config: grouped-query
@@ -433,11 +433,8 @@ mod tests {
     fn burn_attention_op_matches_explicit_weights() {
         let device = Default::default();
         let config = GptConfig {
-            n_embd: 32,
-            n_head: 4,
             block_size: 9,
-            dropout: 0.0,
-            ..GptConfig::default()
+            ..small_config()
         };
         let attn = CausalSelfAttention::<B>::new(&config, &device);
         let qkv = Tensor::<B, 3>::random([2, 9, 96], Distribution::Normal(0.0, 1.0), &device);
@@ -622,12 +619,7 @@ mod tests {
     #[test]
     fn batched_heads_equal_one_head_at_a_time() {
         let device = Default::default();
-        let config = GptConfig {
-            n_embd: 32,
-            n_head: 4,
-            dropout: 0.0,
-            ..GptConfig::default()
-        };
+        let config = small_config();
         let attn = CausalSelfAttention::<B>::new(&config, &device);
         let (t, c, hs) = (7, 32, 8);
         let x = Tensor::<B, 3>::random([2, t, c], Distribution::Normal(0.0, 1.0), &device);

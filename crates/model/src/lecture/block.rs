@@ -41,17 +41,8 @@ impl<B: Backend> Block<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::TestBackend as B;
+    use crate::test_util::{TestBackend as B, small_config};
     use burn::tensor::Distribution;
-
-    fn config() -> GptConfig {
-        GptConfig {
-            n_embd: 32,
-            n_head: 4,
-            dropout: 0.0,
-            ..GptConfig::default()
-        }
-    }
 
     /// Why residual connections train from the start: with small initial weights each
     /// branch adds only a little, so a fresh block passes its input (and the gradient)
@@ -59,7 +50,7 @@ mod tests {
     #[test]
     fn a_fresh_block_is_close_to_the_identity() {
         let device = Default::default();
-        let block = Block::<B>::new(&config(), &device);
+        let block = Block::<B>::new(&small_config(), &device);
         let x = Tensor::<B, 3>::random([2, 8, 32], Distribution::Normal(0.0, 1.0), &device);
         let change: f32 = (block.forward(x.clone()) - x.clone())
             .abs()
@@ -75,8 +66,8 @@ mod tests {
     fn same_parameter_count_as_the_production_block() {
         let device = Default::default();
         assert_eq!(
-            Block::<B>::new(&config(), &device).num_params(),
-            crate::block::Block::<B>::new(&config(), &device).num_params()
+            Block::<B>::new(&small_config(), &device).num_params(),
+            crate::block::Block::<B>::new(&small_config(), &device).num_params()
         );
     }
 }

@@ -77,22 +77,13 @@ fn copy<B: Backend>(layer: &Linear<B>) -> Linear<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::TestBackend as B;
+    use crate::test_util::{TestBackend as B, small_config};
     use burn::tensor::Distribution;
-
-    fn config() -> GptConfig {
-        GptConfig {
-            n_embd: 32,
-            n_head: 4,
-            dropout: 0.0,
-            ..GptConfig::default()
-        }
-    }
 
     #[test]
     fn heads_one_at_a_time_equal_the_batched_production_layer() {
         let device = Default::default();
-        let mut attn = CausalSelfAttention::<B>::new(&config(), &device);
+        let mut attn = CausalSelfAttention::<B>::new(&small_config(), &device);
         // Unit-scale q, k, v: the attention pattern is far from uniform, so taking a head's
         // query columns for its keys (or another head's) would change the output.
         let w = Tensor::random(
@@ -115,8 +106,8 @@ mod tests {
     fn same_parameter_count_as_the_batched_layer() {
         let device = Default::default();
         assert_eq!(
-            MultiHeadAttention::<B>::new(&config(), &device).num_params(),
-            CausalSelfAttention::<B>::new(&config(), &device).num_params()
+            MultiHeadAttention::<B>::new(&small_config(), &device).num_params(),
+            CausalSelfAttention::<B>::new(&small_config(), &device).num_params()
         );
     }
 }
