@@ -105,7 +105,9 @@ pub(crate) fn norm_in_f32<const D: usize, B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestAutodiff, TestBackend as B, random_ids, small_config};
+    use crate::test_util::{
+        TestAutodiff, TestBackend as B, random_ids, seeded_weights, small_config,
+    };
     use crate::{Gpt, GptConfig, cross_entropy};
     use burn::module::Module;
 
@@ -116,6 +118,14 @@ mod tests {
             dtype,
             ..small_config()
         }
+    }
+
+    /// The f32 model, its weights from a fixed seed. The bounds below hold for typical
+    /// weights, not for every draw: of 4,500 draws of the initial weights one gave a
+    /// bfloat16 gradient cosine of 0.989, and one full-suite run in 465 failed at 0.974.
+    fn f32_model<BB: Backend>() -> Gpt<BB> {
+        let device = Default::default();
+        seeded_weights(Gpt::new(&config(Precision::Float32), &device).unwrap(), 17)
     }
 
     /// The f32 model's weights computed in `dtype`.
@@ -131,7 +141,7 @@ mod tests {
     #[test]
     fn low_precision_logits_follow_f32() {
         let device = Default::default();
-        let model = Gpt::<B>::new(&config(Precision::Float32), &device).unwrap();
+        let model = f32_model::<B>();
         let idx = random_ids::<B>([2, 16], 65, 3, &device);
         let reference = model.forward(idx.clone()).unwrap();
         for (dtype, tolerance) in [(Precision::BFloat16, 0.05), (Precision::Float16, 0.01)] {
@@ -164,7 +174,7 @@ mod tests {
     #[test]
     fn gradients_reach_the_f32_weights() {
         let device = Default::default();
-        let model = Gpt::<TestAutodiff>::new(&config(Precision::Float32), &device).unwrap();
+        let model = f32_model::<TestAutodiff>();
         let idx = random_ids::<TestAutodiff>([2, 16], 65, 5, &device);
         let targets = random_ids::<TestAutodiff>([2, 16], 65, 6, &device);
         let grad_of = |m: &Gpt<TestAutodiff>| {
