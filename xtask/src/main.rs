@@ -293,6 +293,15 @@ fn cargo() -> Command {
     c
 }
 
+/// `cargo <verb…> -p cli` with exactly one backend feature: the backend is chosen at
+/// compile time, and flex, the default, must not be built in beside it.
+fn cargo_cli(verb: &[&str], backend: &str) -> Command {
+    let mut c = cargo();
+    c.args(verb)
+        .args(["-p", "cli", "--no-default-features", "--features", backend]);
+    c
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {cmd:?}");
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
@@ -328,28 +337,13 @@ fn dev_profile() -> Result<bool> {
 /// them, and would recompile burn.) The other backends are built as `ci` builds wgpu.
 fn build_gpt(backend: &str) -> Result<PathBuf> {
     if !dev_profile()? {
-        run(cargo().args([
-            "build",
-            "--release",
-            "-p",
-            "cli",
-            "--no-default-features",
-            "--features",
-            backend,
-        ]))?;
+        run(&mut cargo_cli(&["build", "--release"], backend))?;
         return Ok(target_dir().join("release/gpt"));
     }
     if backend == "flex" {
         run(cargo().args(["test", "--workspace", "--no-run", "--quiet"]))?;
     } else {
-        run(cargo().args([
-            "build",
-            "-p",
-            "cli",
-            "--no-default-features",
-            "--features",
-            backend,
-        ]))?;
+        run(&mut cargo_cli(&["build"], backend))?;
     }
     Ok(target_dir().join("debug/gpt"))
 }
@@ -396,48 +390,16 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
         Some(2.6),
     )?;
     // The other CPU backend must keep compiling too.
-    let ndarray = [
-        "check",
-        "-p",
-        "cli",
-        "--no-default-features",
-        "--features",
-        "ndarray",
-    ];
-    run(cargo().args(ndarray))?;
+    run(&mut cargo_cli(&["check"], "ndarray"))?;
     if gpu_checks {
         // cuda: compile check only (no GPU here); cudarc loads the driver at run time.
-        let cuda = [
-            "check",
-            "-p",
-            "cli",
-            "--no-default-features",
-            "--features",
-            "cuda",
-        ];
-        run(cargo().args(cuda))?;
+        run(&mut cargo_cli(&["check"], "cuda"))?;
         // ddp: cuda with burn-train's DDP strategy (`gpt train --devices 0,1`), compile
         // check only (no GPU here, and NCCL needs two).
-        let ddp = [
-            "check",
-            "-p",
-            "cli",
-            "--no-default-features",
-            "--features",
-            "ddp",
-        ];
-        run(cargo().args(ddp))?;
+        run(&mut cargo_cli(&["check"], "ddp"))?;
         // wgpu (with kernel fusion): a tiny real run on Mesa's software Vulkan (lavapipe),
         // a checkpoint every 5 iterations (fusion once lost tensors the checkpointer read).
-        let wgpu = [
-            "build",
-            "-p",
-            "cli",
-            "--no-default-features",
-            "--features",
-            "wgpu",
-        ];
-        run(cargo().args(wgpu))?;
+        run(&mut cargo_cli(&["build"], "wgpu"))?;
         let tiny = [
             "max_iters=20",
             "eval_interval=5",
