@@ -21,6 +21,9 @@
 //! --workspace` (and so `ci`) makes, so nothing is compiled twice. `CI=true` implies
 //! `--require-system-packages`.
 
+/// The font list `gpt plot` searches, the very file.
+#[path = "../../crates/cli/src/fonts.rs"]
+mod fonts;
 mod readme;
 mod system;
 

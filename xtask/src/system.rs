@@ -53,22 +53,10 @@ pub fn vulkan(require: bool) -> Result<bool> {
     )
 }
 
-/// Fonts `gpt plot` tries after `$BURNGPT_FONT` (the list in `crates/cli/src/plot.rs`).
-const FONTS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
-
 /// Whether `gpt plot` will find a font for its labels.
 pub fn font(require: bool) -> Result<bool> {
-    let found = std::env::var_os("BURNGPT_FONT").is_some_and(|p| Path::new(&p).exists())
-        || FONTS.iter().any(|p| Path::new(p).exists());
     present(
-        found,
+        crate::fonts::find().is_some(),
         require,
         "`gpt plot` needs a TrueType font (or BURNGPT_FONT=file.ttf)",
         "fonts-dejavu-core",

@@ -11,6 +11,7 @@ mod backend;
 mod bench;
 mod eval;
 mod export;
+mod fonts;
 mod info;
 #[cfg(not(feature = "ddp"))]
 mod lecture;

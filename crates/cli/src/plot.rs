@@ -31,16 +31,6 @@ pub struct Args {
 /// The picture's size in pixels.
 pub const SIZE: (u32, u32) = (900, 640);
 
-/// Fonts tried in order, after `$BURNGPT_FONT`.
-const FONTS: &[&str] = &[
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/System/Library/Fonts/Supplemental/Arial.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "C:\\Windows\\Fonts\\arial.ttf",
-];
-
 pub fn run(args: Args) -> Result<()> {
     let dirs = if args.runs.is_empty() {
         let run = RunDir::latest(Path::new("runs"))?;
@@ -197,16 +187,11 @@ fn legend_labels(runs: &[Curves]) -> Vec<String> {
 
 /// Registers the labels' font with plotters (also used by `attention` and `lecture`).
 pub fn register_font() -> Result<()> {
-    let env = std::env::var("BURNGPT_FONT").ok();
-    let path = env
-        .iter()
-        .map(String::as_str)
-        .chain(FONTS.iter().copied())
-        .find(|p| std::path::Path::new(p).exists())
+    let path = crate::fonts::find()
         .context("no TrueType font found for the labels: set BURNGPT_FONT to a .ttf file")?;
-    let bytes: &'static [u8] = Box::leak(std::fs::read(path)?.into_boxed_slice());
+    let bytes: &'static [u8] = Box::leak(std::fs::read(&path)?.into_boxed_slice());
     plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-        .map_err(|_| anyhow::anyhow!("{path} is not a usable TrueType font"))
+        .map_err(|_| anyhow::anyhow!("{} is not a usable TrueType font", path.display()))
 }
 
 /// One curve of a panel.
