@@ -112,10 +112,10 @@ pub(crate) mod test_util {
     }
 
     /// `module` with every drawn weight drawn again, uniform with the initial std of 0.02, by
-    /// a generator seeded with `seed`; constant parameters (zero biases, norm gains of one) are kept. A test
-    /// whose bound holds for most initial weights but not all (a low-precision gradient's
-    /// direction) then checks the same weights on every run, whatever draws of the shared
-    /// generator the tests running beside it took.
+    /// a generator seeded with `seed`; constant parameters (zero biases, norm gains of one)
+    /// are kept. A test whose bound holds for most initial weights but not all (a
+    /// low-precision gradient's direction) then checks the same weights on every run,
+    /// whatever draws of the shared generator the tests running beside it took.
     pub fn seeded_weights<B: Backend, M: burn::module::Module<B>>(module: M, seed: u64) -> M {
         use burn::module::{ModuleMapper, Param};
         use rand::{Rng, SeedableRng};
@@ -128,9 +128,8 @@ pub(crate) mod test_util {
                         return t;
                     }
                     let a = (crate::init::STD * 3f64.sqrt()) as f32;
-                    let values: Vec<f32> =
-                        values.iter().map(|_| self.0.random_range(-a..a)).collect();
-                    let data = TensorData::new(values, t.shape());
+                    let drawn = (0..values.len()).map(|_| self.0.random_range(-a..a));
+                    let data = TensorData::new(drawn.collect::<Vec<f32>>(), t.shape());
                     Tensor::from_data(data, &t.device()).set_require_grad(t.is_require_grad())
                 })
             }
