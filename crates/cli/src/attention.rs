@@ -259,8 +259,21 @@ pub fn draw_heatmaps(
     cols: usize,
 ) -> Result<(u32, u32)> {
     let size = picture_size(panels.len(), cols);
+    crate::picture::write_png(out, size, |root| {
+        heatmaps(root, size, title, labels, panels, cols)
+    })?;
+    Ok(size)
+}
+
+fn heatmaps(
+    root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    size: (u32, u32),
+    title: &str,
+    labels: &[String],
+    panels: &[Panel],
+    cols: usize,
+) -> Result<()> {
     let cols = cols.clamp(1, panels.len().max(1));
-    let root = BitMapBackend::new(out, size).into_drawing_area();
     root.fill(&WHITE)?;
     let text = |size: f64| ("sans-serif", size).into_font().color(&BLACK);
     root.draw(&Text::new(title.to_string(), (GAP as i32, 12), text(18.0)))?;
@@ -342,8 +355,7 @@ pub fn draw_heatmaps(
     ))?;
     root.draw(&Text::new("masked: 0", (bx - 10, sy + 18), text(12.0)))?;
     root.draw(&Text::new("(future)", (bx - 10, sy + 32), text(12.0)))?;
-    root.present()?;
-    Ok(size)
+    Ok(())
 }
 
 #[cfg(test)]

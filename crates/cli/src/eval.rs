@@ -61,7 +61,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     );
     let train_loss = estimate_loss(&model, &corpus, Split::Train, sizes, args.seed, &device);
     let val_loss = estimate_loss(&model, &corpus, Split::Val, sizes, args.seed, &device);
-    let iter = run.rows().last().map_or(0, |r| r.iter);
+    let iter = run.rows()?.last().map_or(0, |r| r.iter);
     let mut json = serde_json::json!({
         "iter": iter,
         "train_loss": train_loss,

@@ -13,14 +13,14 @@ use anyhow::{Context, Result, bail};
 use data::TextTokenizer;
 use model::Model;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     run: RunArg,
-    /// The directory to write (created if needed; its config.json, model.safetensors and
-    /// tokenizer files are replaced).
+    /// The directory to write: missing, empty, or an earlier export (its config.json,
+    /// model.safetensors and tokenizer files are replaced); any other folder is refused.
     #[arg(long)]
     out: PathBuf,
     /// Which weights: the final model or the checkpoint with the best val loss.
@@ -39,6 +39,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             args.out.display()
         );
     }
+    EXPORT.check(&args.out).map_err(anyhow::Error::msg)?;
     let device = backend::device(device)?;
     let model = if args.weights == "best" {
         let path = run.best_path();
@@ -61,9 +62,16 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         // No end-of-text token in a character vocabulary.
         TextTokenizer::Char(_) => serde_json::json!({"bos_token_id": null, "eos_token_id": null}),
     };
-    model::hf::save_gpt2(&gpt, &config.model, &args.out, ids)?;
+    let mut files = model::hf::gpt2_files(&gpt, &config.model, ids)?.to_vec();
     if tokenizer == TextTokenizer::Gpt2 {
-        write_gpt2_tokenizer(&args.out, config.model.block_size)?;
+        files.extend(gpt2_tokenizer_files(config.model.block_size)?);
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (name, bytes) in files {
+        let path = args.out.join(name);
+        data::files::write_atomically(&path, &bytes)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     println!(
         "wrote {} (config.json, model.safetensors{}) from {}",
@@ -77,6 +85,24 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     );
     Ok(())
 }
+
+/// The files `gpt export` writes: a folder holding only these is an earlier export.
+const EXPORT: data::files::Folder = data::files::Folder {
+    holds: "GPT-2 export",
+    marks: &[],
+    writes: |name| {
+        [
+            model::hf::CONFIG_FILE,
+            model::hf::WEIGHTS_FILE,
+            "vocab.json",
+            "merges.txt",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ]
+        .contains(&name)
+    },
+    hint: "export into an empty or new directory",
+};
 
 /// GPT-2's byte-to-character table (`bytes_to_unicode` in OpenAI's encoder.py): printable
 /// bytes stand for themselves, the others for characters from U+0100 on, so every token
@@ -100,10 +126,10 @@ fn bytes_to_unicode() -> [char; 256] {
     table
 }
 
-/// Writes the files `transformers`' GPT-2 tokenizers read, derived from the r50k ranks:
+/// The files `transformers`' GPT-2 tokenizers read, by name, derived from the r50k ranks:
 /// each token's id is its rank, and each merge is the pair BPE joins to make that token
 /// (found by running BPE on the token's bytes with the lower ranks only).
-pub fn write_gpt2_tokenizer(dir: &Path, block_size: usize) -> Result<()> {
+pub fn gpt2_tokenizer_files(block_size: usize) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let bpe = data::tokenizer::gpt2_bpe();
     let eot = data::tokenizer::GPT2_EOT;
     let tokens: Vec<Vec<u8>> = (0..eot)
@@ -146,12 +172,10 @@ pub fn write_gpt2_tokenizer(dir: &Path, block_size: usize) -> Result<()> {
         .map(|(id, t)| (show(t), id.into()))
         .collect();
     vocab.insert("<|endoftext|>".into(), eot.into());
-    let write = |name: &str, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-    };
-    write("vocab.json", serde_json::to_string(&vocab)?)?;
-    write("merges.txt", merges)?;
+    let mut files = vec![
+        ("vocab.json", serde_json::to_string(&vocab)?.into_bytes()),
+        ("merges.txt", merges.into_bytes()),
+    ];
     let special = serde_json::json!({
         "bos_token": "<|endoftext|>",
         "eos_token": "<|endoftext|>",
@@ -162,15 +186,15 @@ pub fn write_gpt2_tokenizer(dir: &Path, block_size: usize) -> Result<()> {
     map.insert("model_max_length".into(), block_size.into());
     map.insert("add_prefix_space".into(), false.into());
     map.insert("tokenizer_class".into(), "GPT2Tokenizer".into());
-    write(
+    files.push((
         "tokenizer_config.json",
-        serde_json::to_string_pretty(&config)?,
-    )?;
-    write(
+        serde_json::to_string_pretty(&config)?.into_bytes(),
+    ));
+    files.push((
         "special_tokens_map.json",
-        serde_json::to_string_pretty(&special)?,
-    )?;
-    Ok(())
+        serde_json::to_string_pretty(&special)?.into_bytes(),
+    ));
+    Ok(files)
 }
 
 /// Where part `i` of `parts` (consecutive slices of one token) starts in the token.
@@ -186,20 +210,17 @@ mod tests {
     /// order (its first merges are "Ġ t", "Ġ a", "h e"; "Ġ" is the space byte).
     #[test]
     fn gpt2_tokenizer_files_have_gpt2s_vocabulary_and_merges() {
-        let dir = std::env::temp_dir().join(format!("burngpt-export-tok-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        write_gpt2_tokenizer(&dir, 1024).unwrap();
-        let merges = std::fs::read_to_string(dir.join("merges.txt")).unwrap();
+        let files: HashMap<&str, Vec<u8>> =
+            gpt2_tokenizer_files(1024).unwrap().into_iter().collect();
+        let merges = String::from_utf8(files["merges.txt"].clone()).unwrap();
         let lines: Vec<&str> = merges.lines().collect();
         assert_eq!(lines.len(), 1 + 50_000);
         assert_eq!(&lines[..4], ["#version: 0.2", "Ġ t", "Ġ a", "h e"]);
         let vocab: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("vocab.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&files["vocab.json"]).unwrap();
         assert_eq!(vocab.len(), 50_257);
         assert_eq!(vocab["Ġthe"], 262);
         assert_eq!(vocab["<|endoftext|>"], 50256);
         assert_eq!(vocab["!"], 0);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

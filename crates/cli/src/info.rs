@@ -23,7 +23,7 @@ pub fn run(args: Args) -> Result<()> {
     let tokenizer = run.tokenizer()?;
     // Which attention this build runs (the fused CPU kernel, or the explicit path).
     let attention = model::attention_path::<Inner>().as_str();
-    let rows = run.rows();
+    let rows = run.rows()?;
     let last = rows.last();
     let checkpoints = run.checkpoint_epochs();
     if args.json {

@@ -16,6 +16,7 @@ mod info;
 #[cfg(not(feature = "ddp"))]
 mod lecture;
 mod peaks;
+mod picture;
 /// With Burn 0.21's `distributed` feature (the ddp build) autodiff needs a backend with an
 /// all-reduce, which no CPU backend has: the lecture, which trains on the CPU, is not in it.
 #[cfg(feature = "ddp")]

@@ -9,7 +9,7 @@ use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use training::RunDir;
-use training::log::{EvalRow, TRAIN_LOG, TrainPoint, read_train_log};
+use training::log::{EvalRow, TrainPoint};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -71,7 +71,7 @@ struct Curves {
 
 impl Curves {
     fn read(run: &RunDir) -> Result<Self> {
-        let all = run.rows();
+        let all = run.rows()?;
         if all.is_empty() {
             bail!(
                 "{} has no evaluations to plot yet",
@@ -97,7 +97,8 @@ impl Curves {
                 all.len()
             );
         }
-        let train = read_train_log(&run.path().join(TRAIN_LOG))
+        let train = run
+            .train_log()?
             .into_iter()
             .filter(|p| p.loss.is_finite())
             .collect();
@@ -217,7 +218,16 @@ const PALETTE: [RGBColor; 8] = [
 ];
 
 fn draw(runs: &[Curves], labels: &[String], out: &Path, log_x: bool, log_y: bool) -> Result<()> {
-    let root = BitMapBackend::new(out, SIZE).into_drawing_area();
+    crate::picture::write_png(out, SIZE, |root| charts(root, runs, labels, log_x, log_y))
+}
+
+fn charts(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    runs: &[Curves],
+    labels: &[String],
+    log_x: bool,
+    log_y: bool,
+) -> Result<()> {
     root.fill(&WHITE)?;
     let (top, bottom) = root.split_vertically(440);
     let single = runs.len() == 1;
@@ -361,7 +371,6 @@ fn draw(runs: &[Curves], labels: &[String], out: &Path, log_x: bool, log_y: bool
             panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
         }
     }
-    root.present()?;
     Ok(())
 }
 

@@ -15,7 +15,6 @@
 use anyhow::{Context, Result, bail};
 use model::hf::{CONFIG_FILE, HfGpt2Config, WEIGHTS_FILE};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// One published checkpoint: its hub repository and, where pinned, the sha256 and size
@@ -142,7 +141,7 @@ pub fn locate_named(c: &Checkpoint, cache: &Path) -> Result<PathBuf> {
     ))?;
     let config_path = dir.join(CONFIG_FILE);
     if std::fs::read_to_string(&config_path).ok().as_deref() != Some(json.as_str()) {
-        std::fs::write(&config_path, json)
+        data::files::write_atomically(&config_path, json.as_bytes())
             .with_context(|| format!("writing {}", config_path.display()))?;
     }
     Ok(dir)
@@ -230,12 +229,7 @@ fn published(headers: &ureq::http::HeaderMap) -> Option<Expected> {
 pub fn download(c: &Checkpoint, url: &str, dest: &Path) -> Result<()> {
     // Redirects are followed by hand: the hub answers with a redirect to its CDN whose
     // headers carry the file's sha256 and size.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(std::time::Duration::from_secs(10)))
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .build()
-        .into();
+    let agent = data::files::http_agent(false);
     let mut url = url.to_string();
     let mut expected = c.pinned.map(|(sha, size)| Expected {
         sha256: sha.into(),
@@ -270,51 +264,35 @@ pub fn download(c: &Checkpoint, url: &str, dest: &Path) -> Result<()> {
             "the server published no sha256 for the file (X-Linked-Etag), so it cannot be checked"
         )
     };
-    let dir = dest.parent().expect("a cache path has a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dest.with_extension("download.tmp");
-    let result = (|| -> Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        let mut hasher = Sha256::new();
-        let mut reader = response.into_body().into_reader().take(expected.size + 1);
-        let mut buf = vec![0u8; 1 << 20];
-        let mut got = 0u64;
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n])?;
-            got += n as u64;
-        }
-        let digest = format!("{:x}", hasher.finalize());
-        if got != expected.size {
-            bail!("got {got} bytes, expected {}", expected.size);
-        }
-        if digest != expected.sha256 {
-            bail!("got sha256 {digest}, expected {}", expected.sha256);
-        }
-        file.sync_all()?;
-        if c.pinned.is_none() {
-            std::fs::write(
-                Expected::sidecar(dest),
-                format!("{} {}\n", expected.sha256, expected.size),
-            )?;
-        }
-        std::fs::rename(&tmp, dest)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let (file, got) = data::files::save_download(
+        response.into_body().into_reader(),
+        Some(expected.size),
+        expected.size,
+        dest,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if got.bytes != expected.size {
+        bail!("got {} bytes, expected {}", got.bytes, expected.size);
     }
-    result
+    if got.sha256 != expected.sha256 {
+        bail!("got sha256 {}, expected {}", got.sha256, expected.sha256);
+    }
+    if c.pinned.is_none() {
+        let sidecar = Expected::sidecar(dest);
+        data::files::write_atomically(
+            &sidecar,
+            format!("{} {}\n", expected.sha256, expected.size).as_bytes(),
+        )
+        .with_context(|| format!("writing {}", sidecar.display()))?;
+    }
+    file.commit()
+        .with_context(|| format!("writing {}", dest.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead;
+    use std::io::{BufRead, Write};
     use std::net::TcpListener;
 
     /// A one-thread HTTP server on 127.0.0.1 answering each request with `respond(path)`:

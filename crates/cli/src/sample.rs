@@ -56,6 +56,15 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     if args.num_samples == 0 {
         bail!("--num-samples must be at least 1");
     }
+    let sampling = |i: usize| Sampling {
+        max_new_tokens: args.max_new_tokens,
+        temperature: args.temperature,
+        top_k: args.top_k,
+        seed: args.seed + i as u64,
+        kv_cache: !args.no_kv_cache,
+    };
+    // Before anything is printed: a refused option prints no prompt.
+    sampling(0).validate()?;
     let prompt = Prompt::from_args(args.prompt.as_deref(), args.prompt_file.as_deref())?;
     let (model, what, device) = match &args.init_from {
         Some(spec) => {
@@ -80,14 +89,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         {
             return Ok(());
         }
-        let sampling = Sampling {
-            max_new_tokens: args.max_new_tokens,
-            temperature: args.temperature,
-            top_k: args.top_k,
-            seed: args.seed + i as u64,
-            kv_cache: !args.no_kv_cache,
-        };
-        let flow = what.write(&model, &prompt, &sampling, &device, &mut out)?;
+        let flow = what.write(&model, &prompt, &sampling(i), &device, &mut out)?;
         if flow.is_break() || out.write("\n")?.is_break() {
             return Ok(());
         }

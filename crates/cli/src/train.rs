@@ -74,11 +74,11 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
         .out_dir
         .unwrap_or_else(|| PathBuf::from("runs").join(args.config.name()));
     let start = if args.resume {
-        // A resumed run keeps its own config; --set may change the recipe (e.g. max_iters).
-        if args.config.config.is_some() {
-            anyhow::bail!("--resume continues the run's own config: drop --config");
-        }
+        // A resumed run keeps its own config. The command that started it, run again with
+        // --resume, may name its --config: that file's keys and --set may change the
+        // recipe (e.g. max_iters), never the run (the model's shape, the data).
         Start::Resume {
+            config: args.config.config.clone(),
             overrides: args.config.set.clone(),
         }
     } else {

@@ -201,7 +201,7 @@ fn bad_input_gets_one_clear_error_line() {
         ),
         (
             vec!["sample", "--run", run, "--temperature", "0"],
-            "temperature must be > 0",
+            "temperature must be a finite number > 0",
         ),
         (vec!["info", "--run", no_run], "holds no run"),
     ];

@@ -77,6 +77,7 @@ fn weights(dir: &Path) -> Vec<f32> {
 fn evaluations(dir: &Path) -> Vec<(u64, f64, [f64; 2])> {
     training::RunDir::new(dir)
         .rows()
+        .unwrap()
         .iter()
         .map(|r| (r.iter as u64, r.lr, [r.train_loss, r.batch_loss]))
         .collect()

@@ -598,3 +598,431 @@ fn walk(root: &Path) -> Vec<String> {
     }
     out
 }
+
+// Reliability III: the newer commands keep the same promises.
+//
+// | case | expected |
+// |---|---|
+// | `gpt prepare --out` a folder of the user's own files | refused, naming them; nothing changed |
+// | `gpt prepare --input` a tree with a link back to itself | one error line naming the loop; nothing written |
+// | the same files reached twice (two inputs, a link to a sibling) | each file prepared once |
+// | a damaged row in `metrics.csv` / `train_log.csv` | plot, info, eval and resume: one line naming file and line; the file unchanged |
+// | a stalled server (accepts, never answers; stops mid-body) | one error line naming `--init-from DIR` / `--data`, within the timeout |
+// | `gpt export` with a directory in the way / into the user's folder | one error line; no `.tmp` left; the folder unchanged |
+// | `inf` / `nan` in a config or `--set` | one error line naming the key; no run directory made |
+// | `--temperature inf`, refused sampling options | "finite"; nothing on stdout |
+// | `gpt attention --out` into a missing folder | one error line, no debug dump |
+// | `--resume` with the run's own `--config` | accepted; a changed model key refused naming it |
+
+/// Every file under `root`, path → content.
+fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path);
+            } else if entry.file_type().unwrap().is_file() {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn prepare_writes_only_its_own_folders_and_reads_each_file_once() {
+    let root = tmp("rel3-prepare");
+    let text = root.join("in/a.txt");
+    std::fs::create_dir_all(text.parent().unwrap()).unwrap();
+    std::fs::write(
+        &text,
+        "To be, or not to be, that is the question.\n".repeat(50),
+    )
+    .unwrap();
+    let text = text.to_str().unwrap().to_string();
+
+    // The user's own train.bin and val.bin: refused, named, untouched.
+    let mine = root.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("train.bin"), "my tokens").unwrap();
+    std::fs::write(mine.join("val.bin"), "my val tokens").unwrap();
+    let before = contents(&root);
+    let args = [
+        "prepare",
+        "--tokenizer",
+        "char",
+        "--input",
+        &text,
+        "--out",
+        s(&mine),
+    ];
+    check_one_error_line(
+        &args,
+        &gpt(&args),
+        "holds no prepared data (it has train.bin, val.bin)",
+    );
+    assert_eq!(contents(&root), before);
+
+    // A fresh folder is prepared, and prepared again (it is its own now).
+    let out = root.join("prepared");
+    let args = [
+        "prepare",
+        "--tokenizer",
+        "char",
+        "--input",
+        &text,
+        "--out",
+        s(&out),
+    ];
+    ok(&args);
+    let mut again = args.to_vec();
+    again.push("--force");
+    ok(&again);
+
+    // A link back to a directory it is inside: one line naming the loop, nothing written.
+    let tree = root.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("one.txt"), "first document ".repeat(40)).unwrap();
+    let docs: String = (0..20)
+        .map(|i| {
+            format!(
+                "{{\"text\": \"document number {i} {}\"}}\n",
+                "word ".repeat(30)
+            )
+        })
+        .collect();
+    std::fs::write(tree.join("sub/two.jsonl"), docs).unwrap();
+    std::os::unix::fs::symlink(".", tree.join("self")).unwrap();
+    let looped = root.join("looped");
+    let args = [
+        "prepare",
+        "--tokenizer",
+        "char",
+        "--input",
+        s(&tree),
+        "--out",
+        s(&looped),
+    ];
+    let start = Instant::now();
+    check_one_error_line(&args, &gpt(&args), "a loop");
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(!looped.exists());
+
+    // Without the loop, a second link to `sub` and the same file given twice: each file
+    // once, by its real path.
+    std::fs::remove_file(tree.join("self")).unwrap();
+    std::os::unix::fs::symlink("sub", tree.join("also-sub")).unwrap();
+    let once = root.join("once");
+    let one = tree.join("one.txt");
+    let args = [
+        "prepare",
+        "--tokenizer",
+        "char",
+        "--val-fraction",
+        "0.4",
+        "--input",
+        s(&tree),
+        s(&one),
+        "--out",
+        s(&once),
+    ];
+    ok(&args);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(once.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["inputs"].as_array().unwrap().len(), 2, "{meta}");
+    assert_eq!(meta["documents"], 21, "{meta}");
+}
+
+#[test]
+fn a_damaged_log_row_is_an_error_never_a_shorter_log() {
+    let (_parent, run) = workspace("rel3-metrics");
+    let o = train_tiny(&run, &["--set", "max_iters=30", "--set", "log_interval=5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let runs = s(&run);
+    for (file, damage) in [
+        ("metrics.csv", &b"\xff\xfe"[..]),
+        ("metrics.csv", &b"not,a,row"[..]),
+        ("train_log.csv", &b"\xff"[..]),
+    ] {
+        let path = run.join(file);
+        let good = std::fs::read(&path).unwrap();
+        // The second line's start is damaged.
+        let at = good.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let mut bad = good[..at].to_vec();
+        bad.extend_from_slice(damage);
+        bad.extend_from_slice(&good[at..]);
+        std::fs::write(&path, &bad).unwrap();
+        let before = contents(&run);
+        let expected = format!("{file} line 2");
+        let commands: Vec<Vec<&str>> = vec![
+            vec!["plot", "--run", runs, "--out", "/tmp/never-written.png"],
+            vec![
+                "train",
+                "--resume",
+                "--out-dir",
+                runs,
+                "--set",
+                "max_iters=40",
+            ],
+        ];
+        let mut commands = commands;
+        if file == "metrics.csv" {
+            commands.push(vec!["info", "--run", runs]);
+            commands.push(vec!["eval", "--run", runs, "--eval-iters", "1"]);
+        }
+        for args in &commands {
+            check_one_error_line(args, &gpt(args), &expected);
+        }
+        // Nothing in the run changed but the writer's lock file.
+        let mut after = contents(&run);
+        let mut before = before;
+        after.remove(&run.join("run.lock"));
+        before.remove(&run.join("run.lock"));
+        assert_eq!(after, before, "{file}: the run's files are unchanged");
+        std::fs::write(&path, &good).unwrap();
+    }
+    // Repaired, the run resumes where it was.
+    ok(&[
+        "train",
+        "--resume",
+        "--out-dir",
+        runs,
+        "--set",
+        "max_iters=40",
+        "--sample-tokens",
+        "0",
+    ]);
+    let rows = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 4, "{rows}");
+}
+
+/// A server on 127.0.0.1 that accepts connections and, per `body`, never answers
+/// (`None`) or sends a response head promising more bytes than it sends, then stalls.
+/// Returns its base URL; its thread ends with the test process.
+fn stalled_server(body: Option<&'static [u8]>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            if let Some(body) = body {
+                use std::io::Write;
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\nx-linked-etag: \"{}\"\r\nx-linked-size: 1000000\r\n\r\n",
+                    "0".repeat(64)
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body);
+            }
+            held.push(stream); // open, silent
+        }
+    });
+    base
+}
+
+#[test]
+fn a_stalled_download_is_one_error_line_within_the_timeout() {
+    let cache = tmp("rel3-stall-cache");
+    for body in [None, Some(&b"the first bytes"[..])] {
+        let base = stalled_server(body);
+        // --init-from gpt2: the hub (or a mirror) that stalls.
+        let args = ["sample", "--init-from", "gpt2", "--max-new-tokens", "1"];
+        let start = Instant::now();
+        let o = gpt_command(&args)
+            .env("BURNGPT_HF_ENDPOINT", &base)
+            .env("BURNGPT_CACHE", &cache)
+            .env("BURNGPT_HTTP_TIMEOUT_S", "1")
+            .output()
+            .unwrap();
+        check_one_error_line(&args, &o, "--init-from DIR");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+        // A named dataset from a mirror that stalls.
+        let (_parent, run) = workspace("rel3-stall-run");
+        let args = tiny_args(&run);
+        let start = Instant::now();
+        let o = gpt_command(&args)
+            .env_remove("BURNGPT_DATA_DIR")
+            .env("BURNGPT_MIRROR", &base)
+            .env("BURNGPT_CACHE", &cache)
+            .env("BURNGPT_HTTP_TIMEOUT_S", "1")
+            .output()
+            .unwrap();
+        check_one_error_line(&args, &o, "could not download tinyshakespeare");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            start.elapsed()
+        );
+        let left: Vec<String> = walk(&cache);
+        assert!(left.is_empty(), "nothing cached: {left:?}");
+    }
+}
+
+fn tiny_args(run: &Path) -> Vec<&str> {
+    common::tiny_train_args(run, &[])
+}
+
+#[test]
+fn a_failed_export_leaves_nothing_and_foreign_folders_are_refused() {
+    let (parent, run) = workspace("rel3-export");
+    assert!(
+        train_tiny(&run, &["--set", "tie_weights=true"])
+            .status
+            .success()
+    );
+    // A directory in the way of model.safetensors.
+    let out = parent.join("hf");
+    std::fs::create_dir_all(out.join("model.safetensors")).unwrap();
+    std::fs::write(out.join("model.safetensors/keep"), "x").unwrap();
+    let before = contents(&parent);
+    let args = ["export", "--run", s(&run), "--out", s(&out)];
+    let o = gpt(&args);
+    check_one_error_line(&args, &o, "model.safetensors");
+    let tmp_left: Vec<String> = walk(&parent)
+        .into_iter()
+        .filter(|p| p.ends_with(".tmp"))
+        .collect();
+    assert!(tmp_left.is_empty(), "{tmp_left:?}");
+    assert_eq!(
+        contents(&parent).get(&out.join("model.safetensors/keep")),
+        before.get(&out.join("model.safetensors/keep"))
+    );
+    // A folder of the user's own files.
+    let mine = parent.join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("paper.pdf"), "precious").unwrap();
+    let before = contents(&parent);
+    let args = ["export", "--run", s(&run), "--out", s(&mine)];
+    check_one_error_line(
+        &args,
+        &gpt(&args),
+        "holds no GPT-2 export (it has paper.pdf)",
+    );
+    assert_eq!(contents(&parent), before);
+    // An earlier export is replaced.
+    let fresh = parent.join("fresh");
+    ok(&["export", "--run", s(&run), "--out", s(&fresh)]);
+    ok(&["export", "--run", s(&run), "--out", s(&fresh)]);
+}
+
+#[test]
+fn non_finite_numbers_and_refused_options_say_so_before_anything_happens() {
+    let (parent, run) = workspace("rel3-finite");
+    for (set, key) in [
+        ("learning_rate=inf", "learning_rate must be a finite number"),
+        ("weight_decay=nan", "weight_decay must be a finite number"),
+        ("grad_clip=nan", "grad_clip must be a finite number"),
+        ("dropout=-inf", "dropout must be a finite number"),
+    ] {
+        let args = common::tiny_train_args(&run, &["--set", set]);
+        check_one_error_line(&args, &gpt(&args), key);
+        assert!(!run.exists(), "{set}: no run directory");
+    }
+    let preset = parent.join("nan.toml");
+    std::fs::write(&preset, "[train]\nmin_lr = nan\n").unwrap();
+    let args = ["train", "--config", s(&preset), "--out-dir", s(&run)];
+    check_one_error_line(&args, &gpt(&args), "train.min_lr must be a finite number");
+    assert!(!run.exists());
+
+    assert!(train_tiny(&run, &[]).status.success());
+    for (flag, value, expected) in [
+        ("--temperature", "inf", "finite"),
+        ("--temperature", "0", "finite number > 0"),
+        ("--top-k", "0", "top_k"),
+    ] {
+        let args = [
+            "sample",
+            "--run",
+            s(&run),
+            "--prompt",
+            "ROMEO:",
+            flag,
+            value,
+        ];
+        let o = gpt(&args);
+        check_one_error_line(&args, &o, expected);
+        assert!(
+            o.stdout.is_empty(),
+            "nothing printed: {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+    }
+    let missing = parent.join("no/such/folder/attention.png");
+    let args = [
+        "attention",
+        "--run",
+        s(&run),
+        "--prompt",
+        "ROMEO:",
+        "--out",
+        s(&missing),
+    ];
+    let o = gpt(&args);
+    check_one_error_line(&args, &o, "No such file or directory");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("Os {") && !err.contains("ImageError"),
+        "{err}"
+    );
+}
+
+#[test]
+fn resume_takes_the_command_that_started_the_run() {
+    let (parent, run) = workspace("rel3-resume-config");
+    let preset = parent.join("tiny.toml");
+    std::fs::write(
+        &preset,
+        "[model]\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 16\n\n[train]\nbatch_size = 4\neval_iters = 2\neval_interval = 10\nmax_iters = 20\n",
+    )
+    .unwrap();
+    let start = [
+        "train",
+        "--config",
+        s(&preset),
+        "--out-dir",
+        s(&run),
+        "--sample-tokens",
+        "0",
+    ];
+    ok(&start);
+    // The same command with --resume (and a longer max_iters in the file) goes on.
+    std::fs::write(
+        &preset,
+        std::fs::read_to_string(&preset)
+            .unwrap()
+            .replace("max_iters = 20", "max_iters = 30"),
+    )
+    .unwrap();
+    let mut resume = start.to_vec();
+    resume.push("--resume");
+    ok(&resume);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["resumes"][0]["set"],
+        serde_json::json!(["train.max_iters=30"]),
+        "{json}"
+    );
+    let rows = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(rows.lines().last().unwrap().starts_with("3,30,"), "{rows}");
+    // A file that changes the model is another run: refused, naming the key.
+    let config = std::fs::read(run.join("config.toml")).unwrap();
+    std::fs::write(
+        &preset,
+        std::fs::read_to_string(&preset)
+            .unwrap()
+            .replace("n_layer = 1", "n_layer = 2"),
+    )
+    .unwrap();
+    check_one_error_line(&resume, &gpt(&resume), "cannot change model.n_layer");
+    assert_eq!(std::fs::read(run.join("config.toml")).unwrap(), config);
+}

@@ -5,6 +5,8 @@
 //!   [`TextTokenizer`] behind a [`Tokenizer`] trait.
 //! - [`prepared`]: `gpt prepare`'s corpora larger than memory: streamed, tokenized in
 //!   parallel into `train.bin`/`val.bin` + `meta.json`, read back memory-mapped.
+//! - [`files`]: atomic writes, the rule for which folder a command may write, downloads
+//!   with timeouts.
 //! - [`tokens`]: the compact token store and the 90/10 train/val split.
 //! - [`batcher`]: random `block_size` chunks and the Burn [`Batcher`](burn::data::dataloader::batcher::Batcher)
 //!   that stacks them into `(inputs, targets)`, as the lecture's `get_batch`.
@@ -15,6 +17,7 @@
 pub mod arithmetic;
 pub mod batcher;
 pub mod corpus;
+pub mod files;
 pub mod generator;
 pub mod prepared;
 pub mod problem;

@@ -39,7 +39,7 @@ use crate::{
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -50,6 +50,38 @@ pub const TRAIN_BIN: &str = "train.bin";
 pub const VAL_BIN: &str = "val.bin";
 /// What an unfinished token file is called until it is complete.
 const PARTIAL: &str = "partial";
+/// Held by the one `gpt prepare` writing a directory; its presence marks the directory
+/// as prepared data even before `meta.json` exists (a killed run's).
+const LOCK: &str = "prepare.lock";
+
+/// A prepared directory, to the rule every command that writes a folder follows: marked by
+/// `meta.json` or the lock; a folder holding only unfinished token files is one too.
+const PREPARED: crate::files::Folder = crate::files::Folder {
+    holds: "prepared data",
+    marks: &[META, LOCK],
+    writes: |name| name.ends_with(PARTIAL),
+    hint: "choose another --out (or an empty one)",
+};
+
+/// Takes the writer lock of the prepared directory `dir`: a second `gpt prepare` on it
+/// fails at once instead of interleaving its writes.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(write_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(bad(format!(
+            "{} is being written by another gpt prepare; wait for it to finish",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(write_err(&path)(e)),
+    }
+}
 /// `meta.json`'s format; a newer one is refused rather than misread.
 pub const FORMAT: u32 = 1;
 /// The seed of the document split (nanoGPT's openwebtext `prepare.py` uses 2357).
@@ -205,7 +237,9 @@ fn input_files(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
             _ => None,
         }
     }
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    /// Walks `dir` (whose real path is the last of `ancestors`), following links to
+    /// directories but refusing one that leads back to a directory it is inside.
+    fn walk(dir: &Path, ancestors: &mut Vec<PathBuf>, seen: &mut Seen) -> Result<()> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(io_err(dir))?
             .map(|e| e.map(|e| e.path()).map_err(io_err(dir)))
@@ -213,17 +247,45 @@ fn input_files(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
         entries.sort();
         for path in entries {
             if path.is_dir() {
-                walk(&path, out)?;
+                let real = std::fs::canonicalize(&path).map_err(io_err(&path))?;
+                if ancestors.contains(&real) {
+                    return Err(bad(format!(
+                        "{} leads back to {}, a directory it is inside: a loop (remove the link, or pass the directories it should add as --input)",
+                        path.display(),
+                        real.display()
+                    )));
+                }
+                if seen.dirs.insert(real.clone()) {
+                    ancestors.push(real);
+                    walk(&path, ancestors, seen)?;
+                    ancestors.pop();
+                }
             } else if path.is_file() && format_of(&path).is_some() {
-                out.push(path);
+                seen.file(path)?;
             }
         }
         Ok(())
     }
+    /// The directories walked and the files found, each once by its real path.
+    #[derive(Default)]
+    struct Seen {
+        dirs: HashSet<PathBuf>,
+        real_files: HashSet<PathBuf>,
+        files: Vec<PathBuf>,
+    }
+    impl Seen {
+        fn file(&mut self, path: PathBuf) -> Result<()> {
+            let real = std::fs::canonicalize(&path).map_err(io_err(&path))?;
+            if self.real_files.insert(real) {
+                self.files.push(path);
+            }
+            Ok(())
+        }
+    }
     if inputs.is_empty() {
         return Err(bad("no --input given".into()));
     }
-    let mut files = Vec::new();
+    let mut seen = Seen::default();
     for input in inputs {
         // A named dataset (`tinyshakespeare`) that is not a path here: its verified copy.
         let named = input
@@ -236,12 +298,20 @@ fn input_files(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
         let input = std::path::absolute(&input).map_err(io_err(&input))?;
         let meta = std::fs::metadata(&input).map_err(io_err(&input))?;
         if meta.is_dir() {
-            let before = files.len();
-            walk(&input, &mut files)?;
-            if files.len() == before {
+            let before = seen.files.len();
+            let real = std::fs::canonicalize(&input).map_err(io_err(&input))?;
+            if seen.dirs.insert(real.clone()) {
+                walk(&input, &mut vec![real], &mut seen)?;
+            }
+            if seen.files.len() == before {
                 return Err(bad(format!(
-                    "{} holds no .txt or .jsonl file",
-                    input.display()
+                    "{} holds no .txt or .jsonl file{}",
+                    input.display(),
+                    if before > 0 {
+                        " that the inputs before it did not"
+                    } else {
+                        ""
+                    }
                 )));
             }
         } else if format_of(&input).is_none() {
@@ -251,9 +321,10 @@ fn input_files(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
             )));
         } else {
             crate::source::check_regular_file(&input, u64::MAX)?;
-            files.push(input);
+            seen.file(input)?;
         }
     }
+    let files = seen.files;
     files
         .into_iter()
         .map(|path| {
@@ -675,21 +746,6 @@ fn to_bytes(ids: &[u32], width: usize) -> Vec<u8> {
     out
 }
 
-/// Writes `bytes` to `path` through a temporary file, fsynced and renamed.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let written = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(write_err(path))
-}
-
 /// Tokenizes the inputs into `opts.out` (see the module doc), or does nothing when it
 /// already holds them prepared the same way.
 pub fn prepare(opts: &PrepareOptions, progress: &dyn Progress) -> Result<Outcome> {
@@ -719,6 +775,9 @@ fn prepare_with(
         seed: SPLIT_SEED,
     };
     let out = &opts.out;
+    PREPARED.check(out).map_err(bad)?;
+    std::fs::create_dir_all(out).map_err(write_err(out))?;
+    let _lock = lock(out)?;
     let meta_path = out.join(META);
     if meta_path.exists() {
         if !opts.force
@@ -729,7 +788,6 @@ fn prepare_with(
         // From here on the directory is not a finished one.
         std::fs::remove_file(&meta_path).map_err(write_err(&meta_path))?;
     }
-    std::fs::create_dir_all(out).map_err(write_err(out))?;
     let total: u64 = files.iter().map(|f| f.bytes).sum();
     let reader = |files: Vec<InputFile>| Reader {
         files,
@@ -850,7 +908,7 @@ fn prepare_with(
             split: split.clone(),
         };
         let json = serde_json::to_string_pretty(&meta).expect("a meta always serialises");
-        write_atomically(&meta_path, json.as_bytes())?;
+        crate::files::write_atomically(&meta_path, json.as_bytes()).map_err(write_err(&meta_path))?;
         Ok(meta)
     });
     match finished {

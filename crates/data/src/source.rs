@@ -6,7 +6,6 @@ use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Either a text file the user names, or one of the datasets in `datasets/`.
@@ -146,13 +145,20 @@ impl Manifest {
 
     /// Checks `bytes` against the manifest's size and sha256.
     fn verify(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let reason = if bytes.len() as u64 != self.size {
-            format!("{} bytes, expected {}", bytes.len(), self.size)
+        self.check(
+            path,
+            bytes.len() as u64,
+            &format!("{:x}", Sha256::digest(bytes)),
+        )
+    }
+
+    /// Refuses `path`'s content unless its size and sha256 are the manifest's.
+    fn check(&self, path: &Path, size: u64, digest: &str) -> Result<()> {
+        let reason = if size != self.size {
+            format!("{size} bytes, expected {}", self.size)
+        } else if digest == self.sha256 {
+            return Ok(());
         } else {
-            let digest = format!("{:x}", Sha256::digest(bytes));
-            if digest == self.sha256 {
-                return Ok(());
-            }
             format!("sha256 {digest}, expected {}", self.sha256)
         };
         Err(DataError::Checksum {
@@ -221,40 +227,19 @@ fn download(manifest: &Manifest, dest: &Path) -> Result<()> {
         url: manifest.url.clone(),
         reason,
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(std::time::Duration::from_secs(10)))
-        .timeout_global(Some(std::time::Duration::from_secs(120)))
-        .build()
-        .into();
-    let mut bytes = Vec::new();
-    // Never read more than the manifest's size (and one byte to notice a longer body).
-    agent
+    let response = crate::files::http_agent(true)
         .get(&manifest.url)
         .call()
-        .map_err(|e| fail(e.to_string()))?
-        .into_body()
-        .into_reader()
-        .take(manifest.size + 1)
-        .read_to_end(&mut bytes)
         .map_err(|e| fail(e.to_string()))?;
-    manifest.verify(Path::new(&manifest.url), &bytes)?;
-    let dir = dest.parent().expect("a cache path has a parent");
-    let io_err = |err| DataError::Write {
-        path: dir.display().to_string(),
-        err,
-    };
-    std::fs::create_dir_all(dir).map_err(io_err)?;
-    let tmp = dest.with_extension("download.tmp");
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, dest)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(|err| DataError::Write {
+    let (file, got) = crate::files::save_download(
+        response.into_body().into_reader(),
+        Some(manifest.size),
+        manifest.size,
+        dest,
+    )
+    .map_err(fail)?;
+    manifest.check(Path::new(&manifest.url), got.bytes, &got.sha256)?;
+    file.commit().map_err(|err| DataError::Write {
         path: dest.display().to_string(),
         err,
     })

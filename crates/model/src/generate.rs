@@ -54,10 +54,11 @@ impl Default for Sampling {
 }
 
 impl Sampling {
-    fn validate(&self) -> Result<()> {
+    /// Refuses settings that cannot sample; callers check before printing anything.
+    pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(ModelError::InvalidSampling(format!(
-                "temperature must be > 0, got {}",
+                "temperature must be a finite number > 0, got {}",
                 self.temperature
             )));
         }

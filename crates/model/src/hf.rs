@@ -38,13 +38,11 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Its config.
 pub const CONFIG_FILE: &str = "config.json";
 
-/// What can go wrong reading or writing a Hugging Face GPT-2 directory.
+/// What can go wrong reading a Hugging Face GPT-2 directory or making one's files.
 #[derive(Debug, thiserror::Error)]
 pub enum HfError {
     #[error("cannot read {path}: {err}")]
     Read { path: String, err: std::io::Error },
-    #[error("cannot write {path}: {err}")]
-    Write { path: String, err: std::io::Error },
     #[error("{path} is not a GPT-2 config.json: {reason}")]
     Config { path: String, reason: String },
     #[error("{path}: {reason}")]
@@ -455,22 +453,16 @@ pub fn load_weights<B: Backend>(
     Ok(model)
 }
 
-/// Writes `model` (of shape `config`) as a Hugging Face GPT-2 directory: `config.json`
-/// (with `extra` merged in, e.g. token ids) and `model.safetensors` (keys without the
-/// `transformer.` prefix, as the published checkpoints; f32). Creates `dir` if needed
-/// and replaces those two files.
-pub fn save_gpt2<B: Backend>(
+/// `model` (of shape `config`) as the two files of a Hugging Face GPT-2 directory, by
+/// name: `config.json` (with `extra` merged in, e.g. token ids) and `model.safetensors`
+/// (keys without the `transformer.` prefix, as the published checkpoints; f32). The
+/// caller writes them (atomically: the cli's `gpt export`).
+pub fn gpt2_files<B: Backend>(
     model: &Gpt<B>,
     config: &GptConfig,
-    dir: &Path,
     extra: serde_json::Value,
-) -> Result<()> {
+) -> Result<[(&'static str, Vec<u8>); 2]> {
     let hf = HfGpt2Config::from_gpt_config(config)?;
-    let write_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |err| HfError::Write { path, err }
-    };
-    std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     // GPT-2 has every bias: a model without some gets them as zeros. Its weights go into
     // a twin with all biases (freshly zero), through an in-memory store.
     let full = GptConfig {
@@ -503,26 +495,23 @@ pub fn save_gpt2<B: Backend>(
         }
         twin
     };
-    let path = dir.join(WEIGHTS_FILE);
-    let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp"));
-    let mut store = SafetensorsStore::from_file(tmp.clone())
+    let mut store = SafetensorsStore::from_bytes(None)
         .with_key_remapping(r"^blocks\.([0-9]+)\.", "h.$1.")
         .with_key_remapping(r"(ln_[12f])\.gamma$", "$1.weight")
         .with_key_remapping(r"(ln_[12f])\.beta$", "$1.bias")
         .with_to_adapter(Gpt2Adapter)
         // `transformers` accepts only PyTorch-style metadata.
-        .metadata("format", "pt")
-        .overwrite(true);
-    twin.save_into(&mut store).map_err(|e| HfError::Write {
-        path: tmp.display().to_string(),
-        err: std::io::Error::other(e.to_string()),
-    })?;
-    std::fs::rename(&tmp, &path).map_err(write_err(&path))?;
+        .metadata("format", "pt");
+    let not_written = |e: &dyn std::fmt::Display| HfError::NotExportable(e.to_string());
+    twin.save_into(&mut store).map_err(|e| not_written(&e))?;
+    let weights = store.get_bytes().map_err(|e| not_written(&e))?;
     let json = serde_json::to_string_pretty(&hf.to_json(config.dropout, extra))
         .expect("the config serialises");
-    let config_path = dir.join(CONFIG_FILE);
-    std::fs::write(&config_path, json + "\n").map_err(write_err(&config_path))?;
-    Ok(())
+    // The weights first: a failure to write them leaves the old config in place too.
+    Ok([
+        (WEIGHTS_FILE, weights),
+        (CONFIG_FILE, (json + "\n").into_bytes()),
+    ])
 }
 
 /// Between GPT-2's tensors and ours, both ways: the untied `lm_head` is (out, in) in
@@ -779,13 +768,12 @@ mod tests {
             let model = Gpt::<B>::new(&config, &device).unwrap();
             let dir =
                 std::env::temp_dir().join(format!("burngpt-hf-rt-{}-{i}", std::process::id()));
-            save_gpt2(
-                &model,
-                &config,
-                &dir,
-                serde_json::json!({"eos_token_id": null}),
-            )
-            .unwrap();
+            std::fs::create_dir_all(&dir).unwrap();
+            for (name, bytes) in
+                gpt2_files(&model, &config, serde_json::json!({"eos_token_id": null})).unwrap()
+            {
+                std::fs::write(dir.join(name), bytes).unwrap();
+            }
             let (back, back_config) = load_gpt2::<B>(&dir, &device).unwrap();
             assert_eq!(back_config.tie_weights, config.tie_weights);
             assert_eq!(back_config.activation, config.activation);

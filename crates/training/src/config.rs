@@ -111,23 +111,32 @@ impl RunConfig {
     /// overrides, then validates the result.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, TrainError> {
         let (text, what) = match path {
-            Some(p) => (
-                match std::fs::metadata(p) {
-                    // A device or a huge file is refused before it is read.
-                    Ok(_) => data::source::check_regular_file(p, MAX_CONFIG_BYTES)
-                        .map_err(|e| TrainError::Config(e.to_string())),
-                    Err(_) => Ok(()),
-                }
-                .and_then(|()| {
-                    std::fs::read_to_string(p).map_err(|e| {
-                        TrainError::Config(format!("cannot read config {}: {e}", p.display()))
-                    })
-                })?,
-                p.display().to_string(),
-            ),
+            Some(p) => (read_config_file(p)?, p.display().to_string()),
             None => (String::new(), "the defaults".to_string()),
         };
         Self::parse(&text, &what, overrides)
+    }
+
+    /// The keys a config file sets, as `section.key=value` overrides: what `--resume
+    /// --config FILE` applies to the run's own config, under the rules of `--set`.
+    pub fn file_as_overrides(path: &Path) -> Result<Vec<String>, TrainError> {
+        let what = path.display();
+        let table = read_config_file(path)?
+            .parse::<toml::Table>()
+            .map_err(|e| {
+                TrainError::Config(format!("{what} is not valid TOML: {}", e.message()))
+            })?;
+        finite(&table, "")?;
+        let mut overrides = Vec::new();
+        for (section, keys) in &table {
+            let keys = keys.as_table().ok_or_else(|| {
+                TrainError::Config(format!("{what}: {section} is not a [section]"))
+            })?;
+            for (key, value) in keys {
+                overrides.push(format!("{section}.{key}={value}"));
+            }
+        }
+        Ok(overrides)
     }
 
     /// Parses TOML `text` (named `what` in errors) and applies `key=value` overrides.
@@ -138,6 +147,7 @@ impl RunConfig {
         for kv in overrides {
             set(&mut table, kv)?;
         }
+        finite(&table, "")?;
         let config: RunConfig = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| TrainError::Config(format!("{what}: {}", e.message())))?;
@@ -147,8 +157,13 @@ impl RunConfig {
 
     /// Parses a saved `config.toml` without overrides, and validates it.
     pub fn from_toml(text: &str) -> Result<Self, TrainError> {
-        let config: RunConfig =
-            toml::from_str(text).map_err(|e| TrainError::Config(e.message().to_string()))?;
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| TrainError::Config(e.message().to_string()))?;
+        finite(&table, "")?;
+        let config: RunConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(e.message().to_string()))?;
         config.validate()?;
         Ok(config)
     }
@@ -213,7 +228,7 @@ impl RunConfig {
         if t.max_iters.checked_add(t.eval_interval).is_none() {
             return bad(format!("max_iters {} is too large", t.max_iters));
         }
-        if t.learning_rate.is_nan() || t.learning_rate <= 0.0 {
+        if t.learning_rate <= 0.0 {
             return bad(format!(
                 "learning_rate must be > 0, got {}",
                 t.learning_rate
@@ -228,7 +243,7 @@ impl RunConfig {
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return bad("beta1 and beta2 must be in [0, 1)".into());
         }
-        if t.weight_decay < 0.0 || t.grad_clip < 0.0 || t.eps.is_nan() || t.eps <= 0.0 {
+        if t.weight_decay < 0.0 || t.grad_clip < 0.0 || t.eps <= 0.0 {
             return bad("weight_decay and grad_clip must be ≥ 0, eps > 0".into());
         }
         if let Some(task) = self.task() {
@@ -261,6 +276,46 @@ impl RunConfig {
             n => n,
         }
     }
+}
+
+/// A config file's text; a device or a huge file is refused before it is read.
+fn read_config_file(p: &Path) -> Result<String, TrainError> {
+    if std::fs::metadata(p).is_ok() {
+        data::source::check_regular_file(p, MAX_CONFIG_BYTES)
+            .map_err(|e| TrainError::Config(e.to_string()))?;
+    }
+    std::fs::read_to_string(p)
+        .map_err(|e| TrainError::Config(format!("cannot read config {}: {e}", p.display())))
+}
+
+/// The one check of every number in a config, before any is used: TOML writes `inf` and
+/// `nan`, and a recipe with either trains into a NaN loss (`learning_rate = inf`) or
+/// silently stops doing its job (`grad_clip = nan` never clips). The ranges of each
+/// setting are checked by `validate`, on finite numbers.
+fn finite(table: &toml::Table, prefix: &str) -> Result<(), TrainError> {
+    let refuse = |name: &str, x: f64| {
+        Err(TrainError::Config(format!(
+            "{name} must be a finite number, got {x}"
+        )))
+    };
+    for (key, value) in table {
+        let name = format!("{prefix}{key}");
+        match value {
+            toml::Value::Float(x) if !x.is_finite() => return refuse(&name, *x),
+            toml::Value::Table(inner) => finite(inner, &format!("{name}."))?,
+            toml::Value::Array(items) => {
+                for item in items {
+                    if let toml::Value::Float(x) = item
+                        && !x.is_finite()
+                    {
+                        return refuse(&name, *x);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Applies one `key=value` override. The value is parsed as TOML (`3e-4`, `true`,

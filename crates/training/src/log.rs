@@ -4,6 +4,7 @@
 //! iterations goes to `train_log.csv` (nanoGPT's `log_interval`; `gpt plot` draws it as
 //! a thin line). A row that cannot be written stops the run with that error.
 
+use crate::TrainError;
 use crate::metrics::names;
 use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
@@ -49,17 +50,49 @@ impl TrainPoint {
     }
 }
 
-/// Reads `train_log.csv` (empty when missing: runs from before it existed); malformed
-/// lines are skipped.
-pub fn read_train_log(path: &Path) -> Vec<TrainPoint> {
-    std::fs::read_to_string(path)
-        .map(|text| {
-            text.lines()
-                .skip(1)
-                .filter_map(TrainPoint::from_csv)
-                .collect()
-        })
-        .unwrap_or_default()
+/// Reads `train_log.csv` (see [`read_log`]).
+pub fn read_train_log(path: &Path) -> Result<Vec<TrainPoint>, TrainError> {
+    read_log(path, TrainPoint::from_csv)
+}
+
+/// The rows of a run's CSV log, after its header: the one reader of `metrics.csv` and
+/// `train_log.csv`, for `info`, `plot`, `eval` and resume alike. A missing file has no
+/// rows. A last line without its newline is a row a kill cut short (appends write whole
+/// lines, then sync) and is left out. Any other line that cannot be read is an error
+/// naming the file and the line: the file is the user's record, and is never read (or
+/// rewritten) as shorter than it is.
+fn read_log<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>, TrainError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(crate::run::io(path, e)),
+    };
+    let mut lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    // The piece after the last newline: empty, or a line cut short.
+    lines.pop();
+    let bad = |number: usize, why: String| {
+        TrainError::Run(format!(
+            "{} line {number} {why}; fix or delete that line (the file is the run's record, so gpt does not rewrite it)",
+            path.display()
+        ))
+    };
+    let mut rows = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate().skip(1) {
+        let text = std::str::from_utf8(line)
+            .map_err(|e| {
+                bad(
+                    i + 1,
+                    format!("is not UTF-8 text (byte {})", e.valid_up_to()),
+                )
+            })?
+            .trim_end_matches('\r');
+        if text.trim().is_empty() {
+            continue;
+        }
+        let row = parse(text).ok_or_else(|| bad(i + 1, format!("cannot be read: {text:?}")))?;
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// One evaluation: the lecture's `estimate_loss` on both splits, plus training stats since
@@ -130,11 +163,9 @@ impl EvalRow {
     }
 }
 
-/// Reads `metrics.csv` (empty when missing); malformed lines are skipped.
-pub fn read_rows(path: &Path) -> Vec<EvalRow> {
-    std::fs::read_to_string(path)
-        .map(|text| text.lines().skip(1).filter_map(EvalRow::from_csv).collect())
-        .unwrap_or_default()
+/// Reads `metrics.csv` (see [`read_log`]).
+pub fn read_rows(path: &Path) -> Result<Vec<EvalRow>, TrainError> {
+    read_log(path, EvalRow::from_csv)
 }
 
 /// Rewrites `metrics.csv` with `rows` (used to drop rows past a resumed checkpoint).
@@ -144,7 +175,7 @@ pub fn write_rows(path: &Path, rows: &[EvalRow]) -> std::io::Result<()> {
         text.push_str(&r.to_csv());
         text.push('\n');
     }
-    crate::recorder::write_atomically(path, text.as_bytes())
+    data::files::write_atomically(path, text.as_bytes())
 }
 
 /// The rows written so far, shared between the logger and the checkpoint policy.
@@ -242,14 +273,14 @@ impl RunLog {
     /// sync), first dropping rows past this session's start.
     fn append_train(log: &mut TrainLog, start: usize, point: TrainPoint) -> std::io::Result<()> {
         if !log.trimmed {
-            let old = read_train_log(&log.path);
+            let old = read_train_log(&log.path).map_err(std::io::Error::other)?;
             if old.iter().any(|p| p.iter > start) {
                 let mut text = format!("{TRAIN_LOG_HEADER}\n");
                 for p in old.iter().filter(|p| p.iter <= start) {
                     text.push_str(&p.to_csv());
                     text.push('\n');
                 }
-                crate::recorder::write_atomically(&log.path, text.as_bytes())?;
+                data::files::write_atomically(&log.path, text.as_bytes())?;
             }
             log.trimmed = true;
         }
@@ -258,10 +289,13 @@ impl RunLog {
             .create(true)
             .append(true)
             .open(&log.path)?;
-        if new {
-            writeln!(file, "{TRAIN_LOG_HEADER}")?;
-        }
-        writeln!(file, "{}", point.to_csv())?;
+        let header = if new {
+            format!("{TRAIN_LOG_HEADER}\n")
+        } else {
+            String::new()
+        };
+        // One write of whole lines: a kill leaves the row whole or absent.
+        file.write_all(format!("{header}{}\n", point.to_csv()).as_bytes())?;
         file.sync_data()
     }
 
@@ -278,10 +312,13 @@ impl RunLog {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        if new {
-            writeln!(file, "{HEADER}")?;
-        }
-        writeln!(file, "{}", row.to_csv())?;
+        let header = if new {
+            format!("{HEADER}\n")
+        } else {
+            String::new()
+        };
+        // One write of whole lines: a kill leaves the row whole or absent.
+        file.write_all(format!("{header}{}\n", row.to_csv()).as_bytes())?;
         file.sync_data()
     }
 }
@@ -396,10 +433,11 @@ pub(crate) mod tests {
     #[test]
     fn csv_round_trip() {
         let dir = std::env::temp_dir().join(format!("burngpt-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("metrics.csv");
         let rows = vec![row(1, 2.5), row(2, 2.25)];
         write_rows(&path, &rows).unwrap();
-        let back = read_rows(&path);
+        let back = read_rows(&path).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].iter, 20);
         assert!((back[1].val_loss - 2.25).abs() < 1e-9);
@@ -407,7 +445,36 @@ pub(crate) mod tests {
         // A file from before the exact_match column still reads, without it.
         let old = "epoch,iter\n1,10,2.0,2.5,2.0,1e-3,100.0,1.0\n";
         std::fs::write(&path, old).unwrap();
-        assert!(read_rows(&path)[0].exact_match.is_nan());
+        assert!(read_rows(&path).unwrap()[0].exact_match.is_nan());
+    }
+
+    /// A line that cannot be read is an error naming the file and line; a last line
+    /// without its newline (cut short by a kill) is left out; a missing file has no rows.
+    #[test]
+    fn damaged_rows_are_errors_and_cut_rows_are_left_out() {
+        let dir = std::env::temp_dir().join(format!("burngpt-log-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.csv");
+        write_rows(&path, &[row(1, 2.5), row(2, 2.25)]).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let mut cut = good.clone();
+        cut.extend_from_slice(b"3,30,2.0,2.1");
+        std::fs::write(&path, &cut).unwrap();
+        assert_eq!(read_rows(&path).unwrap().len(), 2);
+        for (damage, says) in [(&b"\xff"[..], "not UTF-8"), (&b"x,"[..], "cannot be read")] {
+            let at = good.iter().position(|&b| b == b'\n').unwrap() + 1;
+            let mut bad = good[..at].to_vec();
+            bad.extend_from_slice(damage);
+            bad.extend_from_slice(&good[at..]);
+            std::fs::write(&path, &bad).unwrap();
+            let err = read_rows(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("metrics.csv line 2") && err.contains(says),
+                "{err}"
+            );
+        }
+        assert!(read_rows(&dir.join("missing.csv")).unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Rows are appended; a resumed session first drops the rows past its start (left by
@@ -426,7 +493,7 @@ pub(crate) mod tests {
         for (iter, loss) in [(10, 4.0), (20, 3.5), (30, f64::NAN)] {
             RunLog::append_train(&mut log, 0, TrainPoint { iter, loss }).unwrap();
         }
-        let back = read_train_log(&path);
+        let back = read_train_log(&path).unwrap();
         assert_eq!(back.len(), 3);
         assert_eq!(
             back[1],
@@ -450,9 +517,10 @@ pub(crate) mod tests {
             },
         )
         .unwrap();
-        let iters: Vec<usize> = read_train_log(&path).iter().map(|p| p.iter).collect();
+        let back = read_train_log(&path).unwrap();
+        let iters: Vec<usize> = back.iter().map(|p| p.iter).collect();
         assert_eq!(iters, [10, 20, 30]);
-        assert_eq!(read_train_log(&path)[2].loss, 3.0);
+        assert_eq!(back[2].loss, 3.0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

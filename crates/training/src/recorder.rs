@@ -12,8 +12,7 @@ use burn::prelude::*;
 use burn::record::{FileRecorder, FullPrecisionSettings, Recorder, RecorderError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AtomicRecorder;
@@ -37,7 +36,9 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         rmp_serde::encode::write_named(&mut bytes, &item)
             .map_err(|e| RecorderError::Unknown(e.to_string()))?;
         let path = file.with_extension(EXTENSION);
-        write_atomically(&path, &bytes)
+        path.parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| data::files::write_atomically(&path, &bytes))
             .map_err(|e| RecorderError::Unknown(format!("writing {}: {e}", path.display())))
     }
 
@@ -52,31 +53,4 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
             ))
         })
     }
-}
-
-/// Writes `bytes` to `path` via a synced temporary file and a rename. On failure (a full
-/// disk, say) the temporary file is removed and `path` keeps its old content.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, path)?;
-    // Persist the rename itself.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

@@ -42,8 +42,12 @@ pub enum Start {
         config: Box<RunConfig>,
         overwrite: bool,
     },
-    /// Continue the run in the directory, with these `--set` overrides (recipe keys only).
-    Resume { overrides: Vec<String> },
+    /// Continue the run in the directory, with the keys of `config` (the command that
+    /// started it, run again) and these `--set` overrides: recipe keys only may change.
+    Resume {
+        config: Option<PathBuf>,
+        overrides: Vec<String>,
+    },
 }
 
 /// What `gpt train` asked for.
@@ -242,6 +246,26 @@ const RESUMABLE: &[&str] = &[
     "dtype",
 ];
 
+/// The keys of the config file `file` whose values differ from the run's `saved` config,
+/// as overrides. With `--data`, the file's dataset keys give way to it, as in a new run.
+fn changed_keys(saved: &RunConfig, file: &Path, data: bool) -> Result<Vec<String>, TrainError> {
+    let text = saved.to_toml();
+    let mut changed = Vec::new();
+    for kv in RunConfig::file_as_overrides(file)? {
+        let key = kv.split_once('=').map_or("", |(k, _)| k);
+        if data && ["train.dataset", "train.data_dir"].contains(&key) {
+            continue;
+        }
+        // A key that does not parse stays, so that resumed_config names the error.
+        let same = RunConfig::parse(&text, "the run's config.toml", std::slice::from_ref(&kv))
+            .is_ok_and(|c| c == *saved);
+        if !same {
+            changed.push(kv);
+        }
+    }
+    Ok(changed)
+}
+
 /// The saved config with `overrides` applied, refusing keys that would change the run.
 fn resumed_config(saved: &RunConfig, overrides: &[String]) -> Result<RunConfig, TrainError> {
     let text = saved.to_toml();
@@ -359,7 +383,7 @@ fn init_weights<B: AutodiffBackend>(
     }
     source.load_model_file_as::<B::InnerBackend>(&path, &config.model, device)?;
     let bytes = std::fs::read(&path).map_err(|e| crate::run::io(&path, e))?;
-    let rows = source.rows();
+    let rows = source.rows()?;
     let iter = if init.best {
         rows.iter()
             .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
@@ -481,15 +505,25 @@ fn prepare<B: AutodiffBackend>(
                 init_weights,
             })
         }
-        Start::Resume { overrides } => {
+        Start::Resume {
+            config,
+            overrides: set,
+        } => {
             // The lock first: a second trainer stops here, before touching anything.
             let writer = RunWriter::resume(&opts.out_dir)?;
             let run = writer.run();
-            let config = resumed_config(&run.config()?, overrides)?;
+            let saved = run.config()?;
+            let mut overrides = match config {
+                Some(file) => changed_keys(&saved, file, opts.data.is_some())?,
+                None => Vec::new(),
+            };
+            overrides.extend(set.iter().cloned());
+            let overrides = &overrides;
+            let config = resumed_config(&saved, overrides)?;
             let (corpus, config, record) =
                 run_corpus(run, config, opts.data.as_deref(), opts.allow_data_change)?;
             check_memory(&config)?;
-            let (start_epoch, rows) = resume_point(run);
+            let (start_epoch, rows) = resume_point(run)?;
             if start_epoch > 0 {
                 // The state must load under the (new) config before config.toml changes.
                 run.load_model_file::<B::InnerBackend>(
@@ -625,15 +659,17 @@ pub fn train_on<B: AutodiffBackend>(
 
 /// Where a run resumes: its newest checkpoint's epoch (0: none yet), and the evaluations
 /// logged up to it. Evaluations logged after it (a kill between the log line and the
-/// checkpoint write) are forgotten, so log and weights agree.
-fn resume_point(run: &RunDir) -> (usize, Vec<EvalRow>) {
+/// checkpoint write) are forgotten, so log and weights agree. Both logs must read whole
+/// first: a damaged line is an error, never a reason to rewrite a log without it.
+fn resume_point(run: &RunDir) -> Result<(usize, Vec<EvalRow>), TrainError> {
     let start_epoch = run.checkpoint_epochs().pop().unwrap_or(0);
+    run.train_log()?;
     let rows = run
-        .rows()
+        .rows()?
         .into_iter()
         .filter(|r| r.epoch <= start_epoch)
         .collect();
-    (start_epoch, rows)
+    Ok((start_epoch, rows))
 }
 
 /// The `--init-from` weights a run must start from again: those it recorded, when it was
@@ -655,7 +691,7 @@ fn pending_init_weights(
 fn follow(opts: &TrainOptions, rank: usize) -> Result<Prepared, TrainError> {
     let run = RunDir::new(&opts.out_dir);
     let (corpus, config, _) = run_corpus(&run, run.config()?, None, true)?;
-    let (start_epoch, rows) = resume_point(&run);
+    let (start_epoch, rows) = resume_point(&run)?;
     let marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
     let init_weights = pending_init_weights(&marker, start_epoch)?;
     let scratch = std::env::temp_dir().join(format!("burngpt-rank{rank}-{}", std::process::id()));
@@ -939,7 +975,7 @@ mod tests {
             &Default::default(),
         )
         .unwrap();
-        (config, report.run.rows())
+        (config, report.run.rows().unwrap())
     }
 
     /// Mixed precision trains as f32 does: the same 200 steps (same data, same seed, the

@@ -24,9 +24,9 @@ pub mod marker;
 pub mod writer;
 
 use crate::host_record::HostRecord;
-use crate::log::{EvalRow, read_rows};
+use crate::log::{EvalRow, TRAIN_LOG, TrainPoint, read_rows, read_train_log};
 use crate::optim::OptimizerRecord;
-use crate::recorder::{AtomicRecorder, write_atomically};
+use crate::recorder::AtomicRecorder;
 use crate::schedule::NanoGptSchedule;
 use crate::step::{StepPolicy, Trainee, TraineeRecord, shapes};
 use crate::{RunConfig, TrainError};
@@ -34,6 +34,7 @@ use burn::lr_scheduler::LrScheduler;
 use burn::prelude::*;
 use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
+use data::files::write_atomically;
 use data::{TextTokenizer, Tokenizer};
 pub use marker::{DataRecord, RunMarker};
 use model::Model;
@@ -203,9 +204,14 @@ impl RunDir {
         write_atomically(&path, json.as_bytes()).map_err(|e| io(&path, e))
     }
 
-    /// The evaluations logged so far.
-    pub fn rows(&self) -> Vec<EvalRow> {
+    /// The evaluations logged so far (an error names a line that cannot be read).
+    pub fn rows(&self) -> Result<Vec<EvalRow>, TrainError> {
         read_rows(&self.metrics_path())
+    }
+
+    /// The training loss logged every `log_interval` iterations.
+    pub fn train_log(&self) -> Result<Vec<TrainPoint>, TrainError> {
+        read_train_log(&self.root.join(TRAIN_LOG))
     }
 
     /// Epochs with a complete checkpoint (model, optimizer and scheduler all present).
@@ -394,6 +400,7 @@ mod tests {
     /// checkpoint; the run and the model's weights.
     fn saved_run(tag: &str, model: GptConfig) -> (RunDir, Vec<Vec<f32>>) {
         let dir = std::env::temp_dir().join(format!("burngpt-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let run = RunDir::new(&dir);
         let config = RunConfig {
             model,
@@ -509,6 +516,7 @@ mod tests {
 
     fn tiny_run(tag: &str) -> RunDir {
         let dir = std::env::temp_dir().join(format!("burngpt-fuzz-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
         let run = RunDir::new(&dir);
         let mut config = RunConfig::default();
         config.model.n_layer = 1;

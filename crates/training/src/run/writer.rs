@@ -15,16 +15,26 @@
 use super::checkpoint::KeepRecentAndBest;
 use super::{RunDir, RunMarker, io};
 use crate::log::{EvalRow, History, write_rows};
-use crate::recorder::write_atomically;
 use crate::step::Trainee;
 use crate::{RunConfig, TrainError};
 use burn::prelude::Backend;
 use data::TextTokenizer;
+use data::files::{Folder, Found, write_atomically};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const LOCK: &str = "run.lock";
+
+/// A run directory, to the rule every command that writes a folder follows: the marker
+/// (or `config.toml`) makes it a run; a lock file left by a start that failed early is
+/// the trainer's own.
+const RUN: Folder = Folder {
+    holds: "run",
+    marks: &["run.json", "config.toml"],
+    writes: |name| name == LOCK,
+    hint: "--overwrite replaces only a run directory: choose another --out-dir",
+};
 
 pub struct RunWriter {
     run: RunDir,
@@ -39,37 +49,20 @@ impl RunWriter {
     /// holds a run, which is moved aside.
     pub fn create(path: &Path, overwrite: bool) -> Result<Self, TrainError> {
         let mut replaced = None;
-        if path.exists() {
-            if !path.is_dir() {
+        let found = RUN.check(path).map_err(TrainError::Run)?;
+        if found == Found::Marked {
+            if !overwrite {
                 return Err(TrainError::Run(format!(
-                    "{} exists and is not a directory",
+                    "{} already holds a run: continue it with --resume, or replace it with --overwrite",
                     path.display()
                 )));
             }
-            let old = RunDir::new(path);
-            if old.has_run() {
-                if !overwrite {
-                    return Err(TrainError::Run(format!(
-                        "{} already holds a run: continue it with --resume, or replace it with --overwrite",
-                        path.display()
-                    )));
-                }
-                // Refuses while another process trains the old run.
-                let old_lock = lock(path)?;
-                let aside = aside_path(path);
-                std::fs::rename(path, &aside).map_err(|e| io(path, e))?;
-                drop(old_lock);
-                replaced = Some(aside);
-            } else {
-                let entries = foreign_entries(path)?;
-                if !entries.is_empty() {
-                    return Err(TrainError::Run(format!(
-                        "{} is not empty and holds no run (it has {}); --overwrite replaces only a run directory: choose another --out-dir",
-                        path.display(),
-                        entries.join(", ")
-                    )));
-                }
-            }
+            // Refuses while another process trains the old run.
+            let old_lock = lock(path)?;
+            let aside = aside_path(path);
+            std::fs::rename(path, &aside).map_err(|e| io(path, e))?;
+            drop(old_lock);
+            replaced = Some(aside);
         }
         let created = std::fs::create_dir_all(path)
             .map_err(|e| io(path, e))
@@ -222,23 +215,6 @@ fn aside_path(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "run".into());
     path.with_file_name(format!(".{name}.replaced-{}", std::process::id()))
-}
-
-/// The entries of `dir` other than a lock file left by a start that failed early.
-fn foreign_entries(dir: &Path) -> Result<Vec<String>, TrainError> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| io(dir, e))?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != LOCK)
-        .collect();
-    names.sort();
-    if names.len() > 5 {
-        let more = names.len() - 4;
-        names.truncate(4);
-        names.push(format!("and {more} more"));
-    }
-    Ok(names)
 }
 
 /// Runs an earlier `--overwrite` of `path` left aside (it was killed before finishing).
