@@ -1,7 +1,8 @@
 //! `cargo xtask …`: the project's build recipes, written in Rust so they run wherever cargo does.
 //!
 //! - `cargo xtask train|sample|eval|info|plot|lecture [--backend B] [--] [gpt args…]` builds
-//!   the `gpt` binary in release with backend B's cargo feature (default flex) and runs that
+//!   the `gpt` binary (the dev profile, which `cargo run -p cli` uses too) with backend B's
+//!   cargo feature (default flex) and runs that
 //!   `gpt` subcommand with the other arguments, e.g.
 //!   `cargo xtask train --backend cuda --config experiments/shakespeare_char.toml`. An
 //!   optional `--` ends xtask's own flags: everything after it goes to `gpt` untouched
@@ -15,10 +16,7 @@
 //! - `cargo xtask readme [--no-gpu-checks] [--require-system-packages]`: runs every shell
 //!   command of README.md, shrunk to seconds (see `readme.rs`).
 //!
-//! Environment: `BURNGPT_XTASK_PROFILE=dev` makes the `gpt` commands build and run the
-//! dev-profile binary (`target/debug/gpt`) instead of the release one; for the default
-//! backend it is built by `cargo test --workspace --no-run`, the very build `cargo test
-//! --workspace` (and so `ci`) makes, so nothing is compiled twice. `CI=true` implies
+//! Environment: `CARGO_TARGET_DIR` (the one target directory), `CI=true` implies
 //! `--require-system-packages`.
 
 /// The font list `gpt plot` searches, the very file.
@@ -31,11 +29,11 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|lecture|bench> [--backend flex|ndarray|wgpu|cuda] [--] [gpt args…]
+const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|attention|lecture|bench|prepare> [--backend flex|ndarray|wgpu|cuda] [--] [gpt args…]
        cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [--torch-sdpa 0|1] [--] [gpt bench args…]
        cargo xtask ci [--no-gpu-checks] [--require-system-packages]
        cargo xtask readme [--no-gpu-checks] [--require-system-packages]
-environment: BURNGPT_XTASK_PROFILE=dev|release (default release), CI=true";
+environment: CI=true implies --require-system-packages";
 
 /// `gpt` subcommands that xtask builds and runs.
 const GPT_COMMANDS: &[&str] = &[
@@ -320,31 +318,13 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// The cargo profile xtask builds `gpt` in: release, or dev with
-/// `BURNGPT_XTASK_PROFILE=dev`.
-fn dev_profile() -> Result<bool> {
-    match std::env::var("BURNGPT_XTASK_PROFILE").as_deref() {
-        Err(_) | Ok("" | "release") => Ok(false),
-        Ok("dev" | "debug") => Ok(true),
-        Ok(other) => bail!("BURNGPT_XTASK_PROFILE={other:?}: expected dev or release"),
-    }
-}
-
-/// Builds `gpt` with exactly one backend feature, in the profile `dev_profile` names;
-/// returns the binary's path.
-///
-/// In the dev profile the default backend (flex) is built by `cargo test --workspace
-/// --no-run`: the same units, features unified over the whole workspace and its
-/// dev-dependencies, as `cargo test --workspace`, so after the tests (or `ci`) it compiles
-/// nothing. (`cargo build -p cli` alone unifies features differently, proptest's among
-/// them, and would recompile burn.) The other backends are built as `ci` builds wgpu.
+/// Builds `gpt` with exactly one backend feature in the dev profile, the one `cargo run -p
+/// cli` builds (Cargo.toml tunes it for training speed); returns the binary's path. The
+/// default backend (flex) is built by exactly `cargo build -p cli`, so that the README's
+/// `cargo run -p cli -- …` after `cargo xtask train` finds every unit built.
 fn build_gpt(backend: &str) -> Result<PathBuf> {
-    if !dev_profile()? {
-        run(&mut cargo_cli(&["build", "--release"], backend))?;
-        return Ok(target_dir().join("release/gpt"));
-    }
     if backend == "flex" {
-        run(cargo().args(["test", "--workspace", "--no-run", "--quiet"]))?;
+        run(cargo().args(["build", "-p", "cli"]))?;
     } else {
         run(&mut cargo_cli(&["build"], backend))?;
     }

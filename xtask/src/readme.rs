@@ -17,14 +17,14 @@
 //! **How each command runs.** In README order, so later commands find the runs earlier
 //! ones made:
 //! - `cargo xtask X …` runs this very xtask binary with the same arguments, in the scratch
-//!   directory, with `BURNGPT_XTASK_PROFILE=dev`: it builds and runs the dev-profile `gpt`,
-//!   which `cargo test --workspace` has already built (a second release build of burn would
-//!   cost more than ten minutes on two cores).
-//! - `cargo run -p cli [--release] -- …` and `./target/release/gpt …` run the dev-profile
-//!   binary directly: `--release` is dropped under the test, and `cargo run -p cli` itself
-//!   would unify features differently from `cargo test --workspace` and recompile burn.
-//!   The binary is a copy of `target/debug/gpt` taken at the start, so later builds of other
-//!   backends cannot swap it.
+//!   directory: it builds (`cargo build -p cli`, the dev profile) and runs `gpt`.
+//! - `cargo run -p cli -- …` runs as written, through cargo (`--manifest-path` pointing at
+//!   the checkout, so the build is the checkout's), and must compile nothing: after
+//!   README's first command, `cargo xtask train`, every unit is built, and a `Compiling`
+//!   line in its output fails the command. A newcomer's second command would otherwise
+//!   wait for a second build of burn.
+//! - `./target/debug/gpt …` runs a copy of the dev flex binary, taken at the start so that
+//!   later builds of other backends cannot swap it.
 //! - `cargo build …` lines are skipped (the test built the binary); `cargo xtask ci` and
 //!   `cargo xtask readme` are skipped (they would recurse). README's set-up command
 //!   `cargo xtask train` does run, shrunk like every training command: a newcomer runs it
@@ -66,9 +66,6 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 const FORCED: &[&str] = &["max_iters=20", "eval_interval=10", "eval_iters=2"];
 
 pub fn run(gpu_checks: bool, require: bool) -> Result<()> {
-    // SAFETY of set_var: single-threaded here; the builds below and the children (the
-    // `cargo xtask` commands) inherit it.
-    unsafe { std::env::set_var("BURNGPT_XTASK_PROFILE", "dev") };
     let text = std::fs::read_to_string(root().join("README.md")).context("reading README.md")?;
     let commands = extract(&text);
     if commands.is_empty() {
@@ -224,6 +221,12 @@ enum Plan {
     Skip(String),
     /// `cargo xtask ARGS`: run as written through this xtask binary.
     Xtask(Vec<String>),
+    /// `cargo run CARGO -- GPT` on the default backend: run through cargo, as written,
+    /// which must find everything built.
+    CargoRun {
+        cargo: Vec<String>,
+        gpt: Vec<String>,
+    },
     /// The `gpt` binary with these arguments.
     Gpt(Vec<String>),
 }
@@ -329,9 +332,17 @@ fn parse(words: Vec<String>) -> Result<Parsed> {
                 .into_iter()
                 .find(|b| features.split([',', ' ']).any(|f| f == *b))
                 .unwrap_or("flex");
+            let plan = if backend == "flex" && features.is_empty() {
+                Plan::CargoRun {
+                    cargo: cargo_args.to_vec(),
+                    gpt: gpt.to_vec(),
+                }
+            } else {
+                Plan::Gpt(gpt.to_vec())
+            };
             Ok(Parsed {
                 env,
-                plan: Plan::Gpt(gpt.to_vec()),
+                plan,
                 backend: backend.into(),
                 gpt: gpt.to_vec(),
             })
@@ -579,7 +590,11 @@ impl Scratch {
             return Ok(());
         }
         let cmd = self.as_written(&parsed, &edits)?;
-        self.check(command, &parsed, cmd, "", report, Expect::Success)
+        let expect = match parsed.plan {
+            Plan::CargoRun { .. } => Expect::NothingCompiled,
+            _ => Expect::Success,
+        };
+        self.check(command, &parsed, cmd, "", report, expect)
     }
 
     /// The command as README writes it, with the shrinking edits.
@@ -590,6 +605,18 @@ impl Scratch {
                 edits.apply(&mut args);
                 let mut cmd = Command::new(&self.xtask);
                 cmd.args(args);
+                cmd
+            }
+            Plan::CargoRun { cargo, gpt } => {
+                let mut args = gpt.clone();
+                edits.apply(&mut args);
+                let mut cmd = crate::cargo();
+                cmd.arg("run")
+                    .arg("--manifest-path")
+                    .arg(root().join("Cargo.toml"))
+                    .args(cargo)
+                    .arg("--")
+                    .args(args);
                 cmd
             }
             Plan::Gpt(args) => {
@@ -713,8 +740,11 @@ impl Scratch {
         let out = self.spawn(&mut cmd, &env)?;
         report.ran += 1;
         let problem = match expect {
-            Expect::Success if out.success => None,
-            Expect::Success => Some(format!("exit {}", code(&out))),
+            Expect::Success | Expect::NothingCompiled if !out.success => {
+                Some(format!("exit {}", code(&out)))
+            }
+            Expect::NothingCompiled => compiled(&out.stderr),
+            Expect::Success => None,
             Expect::NoDevice => no_device_problem(&out, &parsed.backend),
         };
         match problem {
@@ -773,8 +803,25 @@ impl Scratch {
 #[derive(Clone, Copy, PartialEq)]
 enum Expect {
     Success,
+    /// Success, and cargo compiled nothing: the build an earlier command made was reused.
+    NothingCompiled,
     /// A GPU build without a device: exactly one `error:` line naming the backend.
     NoDevice,
+}
+
+/// What cargo compiled, as its `Compiling NAME vX` lines say, if it compiled anything.
+fn compiled(stderr: &str) -> Option<String> {
+    let units: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Compiling "))
+        .collect();
+    (!units.is_empty()).then(|| {
+        format!(
+            "it compiled {} (the build of the commands before it was not reused): {}",
+            units.len(),
+            units.join(", ")
+        )
+    })
 }
 
 /// Why `out` is not the one-line no-device error `backend` should give, if it is not.
@@ -915,23 +962,26 @@ mod tests {
         assert_eq!(p.backend, "cuda");
         assert_eq!(p.gpt, ["bench", "--config", "c.toml"]);
 
-        let p = parse(words("cargo run -p cli --release -- info --run runs/x")).unwrap();
-        assert_eq!(p.plan, Plan::Gpt(words("info --run runs/x")));
+        let p = parse(words("cargo run -p cli -- info --run runs/x")).unwrap();
+        assert_eq!(
+            p.plan,
+            Plan::CargoRun {
+                cargo: words("-p cli"),
+                gpt: words("info --run runs/x")
+            }
+        );
 
         let p = parse(words("cargo run -p cli --features wgpu -- info --run r")).unwrap();
         assert_eq!(p.backend, "wgpu");
 
-        let p = parse(words(
-            "BURNGPT_DATA_DIR=d ./target/release/gpt eval --run r",
-        ))
-        .unwrap();
+        let p = parse(words("BURNGPT_DATA_DIR=d ./target/debug/gpt eval --run r")).unwrap();
         assert_eq!(p.env, [("BURNGPT_DATA_DIR".to_string(), "d".to_string())]);
         assert_eq!(p.plan, Plan::Gpt(words("eval --run r")));
 
         for skipped in [
             "cargo xtask ci",
             "cargo xtask readme",
-            "cargo build --release -p cli",
+            "cargo build -p cli",
             "python3 x.py",
             "cargo xtask bench --compare-torch python3",
         ] {
