@@ -3,10 +3,10 @@
 # the same config, each on loopback TCP. Prints each run's tokens/s (the whole job's) and
 # rank 0's all-reduce line (time per step, its share of the step, bytes per step).
 #   experiments/data_parallel_bench.sh [CONFIG] [ITERS] [N]
-# Needs the release gpt built with --features mpi (GPT=path overrides) and Open MPI.
+# Needs the gpt built with --features mpi (cargo build -p cli --features mpi) (GPT=path overrides) and Open MPI.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-gpt=${GPT:-${CARGO_TARGET_DIR:-$here/../target}/release/gpt}
+gpt=${GPT:-${CARGO_TARGET_DIR:-$here/../target}/debug/gpt}
 config=${1:-$here/shakespeare_char_cpu.toml}; iters=${2:-200}; n=${3:-2}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

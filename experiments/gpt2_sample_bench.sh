@@ -10,7 +10,7 @@
 set -euo pipefail
 python=${1:?PYTHON}; dir=${2:?HF_DIR}; n=${3:-100}
 here=$(cd "$(dirname "$0")" && pwd)
-gpt=${GPT:-$here/../target/release/gpt}
+gpt=${GPT:-${CARGO_TARGET_DIR:-$here/../target}/debug/gpt}
 seconds() { local s; s=$(date +%s.%N); "$@" >/dev/null; echo "$(date +%s.%N) - $s" | bc -l; }
 for mode in cached uncached; do
   flag=(); [ "$mode" = uncached ] && flag=(--no-kv-cache)

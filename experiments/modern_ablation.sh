@@ -10,10 +10,10 @@
 # training tokens/s (the fused CPU attention path). Prints one markdown table (mean ± half
 # the spread over seeds) and writes every number to runs/ablation/results.tsv.
 # ONLY="lecture rope" limits it to some variants.
-# Needs the release `gpt` (cargo build --release -p cli; GPT=path overrides).
+# Needs the `gpt` binary (cargo build -p cli; GPT=path overrides).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-gpt=${GPT:-${CARGO_TARGET_DIR:-$here/../target}/release/gpt}
+gpt=${GPT:-${CARGO_TARGET_DIR:-$here/../target}/debug/gpt}
 seeds=("$@"); [ ${#seeds[@]} -gt 0 ] || seeds=(1337 1338 1339)
 preset=$here/shakespeare_char_cpu.toml
 out=runs/ablation

@@ -56,8 +56,8 @@ BIN=device-bin
 if [[ "${1:-}" == "--prepare" ]]; then
     mkdir -p "$BIN/datasets/tinyshakespeare"
     for backend in cuda wgpu; do
-        cargo build --release -p cli --no-default-features --features "$backend"
-        strip -o "$BIN/gpt-$backend" "${CARGO_TARGET_DIR:-target}/release/gpt"
+        cargo build -p cli --no-default-features --features "$backend"
+        strip -o "$BIN/gpt-$backend" "${CARGO_TARGET_DIR:-target}/debug/gpt"
         gzip -9f "$BIN/gpt-$backend"
     done
     src=""

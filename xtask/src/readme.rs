@@ -992,6 +992,19 @@ mod tests {
         }
     }
 
+    /// A `cargo run` that compiled anything fails, naming what it compiled.
+    #[test]
+    fn a_cargo_run_that_compiles_is_caught() {
+        let fresh = "    Finished `dev` profile [optimized + debuginfo] target(s) in 0.3s\n     Running `target/debug/gpt sample`\n";
+        assert_eq!(compiled(fresh), None);
+        let rebuilt = "   Compiling burn-tensor v0.21.0\n   Compiling cli v0.1.0 (/w/crates/cli)\n    Finished";
+        let problem = compiled(rebuilt).unwrap();
+        assert!(
+            problem.contains("compiled 2") && problem.contains("burn-tensor v0.21.0"),
+            "{problem}"
+        );
+    }
+
     #[test]
     fn shrinking_keeps_what_the_command_sets() {
         let gpt = words("train --set n_layer=6 --set train.batch_size=8");

@@ -231,7 +231,7 @@ mod data_parallel {
             .find_map(|v| std::env::var(v).ok()?.parse::<usize>().ok());
         match size {
             Some(n) if n > 1 => anyhow::bail!(
-                "launched as one of {n} MPI processes, but this gpt was built without data-parallel training: build it with `--features mpi` (cargo build --release -p cli --features mpi)"
+                "launched as one of {n} MPI processes, but this gpt was built without data-parallel training: build it with `--features mpi` (cargo build -p cli --features mpi)"
             ),
             _ => Ok((None, None)),
         }
@@ -308,7 +308,7 @@ mod multi_device {
     pub fn strategy(devices: &[usize]) -> Result<Option<MultiDevice<Train>>> {
         if devices.len() > 1 {
             anyhow::bail!(
-                "--devices with several GPUs needs the ddp build (CUDA with burn-train's DDP; its all-reduce is NCCL): cargo build --release -p cli --no-default-features --features ddp, then gpt train --devices {}; or one process per GPU under mpirun (the mpi feature)",
+                "--devices with several GPUs needs the ddp build (CUDA with burn-train's DDP; its all-reduce is NCCL): cargo build -p cli --no-default-features --features ddp, then gpt train --devices {}; or one process per GPU under mpirun (the mpi feature)",
                 devices
                     .iter()
                     .map(|d| d.to_string())

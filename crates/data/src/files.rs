@@ -85,6 +85,14 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.commit()
 }
 
+/// Whether `name` is an [`AtomicFile`]'s temporary (`.NAME.PID.tmp`), left by a kill.
+fn is_temporary(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .and_then(|n| n.rsplit_once('.'))
+        .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The folder `path` is in (`.` for a bare name).
 fn parent(path: &Path) -> &Path {
     match path.parent() {
@@ -109,7 +117,7 @@ pub struct Folder {
 /// What [`Folder::check`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
-    /// Missing, or empty but for the command's own files.
+    /// Missing, or holding nothing but the command's own files (and temporaries a kill left).
     Fresh,
     /// Holding one of the marks: the command's earlier work.
     Marked,
@@ -139,7 +147,7 @@ impl Folder {
         if names.iter().any(|n| self.marks.contains(&n.as_str())) {
             return Ok(Found::Marked);
         }
-        names.retain(|n| !(self.writes)(n));
+        names.retain(|n| !(self.writes)(n) && !is_temporary(n));
         if names.is_empty() {
             return Ok(Found::Fresh);
         }
@@ -305,6 +313,7 @@ mod tests {
         assert_eq!(folder.check(&dir.join("missing")), Ok(Found::Fresh));
         assert_eq!(folder.check(&dir), Ok(Found::Fresh));
         std::fs::write(dir.join("x.partial"), b"").unwrap();
+        std::fs::write(dir.join(".x.json.4242.tmp"), b"").unwrap();
         assert_eq!(folder.check(&dir), Ok(Found::Fresh));
         std::fs::write(dir.join("train.bin"), b"mine").unwrap();
         let err = folder.check(&dir).unwrap_err();
