@@ -264,13 +264,9 @@ pub fn download(c: &Checkpoint, url: &str, dest: &Path) -> Result<()> {
             "the server published no sha256 for the file (X-Linked-Etag), so it cannot be checked"
         )
     };
-    let (file, got) = data::files::save_download(
-        response.into_body().into_reader(),
-        Some(expected.size),
-        expected.size,
-        dest,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let (file, got) =
+        data::files::save_download(response.into_body().into_reader(), expected.size, dest)
+            .map_err(anyhow::Error::msg)?;
     if got.bytes != expected.size {
         bail!("got {} bytes, expected {}", got.bytes, expected.size);
     }

@@ -830,45 +830,36 @@ fn a_stalled_download_is_one_error_line_within_the_timeout() {
     let cache = tmp("rel3-stall-cache");
     for body in [None, Some(&b"the first bytes"[..])] {
         let base = stalled_server(body);
+        let stalls = |args: &[&str], env: &[(&str, &str)], expected: &str| {
+            let start = Instant::now();
+            let mut cmd = gpt_command(args);
+            cmd.env_remove("BURNGPT_DATA_DIR")
+                .env("BURNGPT_CACHE", &cache)
+                .env("BURNGPT_HTTP_TIMEOUT_S", "1")
+                .envs(env.iter().copied());
+            check_one_error_line(args, &cmd.output().unwrap(), expected);
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{:?}",
+                start.elapsed()
+            );
+        };
         // --init-from gpt2: the hub (or a mirror) that stalls.
-        let args = ["sample", "--init-from", "gpt2", "--max-new-tokens", "1"];
-        let start = Instant::now();
-        let o = gpt_command(&args)
-            .env("BURNGPT_HF_ENDPOINT", &base)
-            .env("BURNGPT_CACHE", &cache)
-            .env("BURNGPT_HTTP_TIMEOUT_S", "1")
-            .output()
-            .unwrap();
-        check_one_error_line(&args, &o, "--init-from DIR");
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            start.elapsed()
+        stalls(
+            &["sample", "--init-from", "gpt2", "--max-new-tokens", "1"],
+            &[("BURNGPT_HF_ENDPOINT", &base)],
+            "--init-from DIR",
         );
         // A named dataset from a mirror that stalls.
         let (_parent, run) = workspace("rel3-stall-run");
-        let args = tiny_args(&run);
-        let start = Instant::now();
-        let o = gpt_command(&args)
-            .env_remove("BURNGPT_DATA_DIR")
-            .env("BURNGPT_MIRROR", &base)
-            .env("BURNGPT_CACHE", &cache)
-            .env("BURNGPT_HTTP_TIMEOUT_S", "1")
-            .output()
-            .unwrap();
-        check_one_error_line(&args, &o, "could not download tinyshakespeare");
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            start.elapsed()
+        stalls(
+            &common::tiny_train_args(&run, &[]),
+            &[("BURNGPT_MIRROR", &base)],
+            "could not download tinyshakespeare",
         );
         let left: Vec<String> = walk(&cache);
         assert!(left.is_empty(), "nothing cached: {left:?}");
     }
-}
-
-fn tiny_args(run: &Path) -> Vec<&str> {
-    common::tiny_train_args(run, &[])
 }
 
 #[test]

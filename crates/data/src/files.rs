@@ -8,7 +8,7 @@
 //! - [`Folder`]: the one rule for "is this folder mine to write": missing, empty, or
 //!   holding what this command writes (a run, a prepared directory, an export). Anything
 //!   else is the user's, and is refused with a list of what is in it.
-//! - [`download`]: connect, response and per-read timeouts (a server that accepts and never
+//! - [`http_agent`] / [`save_download`]: connect, response and per-read timeouts (a server that accepts and never
 //!   answers is an error, not a hang), a progress bar on a terminal, the body streamed
 //!   into an [`AtomicFile`].
 
@@ -200,13 +200,12 @@ pub struct Downloaded {
     pub sha256: String,
 }
 
-/// Streams `body` (at most `limit` bytes, `size` expected if known) into an [`AtomicFile`]
-/// for `dest`, with a progress bar on a terminal. The caller checks the size and sha256
-/// and commits the file; dropping it leaves nothing behind.
+/// Streams `body` (`size` bytes expected, never more than one past them read) into an
+/// [`AtomicFile`] for `dest`, with a progress bar on a terminal. The caller checks the size
+/// and sha256 and commits the file; dropping it leaves nothing behind.
 pub fn save_download(
     body: impl Read,
-    size: Option<u64>,
-    limit: u64,
+    size: u64,
     dest: &Path,
 ) -> Result<(AtomicFile, Downloaded), String> {
     use sha2::Digest;
@@ -215,7 +214,7 @@ pub fn save_download(
     let write_err = |e: std::io::Error| format!("cannot write {}: {e}", dest.display());
     let mut file = AtomicFile::create(dest).map_err(write_err)?;
     let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = size.map_or_else(indicatif::ProgressBar::no_length, indicatif::ProgressBar::new);
+        let bar = indicatif::ProgressBar::new(size);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "downloading [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
@@ -225,7 +224,7 @@ pub fn save_download(
         );
         bar
     });
-    let mut reader = body.take(limit + 1);
+    let mut reader = body.take(size + 1);
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut got = 0u64;
@@ -249,9 +248,9 @@ pub fn save_download(
         bar.finish_and_clear();
     }
     read?;
-    if got > limit {
+    if got > size {
         return Err(format!(
-            "the server sent more than the expected {limit} bytes"
+            "the server sent more than the expected {size} bytes"
         ));
     }
     let done = Downloaded {

@@ -63,25 +63,6 @@ const PREPARED: crate::files::Folder = crate::files::Folder {
     hint: "choose another --out (or an empty one)",
 };
 
-/// Takes the writer lock of the prepared directory `dir`: a second `gpt prepare` on it
-/// fails at once instead of interleaving its writes.
-fn lock(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(write_err(&path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(bad(format!(
-            "{} is being written by another gpt prepare; wait for it to finish",
-            dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(write_err(&path)(e)),
-    }
-}
 /// `meta.json`'s format; a newer one is refused rather than misread.
 pub const FORMAT: u32 = 1;
 /// The seed of the document split (nanoGPT's openwebtext `prepare.py` uses 2357).
@@ -227,6 +208,26 @@ fn bad(msg: String) -> DataError {
     DataError::Prepared(msg)
 }
 
+/// Takes the writer lock of the prepared directory `dir`: a second `gpt prepare` on it
+/// fails at once instead of interleaving its writes.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(write_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(bad(format!(
+            "{} is being written by another gpt prepare; wait for it to finish",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(write_err(&path)(e)),
+    }
+}
+
 /// The files to read: each input file, or each `.txt`/`.jsonl` under an input directory
 /// (in name order), as absolute paths.
 fn input_files(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
@@ -324,8 +325,7 @@ fn input_files(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
             seen.file(input)?;
         }
     }
-    let files = seen.files;
-    files
+    seen.files
         .into_iter()
         .map(|path| {
             let bytes = std::fs::metadata(&path).map_err(io_err(&path))?.len();

@@ -231,13 +231,9 @@ fn download(manifest: &Manifest, dest: &Path) -> Result<()> {
         .get(&manifest.url)
         .call()
         .map_err(|e| fail(e.to_string()))?;
-    let (file, got) = crate::files::save_download(
-        response.into_body().into_reader(),
-        Some(manifest.size),
-        manifest.size,
-        dest,
-    )
-    .map_err(fail)?;
+    let (file, got) =
+        crate::files::save_download(response.into_body().into_reader(), manifest.size, dest)
+            .map_err(fail)?;
     manifest.check(Path::new(&manifest.url), got.bytes, &got.sha256)?;
     file.commit().map_err(|err| DataError::Write {
         path: dest.display().to_string(),

@@ -126,7 +126,6 @@ impl RunConfig {
             .map_err(|e| {
                 TrainError::Config(format!("{what} is not valid TOML: {}", e.message()))
             })?;
-        finite(&table, "")?;
         let mut overrides = Vec::new();
         for (section, keys) in &table {
             let keys = keys.as_table().ok_or_else(|| {

@@ -284,19 +284,7 @@ impl RunLog {
             }
             log.trimmed = true;
         }
-        let new = !log.path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log.path)?;
-        let header = if new {
-            format!("{TRAIN_LOG_HEADER}\n")
-        } else {
-            String::new()
-        };
-        // One write of whole lines: a kill leaves the row whole or absent.
-        file.write_all(format!("{header}{}\n", point.to_csv()).as_bytes())?;
-        file.sync_data()
+        append_line(&log.path, TRAIN_LOG_HEADER, &point.to_csv())
     }
 
     fn value(&self, valid: bool, name: &str) -> f64 {
@@ -307,20 +295,25 @@ impl RunLog {
     }
 
     fn append(&self, row: &EvalRow) -> std::io::Result<()> {
-        let new = !self.path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
-        let header = if new {
-            format!("{HEADER}\n")
-        } else {
-            String::new()
-        };
-        // One write of whole lines: a kill leaves the row whole or absent.
-        file.write_all(format!("{header}{}\n", row.to_csv()).as_bytes())?;
-        file.sync_data()
+        append_line(&self.path, HEADER, &row.to_csv())
     }
+}
+
+/// Appends `line` to the CSV log `path` (with `header` first when the file is new) in one
+/// write of whole lines, then syncs: a kill leaves the row whole or absent.
+fn append_line(path: &Path, header: &str, line: &str) -> std::io::Result<()> {
+    let new = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let text = if new {
+        format!("{header}\n{line}\n")
+    } else {
+        format!("{line}\n")
+    };
+    file.write_all(text.as_bytes())?;
+    file.sync_data()
 }
 
 /// A metric entry's number.

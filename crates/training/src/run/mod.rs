@@ -45,6 +45,10 @@ pub use writer::RunWriter;
 /// by the model's own size.
 const MAX_RUN_FILE: u64 = 16 << 20;
 
+/// The files that make a folder a run: the marker, or `config.toml` (runs made before the
+/// marker existed).
+const RUN_MARKS: &[&str] = &["run.json", "config.toml"];
+
 #[derive(Debug, Clone)]
 pub struct RunDir {
     root: PathBuf,
@@ -106,10 +110,9 @@ impl RunDir {
         self.root.join("run.json")
     }
 
-    /// A run is a folder with the marker, or with a `config.toml` (runs made before the
-    /// marker existed).
+    /// A run is a folder holding one of [`RUN_MARKS`].
     pub fn has_run(&self) -> bool {
-        self.marker_path().exists() || self.config_path().exists()
+        RUN_MARKS.iter().any(|m| self.root.join(m).exists())
     }
 
     /// The most recently trained run under `root` (by its last metrics or config write).

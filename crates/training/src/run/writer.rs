@@ -31,7 +31,7 @@ const LOCK: &str = "run.lock";
 /// the trainer's own.
 const RUN: Folder = Folder {
     holds: "run",
-    marks: &["run.json", "config.toml"],
+    marks: super::RUN_MARKS,
     writes: |name| name == LOCK,
     hint: "--overwrite replaces only a run directory: choose another --out-dir",
 };
