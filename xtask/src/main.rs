@@ -1,6 +1,7 @@
 //! `cargo xtask …`: the project's build recipes, written in Rust so they run wherever cargo does.
 //!
-//! - `cargo xtask train|sample|eval|info|plot|lecture [--backend B] [--] [gpt args…]` builds
+//! - `cargo xtask train|sample|eval|info|plot|attention|lecture|bench|prepare|export
+//!   [--backend B] [--] [gpt args…]` (the subcommands of `GPT_COMMANDS`) builds
 //!   the `gpt` binary (the dev profile, which `cargo run -p cli` uses too) with backend B's
 //!   cargo feature (default flex) and runs that
 //!   `gpt` subcommand with the other arguments, e.g.
@@ -12,9 +13,10 @@
 //!   their ratio; `--torch-sdpa 1` gives PyTorch its fused `scaled_dot_product_attention`
 //!   instead of the explicit path.
 //! - `cargo xtask ci [--no-gpu-checks] [--require-system-packages]`: everything CI checks, in
-//!   the order that fails fastest, ending with `readme`.
+//!   the order that fails fastest, ending with `readme` and the data-parallel (MPI) tests.
 //! - `cargo xtask readme [--no-gpu-checks] [--require-system-packages]`: runs every shell
-//!   command of README.md, shrunk to seconds (see `readme.rs`).
+//!   command of README.md and of the `docs/` pages it links, shrunk to seconds (see
+//!   `readme.rs`).
 //!
 //! Environment: `CARGO_TARGET_DIR` (the one target directory), `CI=true` implies
 //! `--require-system-packages`.
@@ -29,13 +31,14 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|attention|lecture|bench|prepare> [--backend flex|ndarray|wgpu|cuda] [--] [gpt args…]
+const USAGE: &str = "usage: cargo xtask <train|sample|eval|info|plot|attention|lecture|bench|prepare|export> [--backend flex|ndarray|wgpu|cuda] [--] [gpt args…]
        cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [--torch-sdpa 0|1] [--] [gpt bench args…]
        cargo xtask ci [--no-gpu-checks] [--require-system-packages]
        cargo xtask readme [--no-gpu-checks] [--require-system-packages]
 environment: CI=true implies --require-system-packages";
 
-/// `gpt` subcommands that xtask builds and runs.
+/// `gpt` subcommands that xtask builds and runs: all of `gpt`'s, so that any of them can be
+/// given a backend the same way. `USAGE` lists them (tested).
 const GPT_COMMANDS: &[&str] = &[
     "train",
     "sample",
@@ -46,6 +49,7 @@ const GPT_COMMANDS: &[&str] = &[
     "lecture",
     "bench",
     "prepare",
+    "export",
 ];
 const BACKENDS: &[&str] = &["flex", "ndarray", "wgpu", "cuda"];
 
@@ -401,7 +405,8 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
         }
         no_gpu_is_one_error_line(&gpt)?;
     }
-    // Every command of README.md, as a newcomer would type them (shrunk to seconds).
+    // Every command of README.md and the docs pages, as a newcomer would type them (shrunk
+    // to seconds).
     readme::run(gpu_checks, require)?;
     // Data-parallel training under mpirun, 2 and 3 ranks on loopback. Last: the `mpi`
     // feature rebuilds the training and cli crates (not burn), and the dev `gpt` then
@@ -690,4 +695,20 @@ struct Info {
 fn parse_info(stdout: &str) -> Result<Info> {
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("parsing `gpt info --json` output {line:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The usage line's first form names exactly the subcommands xtask forwards.
+    #[test]
+    fn usage_lists_every_forwarded_gpt_command() {
+        let listed = USAGE
+            .split_once('<')
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(list, _)| list.split('|').collect::<Vec<_>>())
+            .expect("USAGE starts with `cargo xtask <a|b|…>`");
+        assert_eq!(listed, GPT_COMMANDS);
+    }
 }

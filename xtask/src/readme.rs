@@ -1,21 +1,34 @@
-//! `cargo xtask readme`: runs every shell command of README.md as a newcomer would type it,
-//! shrunk so that each finishes in seconds. It is the last step of `cargo xtask ci`.
+//! `cargo xtask readme`: runs every shell command of the documentation as a newcomer would
+//! type it, shrunk so that each finishes in seconds. `cargo xtask ci` runs it after every
+//! other check but the data-parallel (MPI) tests.
 //!
-//! **What is extracted.** Every line of README's ```` ```sh ```` blocks (also `bash`,
+//! **Which pages, in which order.** README.md first, then each `docs/*.md` page in the
+//! order README first links it (`](docs/NAME.md…)`), which is the order README's
+//! Documentation list gives them: a reader goes through them in that order, and so do
+//! the commands, so a page may read the runs README and the pages before it made. Every
+//! `docs/*.md` page must be linked from README, and every page README links must exist:
+//! either mistake fails the step before anything runs (an unlinked page's commands would
+//! never run, and a reader would never find it).
+//!
+//! **What is extracted.** Every line of the pages' ```` ```sh ```` blocks (also `bash`,
 //! `shell`), with `\` continuations joined and `#` comments dropped, split into words
 //! as a POSIX shell would (quotes, backslash escapes, leading `NAME=value` assignments).
 //! A command using other shell syntax (pipes, `;`, `&&`, redirections, `$` expansion) is
 //! listed as skipped, as is any command that is neither `cargo …` nor a `gpt` binary.
+//! Commands a checkout cannot run (they need the Hugging Face hub, Open MPI, a corpus
+//! fetched with apt) belong in ```` ```text ```` blocks, which are not run. Every page's
+//! commands are written to run from the checkout's root.
 //!
 //! **Where it runs.** In a scratch directory, `$CARGO_TARGET_DIR/readme/` (emptied first,
 //! kept afterwards for inspection), holding a symlink to every top-level entry of the
-//! repository (`Cargo.toml`, `crates/`, `experiments/`, `datasets/`, …) except `runs/` and
-//! `target/`, and a real, empty `runs/`. The commands' relative paths (`--config
-//! experiments/…`, `--run runs/…`) so resolve as in a checkout, while the runs they make
-//! land in the scratch `runs/`: a user's real `runs/` is never read or written.
+//! repository (`Cargo.toml`, `crates/`, `docs/`, `experiments/`, `datasets/`, …) except
+//! `runs/` and `target/`, and a real, empty `runs/`. The commands' relative paths
+//! (`--config experiments/…`, `--run runs/…`) so resolve as in a checkout, while the runs
+//! they make land in the scratch `runs/`: a user's real `runs/` is never read or written.
+//! Directories the commands create (`data/`, `hf/`) are real ones in the scratch directory.
 //!
-//! **How each command runs.** In README order, so later commands find the runs earlier
-//! ones made:
+//! **How each command runs.** In page order and, within a page, top to bottom, so later
+//! commands find the runs earlier ones made:
 //! - `cargo xtask X …` runs this very xtask binary with the same arguments, in the scratch
 //!   directory: it builds (`cargo build -p cli`, the dev profile) and runs `gpt`.
 //! - `cargo run -p cli -- …` runs as written, through cargo (`--manifest-path` pointing at
@@ -26,9 +39,10 @@
 //! - `./target/debug/gpt …` runs a copy of the dev flex binary, taken at the start so that
 //!   later builds of other backends cannot swap it.
 //! - `cargo build …` lines are skipped (the test built the binary); `cargo xtask ci` and
-//!   `cargo xtask readme` are skipped (they would recurse). README's set-up command
-//!   `cargo xtask train` does run, shrunk like every training command: a newcomer runs it
-//!   first, and the commands after it must work on top of the run it leaves.
+//!   `cargo xtask readme` are skipped (they would recurse), and so are `cargo test`,
+//!   `clippy` and `fmt` (`ci` runs them). README's set-up command `cargo xtask train` does
+//!   run, shrunk like every training command: a newcomer runs it first, and the commands
+//!   after it must work on top of the run it leaves.
 //! - Shrinking: `gpt train` gets `--set max_iters=20 --set eval_interval=10 --set
 //!   eval_iters=2` and, unless the command sets them itself, `batch_size=4`, `n_layer=1`,
 //!   `n_head=2`, `n_embd=16` (`block_size` is never changed: the arithmetic tasks fix it);
@@ -36,9 +50,12 @@
 //!   `--steps 2 --warmup 0 --sample-tokens 8` (replacing the command's own values) and the
 //!   same model shape. Other commands run exactly as written.
 //! - A command that reads a run (`--run DIR`, or `train --resume --out-dir DIR`) that no
-//!   earlier README command made gets a tiny `gpt train --out-dir DIR` first (with
-//!   `experiments/<DIR's name>.toml` when there is one), and a line saying so.
-//! - `gpt plot` needs a font: without one (and not required, see `system.rs`) it is skipped.
+//!   earlier command (on its page or an earlier one) made gets a tiny `gpt train --out-dir
+//!   DIR` first (with `experiments/<DIR's name>.toml` when there is one), and a line saying
+//!   so. A page's training command must therefore come before the commands that read its
+//!   run: a later `gpt train` into a directory made this way is refused, as for a user.
+//! - `gpt plot` and `gpt attention` need a font: without one (and not required, see
+//!   `system.rs`) they are skipped.
 //!
 //! **GPU backends.** Commands for `--backend cuda|wgpu` (or `--features cuda|wgpu`) are not
 //! trained on a GPU. Their `gpt` arguments run, shrunk, on the flex binary (so the
@@ -51,7 +68,7 @@
 //! its error path is the same code as wgpu's (`crates/cli/src/backend.rs`).
 //!
 //! A failing command fails the step, after all commands ran; each failure is printed with
-//! the README line, what actually ran, and the tail of its stderr.
+//! its page and line (`docs/gpu.md line 9`), what actually ran, and the tail of its stderr.
 
 use crate::{GPT_COMMANDS, build_gpt, parse_info, root, split_forwarded, system, target_dir};
 use anyhow::{Context, Result, bail};
@@ -66,11 +83,7 @@ const TIMEOUT: Duration = Duration::from_secs(600);
 const FORCED: &[&str] = &["max_iters=20", "eval_interval=10", "eval_iters=2"];
 
 pub fn run(gpu_checks: bool, require: bool) -> Result<()> {
-    let text = std::fs::read_to_string(root().join("README.md")).context("reading README.md")?;
-    let commands = extract(&text);
-    if commands.is_empty() {
-        bail!("README.md has no ```sh commands: the extractor or the README changed");
-    }
+    let commands = all_commands(&root())?;
     let font = system::font(require)?;
     let scratch = Scratch::new(gpu_checks)?;
     let mut report = Report::default();
@@ -80,15 +93,87 @@ pub fn run(gpu_checks: bool, require: bool) -> Result<()> {
     report.finish(&scratch.dir)
 }
 
-/// One command of README.md: its first line's number and its text, continuations joined.
+const README: &str = "README.md";
+/// Where the topic pages are; README links each of them.
+const DOCS: &str = "docs";
+
+/// The commands of every page under `root`, in the order they run (see the module doc).
+fn all_commands(root: &Path) -> Result<Vec<PageCommand>> {
+    let readme = read_page(root, README)?;
+    let mut on_disk = Vec::new();
+    for entry in std::fs::read_dir(root.join(DOCS)).context("listing docs/")? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            on_disk.push(format!("{DOCS}/{name}"));
+        }
+    }
+    let mut commands = extract(README, &readme);
+    if commands.is_empty() {
+        bail!("README.md has no ```sh commands: the extractor or the README changed");
+    }
+    for page in page_order(&readme, &on_disk)? {
+        commands.extend(extract(&page, &read_page(root, &page)?));
+    }
+    Ok(commands)
+}
+
+fn read_page(root: &Path, page: &str) -> Result<String> {
+    std::fs::read_to_string(root.join(page)).with_context(|| format!("reading {page}"))
+}
+
+/// The `docs/*.md` pages in the order README first links them. Fails, naming the page,
+/// when README links a page that is not in `on_disk` or a page in `on_disk` is not linked.
+fn page_order(readme: &str, on_disk: &[String]) -> Result<Vec<String>> {
+    let mut linked: Vec<String> = Vec::new();
+    for (at, _) in readme.match_indices(&format!("]({DOCS}/")) {
+        let target = &readme[at + 2..];
+        let end = target.find(['#', ')', ' ']).unwrap_or(target.len());
+        let page = &target[..end];
+        // Only pages directly under docs/: pictures and deeper folders are not pages.
+        if page.ends_with(".md")
+            && !page[DOCS.len() + 1..].contains('/')
+            && !linked.iter().any(|p| p == page)
+        {
+            linked.push(page.to_string());
+        }
+    }
+    if let Some(missing) = linked.iter().find(|p| !on_disk.contains(p)) {
+        bail!("README.md links {missing}, which does not exist");
+    }
+    let mut unlinked: Vec<&String> = on_disk.iter().filter(|p| !linked.contains(p)).collect();
+    if !unlinked.is_empty() {
+        unlinked.sort();
+        bail!(
+            "README.md does not link {}: every docs page must be reachable from README \
+             (its place among README's links is the order its commands run in)",
+            unlinked
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(linked)
+}
+
+/// One command of a page: the page (`README.md`, `docs/…`), its first line's number and
+/// its text, continuations joined.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReadmeCommand {
+pub struct PageCommand {
+    pub page: String,
     pub line: usize,
     pub text: String,
 }
 
-/// The commands of README.md's shell code blocks.
-pub fn extract(readme: &str) -> Vec<ReadmeCommand> {
+impl PageCommand {
+    /// Where the command is written, as every message names it: `docs/gpu.md line 9`.
+    fn place(&self) -> String {
+        format!("{} line {}", self.page, self.line)
+    }
+}
+
+/// The commands of `text`'s shell code blocks; `page` names it in each command.
+pub fn extract(page: &str, text: &str) -> Vec<PageCommand> {
     #[derive(PartialEq)]
     enum In {
         Text,
@@ -97,8 +182,8 @@ pub fn extract(readme: &str) -> Vec<ReadmeCommand> {
     }
     let mut state = In::Text;
     let mut out = Vec::new();
-    let mut pending: Option<ReadmeCommand> = None;
-    for (i, line) in readme.lines().enumerate() {
+    let mut pending: Option<PageCommand> = None;
+    for (i, line) in text.lines().enumerate() {
         if let Some(fence) = line.trim().strip_prefix("```") {
             state = match state {
                 In::Text if matches!(fence.trim(), "sh" | "bash" | "shell") => In::Shell,
@@ -115,7 +200,8 @@ pub fn extract(readme: &str) -> Vec<ReadmeCommand> {
             Some(body) if !comment_started(body) => (body, true),
             _ => (line, false),
         };
-        let command = pending.get_or_insert_with(|| ReadmeCommand {
+        let command = pending.get_or_insert_with(|| PageCommand {
+            page: page.to_string(),
             line: i + 1,
             text: String::new(),
         });
@@ -214,7 +300,7 @@ pub fn split_words(command: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// How a README command is run here.
+/// How a page's command is run here.
 #[derive(Debug, PartialEq)]
 enum Plan {
     /// Not run, and why.
@@ -231,7 +317,7 @@ enum Plan {
     Gpt(Vec<String>),
 }
 
-/// A README command, understood.
+/// A page's command, understood.
 #[derive(Debug)]
 struct Parsed {
     /// Leading `NAME=value` words.
@@ -442,13 +528,14 @@ struct Report {
 }
 
 impl Report {
-    fn skip(&mut self, command: &ReadmeCommand, why: &str) {
+    fn skip(&mut self, command: &PageCommand, why: &str) {
         eprintln!(
-            "xtask readme: line {}: skipped ({why}): {}",
-            command.line, command.text
+            "xtask readme: {}: skipped ({why}): {}",
+            command.place(),
+            command.text
         );
         self.skipped
-            .push(format!("line {}: {} ({why})", command.line, command.text));
+            .push(format!("{}: {} ({why})", command.place(), command.text));
     }
 
     fn finish(self, scratch: &Path) -> Result<()> {
@@ -466,7 +553,7 @@ impl Report {
             eprintln!("{failure}");
         }
         bail!(
-            "{} README command(s) failed:\n{}",
+            "{} documented command(s) failed:\n{}",
             self.failures.len(),
             self.failures
                 .iter()
@@ -522,7 +609,7 @@ impl Scratch {
         })
     }
 
-    fn run(&self, command: &ReadmeCommand, font: bool, report: &mut Report) -> Result<()> {
+    fn run(&self, command: &PageCommand, font: bool, report: &mut Report) -> Result<()> {
         let words = match split_words(&command.text) {
             Ok(words) => words,
             Err(syntax) => {
@@ -534,8 +621,9 @@ impl Scratch {
             Ok(parsed) => parsed,
             Err(e) => {
                 report.failures.push(format!(
-                    "README line {}: {}\n  xtask could not parse it: {e:#}",
-                    command.line, command.text
+                    "{}: {}\n  xtask could not parse it: {e:#}",
+                    command.place(),
+                    command.text
                 ));
                 return Ok(());
             }
@@ -551,18 +639,18 @@ impl Scratch {
         }
         if let Err(e) = self.make_missing_run(command, &parsed.gpt) {
             report.failures.push(format!(
-                "README line {}: {}\n  making the run it reads failed: {e:#}",
-                command.line, command.text
+                "{}: {}\n  making the run it reads failed: {e:#}",
+                command.place(),
+                command.text
             ));
             return Ok(());
         }
         let edits = match self.shrink(&parsed.gpt) {
             Ok(edits) => edits,
             Err(e) => {
-                report.failures.push(format!(
-                    "README line {}: {}\n  {e:#}",
-                    command.line, command.text
-                ));
+                report
+                    .failures
+                    .push(format!("{}: {}\n  {e:#}", command.place(), command.text));
                 return Ok(());
             }
         };
@@ -582,9 +670,9 @@ impl Scratch {
                 self.check(command, &parsed, cmd, "no device", report, Expect::NoDevice)?;
             } else if parsed.backend == "cuda" {
                 eprintln!(
-                    "xtask readme: line {}: cuda: arguments checked on flex; the cuda binary is \
+                    "xtask readme: {}: cuda: arguments checked on flex; the cuda binary is \
                      only `cargo check`ed by ci",
-                    command.line
+                    command.place()
                 );
             }
             return Ok(());
@@ -597,7 +685,7 @@ impl Scratch {
         self.check(command, &parsed, cmd, "", report, expect)
     }
 
-    /// The command as README writes it, with the shrinking edits.
+    /// The command as its page writes it, with the shrinking edits.
     fn as_written(&self, parsed: &Parsed, edits: &Edits) -> Result<Command> {
         Ok(match &parsed.plan {
             Plan::Xtask(args) => {
@@ -674,7 +762,7 @@ impl Scratch {
     }
 
     /// Makes a tiny run where the command reads one that does not exist yet.
-    fn make_missing_run(&self, command: &ReadmeCommand, gpt: &[String]) -> Result<()> {
+    fn make_missing_run(&self, command: &PageCommand, gpt: &[String]) -> Result<()> {
         let reads = match gpt.first().map(String::as_str) {
             Some("train") if gpt.iter().any(|a| a == "--resume") => run_dir(gpt),
             Some("train" | "bench" | "lecture") | None => None,
@@ -696,8 +784,8 @@ impl Scratch {
         sets.extend(shape_overrides(&[]));
         push_sets(&mut args, &sets);
         eprintln!(
-            "xtask readme: line {}: no README command before it makes {dir}; making it: gpt {}",
-            command.line,
+            "xtask readme: {}: no command before it makes {dir}; making it: gpt {}",
+            command.place(),
             args.join(" ")
         );
         let out = self.spawn(Command::new(&self.gpt).args(&args), &[])?;
@@ -707,10 +795,10 @@ impl Scratch {
         Ok(())
     }
 
-    /// Runs `cmd` for README `command` and records the outcome against `expect`.
+    /// Runs `cmd` for the page's `command` and records the outcome against `expect`.
     fn check(
         &self,
-        command: &ReadmeCommand,
+        command: &PageCommand,
         parsed: &Parsed,
         mut cmd: Command,
         how: &str,
@@ -733,10 +821,7 @@ impl Scratch {
         } else {
             format!(" [{how}]")
         };
-        eprintln!(
-            "xtask readme: line {}{label}: {}",
-            command.line, command.text
-        );
+        eprintln!("xtask readme: {}{label}: {}", command.place(), command.text);
         let out = self.spawn(&mut cmd, &env)?;
         report.ran += 1;
         let problem = match expect {
@@ -752,8 +837,8 @@ impl Scratch {
             Some(problem) => {
                 eprintln!("xtask readme:   FAILED: {problem}");
                 report.failures.push(format!(
-                    "README line {}{label}: {}\n  ran: {shown}\n  {problem}; stderr (tail):\n{}",
-                    command.line,
+                    "{}{label}: {}\n  ran: {shown}\n  {problem}; stderr (tail):\n{}",
+                    command.place(),
                     command.text,
                     tail(&out.stderr, 40)
                 ));
@@ -911,7 +996,7 @@ mod tests {
         let readme = "text\n```sh\ncargo xtask train     # a comment\n\n# only a comment\n\
                       ./gpt train --out-dir runs/x \\\n    --set a=1   # more\n```\n\
                       ```toml\nnot = \"a command\"\n```\n```\nnor this\n```\n";
-        let got = extract(readme);
+        let got = extract("docs/x.md", readme);
         let texts: Vec<_> = got.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(
             texts,
@@ -920,7 +1005,7 @@ mod tests {
                 "./gpt train --out-dir runs/x --set a=1   # more"
             ]
         );
-        assert_eq!(got[1].line, 6);
+        assert_eq!(got[1].place(), "docs/x.md line 6");
         assert_eq!(
             words(&got[1].text),
             ["./gpt", "train", "--out-dir", "runs/x", "--set", "a=1"]
@@ -1042,13 +1127,46 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_has_commands_and_all_parse() {
-        let text = std::fs::read_to_string(root().join("README.md")).unwrap();
-        let commands = extract(&text);
-        assert!(commands.len() >= 5, "{commands:?}");
+    fn pages_run_in_the_order_readme_first_links_them() {
+        let readme = "[b](docs/b.md#x), [results](experiments/RESULTS.md), [a](docs/a.md) \
+                      [b again](docs/b.md) ![picture](docs/pictures/p.md)";
+        let on_disk = ["docs/a.md".to_string(), "docs/b.md".to_string()];
+        assert_eq!(
+            page_order(readme, &on_disk).unwrap(),
+            ["docs/b.md", "docs/a.md"]
+        );
+    }
+
+    #[test]
+    fn an_unlinked_or_missing_page_is_an_error_naming_it() {
+        let on_disk = ["docs/a.md".to_string(), "docs/z.md".to_string()];
+        let unlinked = page_order("[a](docs/a.md)", &on_disk).unwrap_err();
+        assert!(
+            unlinked.to_string().contains("does not link docs/z.md"),
+            "{unlinked}"
+        );
+        let missing =
+            page_order("[a](docs/a.md) [z](docs/z.md) [m](docs/m.md)", &on_disk).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("links docs/m.md, which does not exist"),
+            "{missing}"
+        );
+    }
+
+    /// The real pages: README links every docs page, README has its commands, and every
+    /// command of every page parses.
+    #[test]
+    fn every_page_is_covered_and_every_command_parses() {
+        let commands = all_commands(&root()).unwrap();
+        let in_readme = commands.iter().filter(|c| c.page == README).count();
+        assert!(in_readme >= 2, "{commands:?}");
+        assert!(commands.iter().any(|c| c.page.starts_with("docs/")));
         for c in commands {
-            let w = split_words(&c.text).unwrap_or_else(|e| panic!("{}: {e}", c.text));
-            parse(w).unwrap_or_else(|e| panic!("{}: {e:#}", c.text));
+            let w =
+                split_words(&c.text).unwrap_or_else(|e| panic!("{}: {}: {e}", c.place(), c.text));
+            parse(w).unwrap_or_else(|e| panic!("{}: {}: {e:#}", c.place(), c.text));
         }
     }
 }
