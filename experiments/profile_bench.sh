@@ -4,7 +4,7 @@
 #
 #   experiments/profile_bench.sh A_GPT B_GPT [ROUNDS]
 #
-# Used for the dev profile against the release profile (RESULTS.md, "One build").
+# Used for the dev profile against the release profile (RESULTS.md, "Build profiles").
 set -euo pipefail
 a=$1 b=$2 rounds=${3:-3}
 cd "$(dirname "$0")/.."

@@ -76,6 +76,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
 
     let model = Model::<Train>::new(m, &device)?;
     let n_params = model.num_params();
+    let n_matmul_params = n_params - model.position_params();
     let policy = StepPolicy {
         grad_clip: config.train.grad_clip,
         ..StepPolicy::default()
@@ -110,7 +111,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let median = times[times.len() / 2];
     let min = times[0];
     let tokens_per_s = (b * t) as f64 / median;
-    let flops_per_token = flops_per_token(&config, n_params);
+    let flops_per_token = flops_per_token(&config, n_matmul_params);
     let achieved = flops_per_token * tokens_per_s;
     let peak_flops = args
         .peak_flops
@@ -145,7 +146,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let rss = peak_rss_mib();
 
     if args.json {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "backend": backend::NAME,
             "device_name": device_name,
             "dtype": m.dtype,
@@ -153,24 +154,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "attention_inference": model::attention_path::<Inner>(),
             "attention_max_abs_diff": attention_check,
             "batch_size": b,
-            "block_size": t,
-            "n_layer": m.n_layer,
-            "n_head": m.n_head,
-            "n_embd": m.n_embd,
             "params": n_params,
-            "dropout": m.dropout,
-            "vocab_size": m.vocab_size,
-            "bias": m.bias,
-            "qkv_bias": m.qkv_bias,
-            "tie_weights": m.tie_weights,
-            "activation": m.activation,
-            "layer_norm_eps": m.layer_norm_eps,
-            "scaled_init": m.scaled_init,
-            "rope": m.rope,
-            "norm": m.norm,
-            "n_kv_head": m.kv_heads(),
-            "qk_norm": m.qk_norm,
-            "logit_softcap": m.logit_softcap,
             "grad_clip": config.train.grad_clip,
             "steps": args.steps,
             "warmup": args.warmup,
@@ -191,6 +175,13 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "sample_tokens_per_s_cached": cached,
             "sample_tokens_per_s_uncached": uncached,
         });
+        // The model's shape and every switch, as the config names them.
+        let shape = serde_json::to_value(m)?;
+        let fields = json.as_object_mut().expect("an object");
+        for (key, value) in shape.as_object().expect("a config is a table") {
+            fields.entry(key).or_insert_with(|| value.clone());
+        }
+        fields.insert("n_kv_head".into(), m.kv_heads().into());
         println!("{json}");
         return Ok(());
     }
@@ -275,12 +266,11 @@ fn attention_check(
     Ok(Some(diff.into_scalar().elem()))
 }
 
-/// nanoGPT's `estimate_mfu`: 6N + 12·L·H·Q·T FLOPs per token, N without the position table.
-fn flops_per_token(config: &RunConfig, n_params: usize) -> f64 {
+/// nanoGPT's `estimate_mfu`: 6N + 12·L·H·Q·T FLOPs per token, N without the position
+/// table (`n_matmul_params`: a lookup, not matmul work).
+fn flops_per_token(config: &RunConfig, n_matmul_params: usize) -> f64 {
     let m = &config.model;
-    // nanoGPT's estimate: the position table is a lookup, not matmul work (RoPE has none).
-    let wpe = if m.rope { 0 } else { m.block_size * m.n_embd };
-    let n = (n_params - wpe) as f64;
+    let n = n_matmul_params as f64;
     let (l, h, q, t) = (m.n_layer, m.n_head, m.head_size(), m.block_size);
     6.0 * n + 12.0 * (l * h * q * t) as f64
 }

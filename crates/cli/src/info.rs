@@ -3,7 +3,7 @@
 use crate::backend::Inner;
 use crate::prompt::RunArg;
 use anyhow::Result;
-use training::budget::num_params;
+use model::num_params;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -8,7 +8,7 @@
 
 use crate::GptConfig;
 use crate::fused_attention;
-use crate::init::{linear, linear_std, residual_std};
+use crate::init::{linear, linear_params, linear_std, residual_std};
 use crate::kv_cache::LayerKv;
 use crate::norm::rms_norm;
 use crate::per_token::per_token;
@@ -57,27 +57,58 @@ impl std::fmt::Display for AttentionPath {
     }
 }
 
-/// The attention path `B`'s forward pass takes for tensors of its float element type
-/// (f32 on flex), decided by the very check the forward pass makes. (Tensors cast to
-/// another dtype at run time fall back to the explicit path; on flex that fallback is
-/// reported once on stderr.)
+/// The attention path `B`'s full forward passes (training, evaluation) take for tensors
+/// of its float element type (f32 on flex): [`AttentionPath::pick`]'s answer, the one
+/// choice every call makes. (Tensors cast to another dtype at run time fall back to the
+/// explicit path; on flex that fallback is reported once on stderr.)
 pub fn attention_path<B: Backend>() -> AttentionPath {
     let dtype = <B::FloatElem as Element>::dtype();
-    if fused_attention::applies::<B>(dtype) {
-        AttentionPath::FusedCpu
-    } else if takes_burn_op::<B>(&Default::default(), dtype) {
-        AttentionPath::BurnOp
-    } else {
-        AttentionPath::Explicit
-    }
+    AttentionPath::pick::<B>(&Default::default(), dtype, Call::Full)
 }
 
-/// Whether `attend` hands the scores to Burn's attention op: without autodiff (its op
-/// has no fused backward, and under autodiff it is the explicit ops anyway), and where
-/// the fused CPU kernel does not apply (on flex, the cached-sampling step keeps the
-/// explicit path the kernel is tested against).
-fn takes_burn_op<B: Backend>(device: &B::Device, dtype: DType) -> bool {
-    !B::ad_enabled(device) && !fused_attention::applies::<B>(dtype)
+/// What an attention call is for, which decides the path it can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    /// A whole sequence, nothing kept (training, evaluation).
+    Full,
+    /// A whole sequence whose attention weights are wanted (`attention_maps`).
+    Recording,
+    /// `tq` new tokens after cached ones, `tk` keys in all (sampling with a KV cache).
+    Cached { tq: usize, tk: usize },
+}
+
+impl AttentionPath {
+    /// The one place the path is chosen, for a call on `B`'s tensors of `dtype`:
+    /// - the fused CPU kernel for a whole sequence, where it applies (flex, with or
+    ///   without autodiff, f32: `crate::fused_attention`); it never stores the weights
+    ///   and reads no cache;
+    /// - Burn's attention op (flash-attention kernels on the GPU backends) without
+    ///   autodiff, whose op has no fused backward, for a whole sequence (causal) or a
+    ///   single new token (which sees every key), where the fused kernel does not apply
+    ///   (on flex, the cached step keeps the explicit path the kernel is tested against);
+    /// - the explicit tensor ops otherwise, and whenever the weights are recorded.
+    fn pick<B: Backend>(device: &B::Device, dtype: DType, call: Call) -> Self {
+        let fused = fused_attention::applies::<B>(dtype);
+        match call {
+            Call::Full if fused => Self::FusedCpu,
+            Call::Full => {
+                fused_attention::notice_fallback::<B>(dtype);
+                Self::burn_or_explicit::<B>(device)
+            }
+            Call::Cached { tq, tk } if !fused && (tq == tk || tq == 1) => {
+                Self::burn_or_explicit::<B>(device)
+            }
+            Call::Cached { .. } | Call::Recording => Self::Explicit,
+        }
+    }
+
+    fn burn_or_explicit<B: Backend>(device: &B::Device) -> Self {
+        if B::ad_enabled(device) {
+            Self::Explicit
+        } else {
+            Self::BurnOp
+        }
+    }
 }
 
 /// The fields are visible to the crate so the lecture's one-head-at-a-time version
@@ -125,7 +156,7 @@ impl<B: Backend> CausalSelfAttention<B> {
 
     /// `x` (B, T, C) → (B, T, C), every token attending to itself and those before it.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.forward_with(x, None)
+        self.forward_with(x, None, None).0
     }
 
     /// As [`forward`](Self::forward), pushing this layer's attention weights
@@ -135,48 +166,7 @@ impl<B: Backend> CausalSelfAttention<B> {
         x: Tensor<B, 3>,
         weights: &mut Vec<Tensor<B, 4>>,
     ) -> Tensor<B, 3> {
-        self.forward_with(x, Some(weights))
-    }
-
-    fn forward_with(
-        &self,
-        x: Tensor<B, 3>,
-        record: Option<&mut Vec<Tensor<B, 4>>>,
-    ) -> Tensor<B, 3> {
-        let qkv = per_token(&self.c_attn, x); // (B, T, C + 2·n_kv·hs)
-        let y = match record {
-            // The fused kernel never stores the weights: take the explicit path, which
-            // the tests hold to the kernel's outputs.
-            Some(weights) => self.explicit(qkv, Some(weights)),
-            // With the `fused` feature, on the CPU backend the whole of `explicit` runs as
-            // one fused kernel; elsewhere, and as its reference, the explicit path.
-            // [`attention_path`] says which.
-            None => self
-                .fused(qkv)
-                .unwrap_or_else(|qkv| self.explicit(qkv, None)),
-        };
-        self.resid_dropout.forward(per_token(&self.c_proj, y))
-    }
-
-    /// The fused kernel on `qkv`, after QK-norm and RoPE (which run as tensor ops on q
-    /// and k and are packed back into one tensor for it); `qkv` back untouched where the
-    /// kernel does not apply.
-    fn fused(&self, qkv: Tensor<B, 3>) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
-        if !fused_attention::available::<B>(qkv.dtype()) {
-            return Err(qkv);
-        }
-        fused_attention::causal_self_attention(
-            self.position_qk(qkv, 0),
-            self.n_head,
-            self.n_kv_head,
-            self.attn_dropout.prob,
-        )
-    }
-
-    /// Projected `qkv` → the heads' outputs side by side (B, T, C), as separate tensor ops.
-    fn explicit(&self, qkv: Tensor<B, 3>, record: Option<&mut Vec<Tensor<B, 4>>>) -> Tensor<B, 3> {
-        let (q, k, v) = self.heads(self.position_qk(qkv, 0));
-        merge_heads(self.attend(q, k, v, record))
+        self.forward_with(x, None, Some(weights)).0
     }
 
     /// As [`forward`](Self::forward) for `x` holding the tokens after those in `past`:
@@ -185,20 +175,64 @@ impl<B: Backend> CausalSelfAttention<B> {
     /// The cache keeps keys after QK-norm and RoPE: a key's rotation depends only on its
     /// own position, fixed once it is cached, so the cache stays exact with RoPE.
     pub fn forward_cached(&self, x: Tensor<B, 3>, past: &mut Option<LayerKv<B>>) -> Tensor<B, 3> {
-        let start = past.as_ref().map_or(0, |p| p.k.dims()[2]);
-        let qkv = self.position_qk(per_token(&self.c_attn, x), start);
-        let (q, k, v) = self.heads(qkv);
-        let (k, v) = match past.take() {
-            // (B, n_kv, T_past + T, hs): earlier tokens' keys and values, then these.
-            Some(p) => (Tensor::cat(vec![p.k, k], 2), Tensor::cat(vec![p.v, v], 2)),
-            None => (k, v),
+        self.forward_with(x, Some(past), None).0
+    }
+
+    /// The one entry point of the three forwards: projects `x`, runs attention on the
+    /// path [`AttentionPath::pick`] chooses for this call, mixes the heads back into the
+    /// stream, and says which path ran.
+    fn forward_with(
+        &self,
+        x: Tensor<B, 3>,
+        past: Option<&mut Option<LayerKv<B>>>,
+        record: Option<&mut Vec<Tensor<B, 4>>>,
+    ) -> (Tensor<B, 3>, AttentionPath) {
+        let start = past
+            .as_ref()
+            .and_then(|p| p.as_ref())
+            .map_or(0, |p| p.k.dims()[2]);
+        let qkv = self.position_qk(per_token(&self.c_attn, x), start); // (B, T, C + 2·n_kv·hs)
+        let t = qkv.dims()[1];
+        let call = match (&past, &record) {
+            (Some(_), _) => Call::Cached {
+                tq: t,
+                tk: start + t,
+            },
+            (None, Some(_)) => Call::Recording,
+            (None, None) => Call::Full,
         };
-        *past = Some(LayerKv {
-            k: k.clone(),
-            v: v.clone(),
-        });
-        let y = merge_heads(self.attend(q, k, v, None));
-        self.resid_dropout.forward(per_token(&self.c_proj, y))
+        let path = AttentionPath::pick::<B>(&qkv.device(), qkv.dtype(), call);
+        let y = self.attention(path, qkv, past, record);
+        (self.resid_dropout.forward(per_token(&self.c_proj, y)), path)
+    }
+
+    /// Positioned `qkv` (B, T, C + 2·n_kv·hs) → the heads' outputs side by side (B, T, C),
+    /// on `path`; with `past`, after its keys and values, extending it.
+    fn attention(
+        &self,
+        path: AttentionPath,
+        qkv: Tensor<B, 3>,
+        past: Option<&mut Option<LayerKv<B>>>,
+        record: Option<&mut Vec<Tensor<B, 4>>>,
+    ) -> Tensor<B, 3> {
+        match path {
+            // The whole of the explicit path below as one kernel, reading q, k and v in
+            // place inside `qkv`.
+            AttentionPath::FusedCpu => fused_attention::causal_self_attention(
+                qkv,
+                self.n_head,
+                self.n_kv_head,
+                self.attn_dropout.prob,
+            ),
+            path => {
+                let (q, k, v) = self.heads(qkv);
+                let (k, v) = match past {
+                    Some(past) => LayerKv::extend(past, k, v),
+                    None => (k, v),
+                };
+                merge_heads(self.attend(path, q, k, v, record))
+            }
+        }
     }
 
     /// Projected `qkv` (B, T, C + 2·n_kv·hs) → q (B, nh, T, hs), k and v
@@ -249,12 +283,13 @@ impl<B: Backend> CausalSelfAttention<B> {
         }
     }
 
-    /// Scaled dot-product attention with a causal mask: queries (B, nh, Tq, hs) of the
-    /// last Tq positions against keys and values (B, n_kv, Tk, hs) of all Tk positions,
-    /// the [`weights`](Self::weights) (pushed onto `record` when given) through dropout,
-    /// times the values.
+    /// Scaled dot-product attention with a causal mask, on `path` (Burn's op or the
+    /// explicit ops): queries (B, nh, Tq, hs) of the last Tq positions against keys and
+    /// values (B, n_kv, Tk, hs) of all Tk positions, the [`weights`](Self::weights)
+    /// (pushed onto `record` when given) through dropout, times the values.
     fn attend(
         &self,
+        path: AttentionPath,
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
         v: Tensor<B, 4>,
@@ -264,14 +299,12 @@ impl<B: Backend> CausalSelfAttention<B> {
         // group of query heads (the fused kernel reads the shared head instead).
         let groups = self.n_head / self.n_kv_head;
         let (k, v) = (repeat_kv(k, groups), repeat_kv(v, groups));
-        let (tq, tk) = (q.dims()[2], k.dims()[2]);
-        // Inference on a GPU: the same scores, mask and softmax as one fused kernel, for
-        // a full sequence (causal) or a single new token (which sees every key).
-        if record.is_none() && (tq == tk || tq == 1) && takes_burn_op::<B>(&q.device(), q.dtype()) {
+        if path == AttentionPath::BurnOp {
+            // The same scores, mask and softmax as one kernel.
             let options = AttentionModuleOptions {
                 scale: None, // 1/sqrt(head_size), as `weights`
                 softcap: None,
-                is_causal: tq > 1,
+                is_causal: q.dims()[2] > 1,
             };
             return attention(q, k, v, None, None, options);
         }
@@ -332,6 +365,16 @@ fn repeat_kv<B: Backend>(x: Tensor<B, 4>, groups: usize) -> Tensor<B, 4> {
 fn merge_heads<B: Backend>(y: Tensor<B, 4>) -> Tensor<B, 3> {
     let [b, nh, t, hs] = y.dims();
     y.swap_dims(1, 2).reshape([b, t, nh * hs])
+}
+
+/// The parameters [`CausalSelfAttention::new`] makes, counted from the config alone.
+pub(crate) fn params(config: &GptConfig) -> Option<u128> {
+    let (c, hs, kv) = (config.n_embd, config.head_size(), config.kv_heads());
+    let qkv_width = kv.checked_mul(hs)?.checked_mul(2)?.checked_add(c)?;
+    let qk_norm = if config.qk_norm { 2 * hs as u128 } else { 0 };
+    linear_params(c, qkv_width, config.qkv_bias)?
+        .checked_add(linear_params(c, c, config.bias)?)?
+        .checked_add(qk_norm)
 }
 
 #[cfg(test)]
@@ -398,11 +441,12 @@ mod tests {
                     Tensor::<A, 3>::random([b, t, n_embd], Distribution::Normal(0.0, 1.0), &device);
                 let run = |fused: bool| {
                     let qkv = qkv.clone().detach().require_grad();
-                    let y = if fused {
-                        attn.fused(qkv.clone()).expect("flex has the fused kernel")
+                    let path = if fused {
+                        AttentionPath::FusedCpu
                     } else {
-                        attn.explicit(qkv.clone(), None)
+                        AttentionPath::Explicit
                     };
+                    let y = attn.attention(path, attn.position_qk(qkv.clone(), 0), None, None);
                     let grads = (y.clone() * weights.clone()).sum().backward();
                     let norm_grad = attn
                         .q_norm
@@ -568,14 +612,43 @@ mod tests {
         assert_eq!(AttentionPath::FusedCpu.to_string(), "fused-cpu");
     }
 
-    /// Tensors of another dtype on flex fall back to the explicit path (with a notice on
-    /// stderr) instead of feeding the f32 kernel.
+    /// Tensors of another dtype on flex fall back (with a notice on stderr) instead of
+    /// feeding the f32 kernel: to Burn's op without autodiff, the explicit path with it.
     #[test]
-    fn other_dtypes_fall_back_to_the_explicit_path() {
+    fn other_dtypes_fall_back_from_the_fused_kernel() {
+        use burn::backend::Autodiff;
+        let (device, f16) = (Default::default(), DType::F16);
+        assert_eq!(
+            AttentionPath::pick::<B>(&device, f16, Call::Full),
+            AttentionPath::BurnOp
+        );
+        assert_eq!(
+            AttentionPath::pick::<Autodiff<B>>(&device, f16, Call::Full),
+            AttentionPath::Explicit
+        );
+    }
+
+    /// The path each call reports having run: the one [`attention_path`] names for full
+    /// passes, the explicit ops where the weights are recorded, and on flex's cached
+    /// steps (the kernel reads no cache).
+    #[test]
+    fn each_call_reports_the_path_it_ran() {
         let device = Default::default();
-        let qkv = Tensor::<B, 3>::random([1, 4, 24], Distribution::Normal(0.0, 1.0), &device)
-            .cast(burn::tensor::DType::F16);
-        assert!(fused_attention::causal_self_attention(qkv, 2, 2, 0.0).is_err());
+        let attn = CausalSelfAttention::<B>::new(&small_config(), &device);
+        let x = || Tensor::<B, 3>::random([1, 5, 32], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(attn.forward_with(x(), None, None).1, attention_path::<B>());
+        let mut weights = Vec::new();
+        let recording = attn.forward_with(x(), None, Some(&mut weights)).1;
+        assert_eq!((recording, weights.len()), (AttentionPath::Explicit, 1));
+        let mut past = None;
+        let cached = attn.forward_with(x(), Some(&mut past), None).1;
+        let expected = if cfg!(feature = "fused") {
+            AttentionPath::Explicit
+        } else {
+            AttentionPath::BurnOp
+        };
+        assert_eq!(cached, expected);
+        assert_eq!(past.map(|p| p.k.dims()[2]), Some(5));
     }
 
     /// The weights [`CausalSelfAttention::forward_recording`] records are those the fused
@@ -603,8 +676,7 @@ mod tests {
         let qkv = per_token(&attn.c_attn, x.clone());
         let (_, _, v) = attn.heads(qkv.clone());
         let from_weights = merge_heads(weights[0].clone().matmul(v));
-        let fused = fused_attention::causal_self_attention(qkv, n_head, n_head, 0.0)
-            .expect("flex has the fused kernel");
+        let fused = fused_attention::causal_self_attention(qkv, n_head, n_head, 0.0);
         let tolerance = burn::tensor::Tolerance::absolute(1e-5);
         from_weights
             .into_data()

@@ -6,22 +6,18 @@
 //! from the original paper), keeping every branch's input at unit scale.
 
 use crate::GptConfig;
-use crate::attention::CausalSelfAttention;
+use crate::attention::{self, CausalSelfAttention};
 use crate::kv_cache::LayerKv;
-use crate::mlp::Mlp;
-use crate::norm;
+use crate::mlp::{self, Mlp};
+use crate::norm::{self, NormLayer};
 use crate::precision::{Precision, to_stream};
-use burn::nn::{LayerNorm, RmsNorm};
 use burn::prelude::*;
 
-/// Each norm site holds a LayerNorm (`ln_*`) or an RMSNorm (`rms_*`), see [`crate::norm`].
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    pub(crate) ln_1: Option<LayerNorm<B>>,
-    pub(crate) rms_1: Option<RmsNorm<B>>,
+    pub(crate) ln_1: NormLayer<B>,
     pub(crate) attn: CausalSelfAttention<B>,
-    pub(crate) ln_2: Option<LayerNorm<B>>,
-    pub(crate) rms_2: Option<RmsNorm<B>>,
+    pub(crate) ln_2: NormLayer<B>,
     pub(crate) mlp: Mlp<B>,
     /// The branches' compute precision (`dtype`); the residual stream stays f32.
     #[module(skip)]
@@ -30,14 +26,10 @@ pub struct Block<B: Backend> {
 
 impl<B: Backend> Block<B> {
     pub fn new(config: &GptConfig, device: &B::Device) -> Self {
-        let (ln_1, rms_1) = norm::norm(config, device);
-        let (ln_2, rms_2) = norm::norm(config, device);
         Self {
-            ln_1,
-            rms_1,
+            ln_1: NormLayer::new(config, device),
             attn: CausalSelfAttention::new(config, device),
-            ln_2,
-            rms_2,
+            ln_2: NormLayer::new(config, device),
             mlp: Mlp::new(config, device),
             precision: config.dtype,
         }
@@ -73,11 +65,14 @@ impl<B: Backend> Block<B> {
         attend: impl FnOnce(Tensor<B, 3>) -> Tensor<B, 3>,
     ) -> Tensor<B, 3> {
         let p = self.precision;
-        let x = x.clone() + to_stream(attend(p.compute(norm::apply(&self.ln_1, &self.rms_1, x))));
-        x.clone()
-            + to_stream(
-                self.mlp
-                    .forward(p.compute(norm::apply(&self.ln_2, &self.rms_2, x))),
-            )
+        let x = x.clone() + to_stream(attend(p.compute(self.ln_1.forward(x))));
+        x.clone() + to_stream(self.mlp.forward(p.compute(self.ln_2.forward(x))))
     }
+}
+
+/// The parameters [`Block::new`] makes, counted from the config alone.
+pub(crate) fn params(config: &GptConfig) -> Option<u128> {
+    (2 * norm::params(config))
+        .checked_add(attention::params(config)?)?
+        .checked_add(mlp::params(config)?)
 }

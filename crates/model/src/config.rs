@@ -99,8 +99,16 @@ pub enum Activation {
 }
 
 impl Activation {
-    /// The name Hugging Face's GPT-2 `config.json` uses (`activation_function`); GPT-2
-    /// has no gated MLP, so SwiGLU has none.
+    /// Every activation, for the tests that run each one.
+    pub const ALL: [Activation; 4] = [
+        Activation::Relu,
+        Activation::Gelu,
+        Activation::GeluTanh,
+        Activation::SwiGlu,
+    ];
+
+    /// The name Hugging Face's `activation_function` (GPT-2's `config.json`) gives it,
+    /// and `transformers` runs; GPT-2 has no gated MLP, so SwiGLU has none.
     pub fn hf_name(self) -> Option<&'static str> {
         match self {
             Activation::Relu => Some("relu"),
@@ -113,12 +121,73 @@ impl Activation {
     /// The activation a Hugging Face `activation_function` names, if it is one of ours.
     pub fn from_hf_name(name: &str) -> Option<Self> {
         match name {
-            "relu" => Some(Activation::Relu),
-            "gelu" => Some(Activation::Gelu),
             // Hugging Face's several spellings of the tanh approximation.
-            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
-            _ => None,
+            "gelu_pytorch_tanh" | "gelu_fast" => Some(Activation::GeluTanh),
+            _ => Self::ALL.into_iter().find(|a| a.hf_name() == Some(name)),
         }
+    }
+}
+
+/// A switch that takes the model away from GPT-2's architecture (Exercise 4's modern
+/// switches). [`SWITCHES`] is the one list of them: `gpt export` refuses a model with
+/// any of them on, naming it, and the tests that must cover every switch (forward and
+/// gradient checks, checkpoint round trips, the memory estimate) take their configs
+/// from it. A new switch is its config field, its module and one entry here.
+pub struct Switch {
+    /// The config key, as a user writes it.
+    pub key: &'static str,
+    /// Whether `config` has it on.
+    pub is_on: fn(&GptConfig) -> bool,
+    /// Turns it on (with small values the tests' shapes allow).
+    pub turn_on: fn(&mut GptConfig),
+    /// Why GPT-2 cannot express it (`gpt export`'s refusal).
+    pub not_in_gpt2: &'static str,
+}
+
+pub const SWITCHES: &[Switch] = &[
+    Switch {
+        key: "rope",
+        is_on: |c| c.rope,
+        turn_on: |c| c.rope = true,
+        not_in_gpt2: "GPT-2 learns a position table (wpe) instead of rotating q and k",
+    },
+    Switch {
+        key: "norm",
+        is_on: |c| c.norm != Norm::LayerNorm,
+        turn_on: |c| c.norm = Norm::RmsNorm,
+        not_in_gpt2: "GPT-2's norms are LayerNorms",
+    },
+    Switch {
+        key: "activation",
+        is_on: |c| c.activation.hf_name().is_none(),
+        turn_on: |c| c.activation = Activation::SwiGlu,
+        not_in_gpt2: "GPT-2's MLP is not gated",
+    },
+    Switch {
+        key: "n_kv_head",
+        is_on: |c| c.kv_heads() != c.n_head,
+        turn_on: |c| c.n_kv_head = c.n_head / 2,
+        not_in_gpt2: "GPT-2 has one key/value head per query head",
+    },
+    Switch {
+        key: "qk_norm",
+        is_on: |c| c.qk_norm,
+        turn_on: |c| c.qk_norm = true,
+        not_in_gpt2: "GPT-2 does not normalise queries and keys",
+    },
+    Switch {
+        key: "logit_softcap",
+        is_on: |c| c.logit_softcap > 0.0,
+        turn_on: |c| c.logit_softcap = 3.0,
+        not_in_gpt2: "GPT-2 does not cap its logits",
+    },
+];
+
+impl Switch {
+    /// `key = value` as `config` sets it (`rope = true`, `norm = "rmsnorm"`).
+    pub fn setting(&self, config: &GptConfig) -> String {
+        let value = serde_json::to_value(config).expect("a config serialises")[self.key].clone();
+        format!("{} = {value}", self.key)
     }
 }
 
@@ -155,6 +224,17 @@ impl GptConfig {
     /// Each head gets an equal slice of the embedding.
     pub fn head_size(&self) -> usize {
         self.n_embd / self.n_head
+    }
+
+    /// This config with every switch of [`SWITCHES`] on, and the head tied and without
+    /// biases as the modern recipes have it.
+    pub fn with_every_switch(mut self) -> Self {
+        for switch in SWITCHES {
+            (switch.turn_on)(&mut self);
+        }
+        self.bias = false;
+        self.tie_weights = true;
+        self
     }
 
     /// Key/value heads: `n_kv_head`, or `n_head` when 0.
@@ -291,7 +371,7 @@ mod tests {
         );
     }
 
-    /// Presets written before the GPT-2 switches read as before: every switch off.
+    /// A config that names no switch is the lecture's model: every switch off.
     #[test]
     fn switches_default_to_the_lecture() {
         let old: GptConfig =
@@ -310,9 +390,37 @@ mod tests {
         let gpt2: GptConfig =
             serde_json::from_str(r#"{"activation": "gelu_tanh", "tie_weights": true}"#).unwrap();
         assert_eq!(gpt2.activation, Activation::GeluTanh);
-        for a in [Activation::Relu, Activation::Gelu, Activation::GeluTanh] {
-            assert_eq!(Activation::from_hf_name(a.hf_name().unwrap()), Some(a));
+        for a in Activation::ALL {
+            if let Some(name) = a.hf_name() {
+                assert_eq!(Activation::from_hf_name(name), Some(a));
+            }
         }
         assert_eq!(Activation::SwiGlu.hf_name(), None);
+    }
+
+    /// Each switch's key is a config field, off in GPT-2's shape and on once turned on.
+    #[test]
+    fn every_switch_is_a_config_key_that_turns_on() {
+        let fields = serde_json::to_value(GptConfig::default()).unwrap();
+        for switch in SWITCHES {
+            assert!(
+                fields.get(switch.key).is_some(),
+                "{} is not a config key",
+                switch.key
+            );
+            let mut config = GptConfig {
+                n_head: 4,
+                n_embd: 32,
+                ..GptConfig::default()
+            };
+            assert!(!(switch.is_on)(&config), "{} is on by default", switch.key);
+            (switch.turn_on)(&mut config);
+            assert!((switch.is_on)(&config), "{} does not turn on", switch.key);
+            assert!(config.validate().is_ok(), "{} on is invalid", switch.key);
+        }
+        assert_eq!(
+            SWITCHES[1].setting(&GptConfig::default().with_every_switch()),
+            r#"norm = "rmsnorm""#
+        );
     }
 }

@@ -99,20 +99,9 @@ pub(crate) fn kernel<B: Backend>(dtype: DType) -> Option<Kernel> {
     }
 }
 
-/// Whether [`causal_self_attention`] runs the fused kernel for tensors of `B` holding
-/// `dtype`.
+/// Whether [`causal_self_attention`] runs for tensors of `B` holding `dtype`.
 pub(crate) fn applies<B: Backend>(dtype: DType) -> bool {
     kernel::<B>(dtype).is_some()
-}
-
-/// [`applies`], saying once on stderr when a flex backend falls back (see
-/// [`causal_self_attention`]).
-pub(crate) fn available<B: Backend>(dtype: DType) -> bool {
-    let applies = applies::<B>(dtype);
-    if !applies {
-        notice_fallback::<B>(dtype);
-    }
-    applies
 }
 
 /// `qkv` (B, T, C + 2·n_kv·hs), each row `[q | k | v]` with query head h at columns
@@ -122,21 +111,17 @@ pub(crate) fn available<B: Backend>(dtype: DType) -> bool {
 /// With grouped-query attention (n_kv < n_head) query head h reads key/value head
 /// h / (n_head / n_kv) in place: nothing is copied per query head.
 ///
-/// Gives `qkv` back untouched when the kernel does not apply (see [`applies`]); on a flex
-/// backend that is a fallback worth knowing about, said once on stderr.
+/// Called only where it [`applies`] (`crate::attention`'s `AttentionPath::pick`).
 pub(crate) fn causal_self_attention<B: Backend>(
     qkv: Tensor<B, 3>,
     n_head: usize,
     n_kv_head: usize,
     dropout: f64,
-) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
-    let Some(kernel) = kernel::<B>(qkv.dtype()) else {
-        notice_fallback::<B>(qkv.dtype());
-        return Err(qkv);
-    };
+) -> Tensor<B, 3> {
+    let kernel = kernel::<B>(qkv.dtype()).expect("picked only where the kernel applies");
     let shape = Shape::new(qkv.dims(), n_head, n_kv_head);
     let primitive = qkv.into_primitive().tensor();
-    Ok(match kernel {
+    match kernel {
         // Without autodiff (validation, sampling) dropout is off, as in burn's Dropout.
         Kernel::Flex => {
             let qkv: FlexTensor = downcast(primitive).unwrap_or_else(|_| unreachable!());
@@ -146,12 +131,12 @@ pub(crate) fn causal_self_attention<B: Backend>(
             let qkv: AutodiffFlexTensor = downcast(primitive).unwrap_or_else(|_| unreachable!());
             upcast(forward_autodiff(qkv, shape, dropout))
         }
-    })
+    }
 }
 
 /// Says on stderr, once per process, that a flex backend took the explicit path: a
 /// wrapper around Flex that is not `Autodiff<Flex, _>`, or tensors that are not f32.
-fn notice_fallback<B: Backend>(dtype: DType) {
+pub(crate) fn notice_fallback<B: Backend>(dtype: DType) {
     static NOTICE: Once = Once::new();
     let backend = std::any::type_name::<B>();
     if backend.contains("burn_flex") {

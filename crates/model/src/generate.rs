@@ -216,13 +216,8 @@ mod tests {
         // The lecture's model, and one with every modern switch (RoPE, GQA, …).
         let modern = GptConfig {
             n_layer: 2,
-            rope: true,
-            norm: crate::Norm::RmsNorm,
-            activation: crate::Activation::SwiGlu,
             n_kv_head: 1,
-            qk_norm: true,
-            logit_softcap: 5.0,
-            ..config()
+            ..config().with_every_switch()
         };
         for m in [model(), Model::new(&modern, &Default::default()).unwrap()] {
             assert_eq!(run(&m, &with(true)), run(&m, &with(false)));

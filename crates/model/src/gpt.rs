@@ -1,13 +1,13 @@
 //! The GPT: token and position embeddings, a stack of blocks, a final LayerNorm and a
 //! linear head that reads next-token logits off the residual stream.
 
-use crate::block::Block;
-use crate::init::{embedding, linear};
-use crate::norm;
+use crate::block::{self, Block};
+use crate::init::{embedding, linear, linear_params};
+use crate::norm::{self, NormLayer};
 use crate::per_token::per_token;
 use crate::precision::{Precision, to_stream};
 use crate::{GptConfig, KvCache, ModelError, Result};
-use burn::nn::{Embedding, LayerNorm, Linear, RmsNorm};
+use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 
 #[derive(Module, Debug)]
@@ -20,8 +20,7 @@ pub struct Gpt<B: Backend> {
     wpe: Option<Embedding<B>>,
     pub(crate) blocks: Vec<Block<B>>,
     /// The final norm: LayerNorm, or RMSNorm with `norm = "rmsnorm"`.
-    ln_f: Option<LayerNorm<B>>,
-    rms_f: Option<RmsNorm<B>>,
+    ln_f: NormLayer<B>,
     /// Reads the logits off the residual stream; `None` when tied to `wte`
     /// (`tie_weights`), whose matrix then does both jobs.
     lm_head: Option<Linear<B>>,
@@ -43,21 +42,25 @@ impl<B: Backend> Gpt<B> {
                 backend: B::name(device),
             });
         }
-        let (ln_f, rms_f) = norm::norm(config, device);
         Ok(Self {
             wte: embedding(config.vocab_size, config.n_embd, device),
             wpe: (!config.rope).then(|| embedding(config.block_size, config.n_embd, device)),
             blocks: (0..config.n_layer)
                 .map(|_| Block::new(config, device))
                 .collect(),
-            ln_f,
-            rms_f,
+            ln_f: NormLayer::new(config, device),
             lm_head: (!config.tie_weights)
                 .then(|| linear(config.n_embd, config.vocab_size, config.bias, device)),
             block_size: config.block_size,
             logit_softcap: config.logit_softcap,
             precision: config.dtype,
         })
+    }
+
+    /// The parameters of the learned position table `wpe` (none with RoPE): nanoGPT
+    /// leaves them out of its count and its FLOPs estimate.
+    pub fn position_params(&self) -> usize {
+        self.wpe.as_ref().map_or(0, |wpe| wpe.num_params())
     }
 
     pub fn block_size(&self) -> usize {
@@ -161,9 +164,7 @@ impl<B: Backend> Gpt<B> {
 
     /// The residual stream (B, T, C) → next-token logits (B, T, vocab_size).
     fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self
-            .precision
-            .compute(norm::apply(&self.ln_f, &self.rms_f, x));
+        let x = self.precision.compute(self.ln_f.forward(x));
         let logits = match &self.lm_head {
             Some(lm_head) => per_token(lm_head, x),
             // Tied: each logit is the dot product of the stream with a token's embedding.
@@ -195,6 +196,26 @@ impl<B: Backend> Gpt<B> {
     }
 }
 
+/// The parameters [`Gpt::new`] makes, counted from the config alone, before
+/// anything is allocated (the memory check's input); `None` past u128.
+pub(crate) fn params(config: &GptConfig) -> Option<u128> {
+    let (v, c, t) = (config.vocab_size, config.n_embd, config.block_size);
+    let table = |rows: usize| (rows as u128).checked_mul(c as u128);
+    [
+        table(v)?,                               // wte
+        if config.rope { 0 } else { table(t)? }, // wpe
+        block::params(config)?.checked_mul(config.n_layer as u128)?,
+        norm::params(config), // ln_f
+        if config.tie_weights {
+            0
+        } else {
+            linear_params(c, v, config.bias)?
+        }, // lm_head
+    ]
+    .iter()
+    .try_fold(0u128, |sum, &p| sum.checked_add(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,53 +240,24 @@ mod tests {
         assert_eq!(Gpt::<B>::new(&cpu, &device).unwrap().num_params(), 816_705);
     }
 
-    /// Every combination of the GPT-2 switches that changes the forward pass, then each
-    /// modern switch alone and all of them together.
+    /// Each switch of [`crate::SWITCHES`] alone, multi-query attention, all of them
+    /// together; then every combination of the GPT-2 switches that changes the forward
+    /// pass, with each activation.
     fn switch_configs() -> Vec<GptConfig> {
-        use crate::{Activation, Norm};
-        let modern = GptConfig {
-            rope: true,
-            norm: Norm::RmsNorm,
-            activation: Activation::SwiGlu,
-            bias: false,
-            tie_weights: true,
-            n_kv_head: 2,
-            qk_norm: true,
-            logit_softcap: 3.0,
+        let mut configs: Vec<GptConfig> = crate::SWITCHES
+            .iter()
+            .map(|switch| {
+                let mut config = small();
+                (switch.turn_on)(&mut config);
+                config
+            })
+            .collect();
+        configs.push(GptConfig {
+            n_kv_head: 1,
             ..small()
-        };
-        let mut configs = vec![
-            GptConfig {
-                rope: true,
-                ..small()
-            },
-            GptConfig {
-                norm: Norm::RmsNorm,
-                ..small()
-            },
-            GptConfig {
-                activation: Activation::SwiGlu,
-                ..small()
-            },
-            GptConfig {
-                n_kv_head: 2,
-                ..small()
-            },
-            GptConfig {
-                n_kv_head: 1,
-                ..small()
-            },
-            GptConfig {
-                qk_norm: true,
-                ..small()
-            },
-            GptConfig {
-                logit_softcap: 3.0,
-                ..small()
-            },
-            modern,
-        ];
-        for activation in [Activation::Relu, Activation::Gelu, Activation::GeluTanh] {
+        });
+        configs.push(small().with_every_switch());
+        for activation in crate::Activation::ALL {
             for (bias, qkv_bias) in [(true, false), (false, false), (true, true)] {
                 for tie_weights in [false, true] {
                     configs.push(GptConfig {
@@ -281,6 +273,25 @@ mod tests {
             }
         }
         configs
+    }
+
+    /// The count the memory check makes from the config is the built model's, for every
+    /// switch (and the bigram model).
+    #[test]
+    fn the_parameter_count_from_the_config_is_the_built_models() {
+        let device = Default::default();
+        let bigram = GptConfig {
+            model: crate::ModelKind::Bigram,
+            ..small()
+        };
+        for config in switch_configs().into_iter().chain([bigram]) {
+            let built = crate::Model::<B>::new(&config, &device).unwrap();
+            assert_eq!(
+                crate::num_params(&config),
+                Some(built.num_params() as u128),
+                "{config:?}"
+            );
+        }
     }
 
     /// With tying and the scaled init on, nanoGPT's shakespeare_char preset is nanoGPT's
@@ -412,7 +423,7 @@ mod tests {
         let idx = random_ids::<B>([2, 16], 65, 3, &device);
         let x = model.embed(idx.clone(), 0).unwrap();
         let x = model.blocks.iter().fold(x, |x, b| b.forward(x));
-        let x = norm::apply(&model.ln_f, &model.rms_f, x);
+        let x = model.ln_f.forward(x);
         let by_hand = x.matmul(model.wte.weight.val().transpose().unsqueeze::<3>());
         model
             .forward(idx)

@@ -24,7 +24,7 @@
 //! `tie_weights = false`, the lecture's head): GPT-2's head has none. Biases switched off
 //! (`bias = false`, `qkv_bias = false`) are written as zeros, which computes the same.
 
-use crate::{Activation, Gpt, GptConfig, ModelError, ModelKind, Norm};
+use crate::{Activation, Gpt, GptConfig, ModelError, ModelKind, SWITCHES};
 use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -226,35 +226,11 @@ pub fn exportable(config: &GptConfig) -> std::result::Result<(), HfError> {
             "model = \"bigram\": GPT-2 is a transformer; only model = \"gpt\" exports".into(),
         ));
     }
-    let modern = [
-        (
-            config.rope,
-            "rope = true: GPT-2 learns a position table (wpe) instead of rotating q and k",
-        ),
-        (
-            config.norm == Norm::RmsNorm,
-            "norm = \"rmsnorm\": GPT-2's norms are LayerNorms",
-        ),
-        (
-            config.activation == Activation::SwiGlu,
-            "activation = \"swiglu\": GPT-2's MLP is not gated",
-        ),
-        (
-            config.kv_heads() != config.n_head,
-            "n_kv_head: GPT-2 has one key/value head per query head",
-        ),
-        (
-            config.qk_norm,
-            "qk_norm = true: GPT-2 does not normalise queries and keys",
-        ),
-        (
-            config.logit_softcap > 0.0,
-            "logit_softcap: GPT-2 does not cap its logits",
-        ),
-    ];
-    if let Some((_, why)) = modern.iter().find(|(on, _)| *on) {
+    if let Some(switch) = SWITCHES.iter().find(|s| (s.is_on)(config)) {
         return Err(HfError::NotExportable(format!(
-            "GPT-2's architecture cannot express {why}"
+            "GPT-2's architecture cannot express {}: {}",
+            switch.setting(config),
+            switch.not_in_gpt2
         )));
     }
     if config.bias && !config.tie_weights {
@@ -408,7 +384,10 @@ pub fn load_weights<B: Backend>(
         err,
     })?;
     let mut model = Gpt::<B>::new(config, device)?;
+    // GPT-2's names have no norm or MLP kind in them: `ln_1.weight`, not
+    // `ln_1.LayerNorm.weight` (see `crate::norm::NormLayer`, `crate::mlp::Up`).
     let mut store = SafetensorsStore::from_file(PathBuf::from(path))
+        .skip_enum_variants(true)
         .with_key_remapping(r"^transformer\.", "")
         .with_key_remapping(r"^h\.([0-9]+)\.", "blocks.$1.")
         .with_key_remapping(r"(ln_[12f])\.weight$", "$1.gamma")
@@ -496,6 +475,7 @@ pub fn gpt2_files<B: Backend>(
         twin
     };
     let mut store = SafetensorsStore::from_bytes(None)
+        .skip_enum_variants(true)
         .with_key_remapping(r"^blocks\.([0-9]+)\.", "h.$1.")
         .with_key_remapping(r"(ln_[12f])\.gamma$", "$1.weight")
         .with_key_remapping(r"(ln_[12f])\.beta$", "$1.bias")
@@ -844,52 +824,15 @@ mod tests {
             ..GptConfig::default()
         };
         assert!(exportable(&tied).is_ok());
-        for (modern, key) in [
-            (
-                GptConfig {
-                    rope: true,
-                    ..tied.clone()
-                },
-                "rope",
-            ),
-            (
-                GptConfig {
-                    norm: Norm::RmsNorm,
-                    ..tied.clone()
-                },
-                "rmsnorm",
-            ),
-            (
-                GptConfig {
-                    activation: Activation::SwiGlu,
-                    ..tied.clone()
-                },
-                "swiglu",
-            ),
-            (
-                GptConfig {
-                    n_kv_head: 2,
-                    ..tied.clone()
-                },
-                "n_kv_head",
-            ),
-            (
-                GptConfig {
-                    qk_norm: true,
-                    ..tied.clone()
-                },
-                "qk_norm",
-            ),
-            (
-                GptConfig {
-                    logit_softcap: 30.0,
-                    ..tied.clone()
-                },
-                "logit_softcap",
-            ),
-        ] {
+        for switch in SWITCHES {
+            let mut modern = tied.clone();
+            (switch.turn_on)(&mut modern);
             let err = exportable(&modern).unwrap_err().to_string();
-            assert!(err.contains(key), "{key}: {err}");
+            assert!(
+                err.contains(&switch.setting(&modern)),
+                "{}: {err}",
+                switch.key
+            );
         }
     }
 }

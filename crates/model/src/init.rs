@@ -31,6 +31,14 @@ pub(crate) fn linear<B: Backend>(
     linear_std(d_input, d_output, bias, STD, device)
 }
 
+/// The parameters of a `d_input → d_output` linear layer, counted without building it
+/// (`None` past u128: such a layer cannot exist).
+pub(crate) fn linear_params(d_input: usize, d_output: usize, bias: bool) -> Option<u128> {
+    (d_input as u128)
+        .checked_mul(d_output as u128)?
+        .checked_add(u128::from(bias) * d_output as u128)
+}
+
 /// As [`linear`], its weights drawn from N(0, std²).
 pub(crate) fn linear_std<B: Backend>(
     d_input: usize,

@@ -14,6 +14,26 @@ pub struct LayerKv<B: Backend> {
     pub v: Tensor<B, 4>,
 }
 
+impl<B: Backend> LayerKv<B> {
+    /// The keys and values (B, n_kv, T_past + T, hs) of the cached tokens in `past`, then
+    /// of the new ones `k`, `v` (B, n_kv, T, hs); `past` then holds them all.
+    pub(crate) fn extend(
+        past: &mut Option<Self>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let (k, v) = match past.take() {
+            Some(p) => (Tensor::cat(vec![p.k, k], 2), Tensor::cat(vec![p.v, v], 2)),
+            None => (k, v),
+        };
+        *past = Some(Self {
+            k: k.clone(),
+            v: v.clone(),
+        });
+        (k, v)
+    }
+}
+
 /// Keys and values for every layer, and how many positions they cover.
 #[derive(Debug, Clone)]
 pub struct KvCache<B: Backend> {

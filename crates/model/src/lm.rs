@@ -34,6 +34,14 @@ impl<B: Backend> Model<B> {
         })
     }
 
+    /// The parameters of the GPT's learned position table (see [`Gpt::position_params`]).
+    pub fn position_params(&self) -> usize {
+        match self {
+            Model::Bigram(_) => 0,
+            Model::Gpt(m) => m.position_params(),
+        }
+    }
+
     /// The GPT's attention weights for `idx` (B, T), one (B, n_head, T, T) tensor per
     /// layer: see [`Gpt::attention_maps`]. The bigram model has no attention: an error.
     pub fn attention_maps(&self, idx: Tensor<B, 2, Int>) -> Result<Vec<Tensor<B, 4>>> {
@@ -69,6 +77,15 @@ impl<B: Backend> LanguageModel<B> for Model<B> {
             Model::Bigram(_) => None,
             Model::Gpt(m) => Some(m.block_size()),
         }
+    }
+}
+
+/// The parameters the network `config` describes, counted without building it (see
+/// [`Gpt::new`]); `None` when they do not fit in a u128.
+pub fn num_params(config: &GptConfig) -> Option<u128> {
+    match config.model {
+        ModelKind::Bigram => (config.vocab_size as u128).checked_mul(config.vocab_size as u128),
+        ModelKind::Gpt => crate::gpt::params(config),
     }
 }
 

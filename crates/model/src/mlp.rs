@@ -7,7 +7,7 @@
 //! hidden width shrinks to ≈ 8/3·C to keep the parameter count ([`GptConfig::mlp_hidden`]).
 
 use crate::gelu::gelu_tanh;
-use crate::init::{STD, linear, linear_std, residual_std, zero_bias};
+use crate::init::{STD, linear, linear_params, linear_std, residual_std, zero_bias};
 use crate::per_token::{by_rows, per_token};
 use crate::precision;
 use crate::{Activation, GptConfig};
@@ -15,22 +15,31 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, SwiGlu, SwiGluConfig
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, silu};
 
-/// `c_fc` for relu/gelu, `swiglu` (Burn's gate and up projections) for SwiGLU; one of
-/// the two is set.
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
-    pub(crate) c_fc: Option<Linear<B>>,
-    pub(crate) swiglu: Option<SwiGlu<B>>,
+    /// The projection up to the hidden width.
+    pub(crate) c_fc: Up<B>,
     /// The projection back down to the residual stream.
     pub(crate) c_proj: Linear<B>,
     dropout: Dropout,
     activation: Activation,
 }
 
+/// The projection up: one linear layer (GPT-2's `c_fc`), or SwiGLU's gate and up
+/// projections (Burn's [`SwiGlu`]: `linear_inner` the gate, `linear_outer` the up).
+// One per block, built once: the gap between the variants' sizes costs nothing, a box
+// would cost an indirection per call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Up<B: Backend> {
+    Linear(Linear<B>),
+    Gated(SwiGlu<B>),
+}
+
 impl<B: Backend> Mlp<B> {
     pub fn new(config: &GptConfig, device: &B::Device) -> Self {
         let (c, hidden) = (config.n_embd, config.mlp_hidden());
-        let (c_fc, swiglu) = match config.activation {
+        let c_fc = match config.activation {
             Activation::SwiGlu => {
                 let mut swiglu = SwiGluConfig::new(c, hidden)
                     .with_bias(config.bias)
@@ -41,13 +50,12 @@ impl<B: Backend> Mlp<B> {
                     .init(device);
                 swiglu.linear_inner = zero_bias(swiglu.linear_inner, device);
                 swiglu.linear_outer = zero_bias(swiglu.linear_outer, device);
-                (None, Some(swiglu))
+                Up::Gated(swiglu)
             }
-            _ => (Some(linear(c, hidden, config.bias, device)), None),
+            _ => Up::Linear(linear(c, hidden, config.bias, device)),
         };
         Self {
             c_fc,
-            swiglu,
             c_proj: linear_std(hidden, c, config.bias, residual_std(config), device),
             dropout: DropoutConfig::new(config.dropout).init(),
             activation: config.activation,
@@ -56,24 +64,40 @@ impl<B: Backend> Mlp<B> {
 
     /// `x` (B, T, C) → (B, T, C), applied to every position independently.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let h = match (&self.c_fc, &self.swiglu) {
+        let h = match &self.c_fc {
+            Up::Linear(c_fc) => nonlinearity(self.activation, per_token(c_fc, x)), // (B, T, 4C)
             // Burn's `SwiGlu::forward`, with its two projections in `x`'s dtype.
-            (_, Some(swiglu)) => by_rows(x, |rows| {
+            Up::Gated(swiglu) => by_rows(x, |rows| {
                 let gate = precision::linear(&swiglu.linear_inner, rows.clone());
-                silu(gate) * precision::linear(&swiglu.linear_outer, rows)
+                nonlinearity(self.activation, gate) * precision::linear(&swiglu.linear_outer, rows)
             }),
-            (Some(c_fc), None) => {
-                let h = per_token(c_fc, x); // (B, T, 4C)
-                match self.activation {
-                    Activation::Relu => relu(h),
-                    Activation::Gelu => gelu(h),
-                    // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GPT-2's `gelu_new`.
-                    Activation::GeluTanh => gelu_tanh(h),
-                    Activation::SwiGlu => unreachable!("SwiGLU's MLP holds `swiglu`"),
-                }
-            }
-            (None, None) => unreachable!("an MLP holds `c_fc` or `swiglu`"),
         };
         self.dropout.forward(per_token(&self.c_proj, h))
     }
+}
+
+/// The pointwise nonlinearity of the hidden layer (of the gate, in a gated MLP).
+fn nonlinearity<B: Backend, const D: usize>(
+    activation: Activation,
+    h: Tensor<B, D>,
+) -> Tensor<B, D> {
+    match activation {
+        Activation::Relu => relu(h),
+        Activation::Gelu => gelu(h),
+        // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GPT-2's `gelu_new`.
+        Activation::GeluTanh => gelu_tanh(h),
+        // SwiGLU's gate: Swish (silu), x·σ(x).
+        Activation::SwiGlu => silu(h),
+    }
+}
+
+/// The parameters [`Mlp::new`] makes, counted from the config alone.
+pub(crate) fn params(config: &GptConfig) -> Option<u128> {
+    let (c, hidden) = (config.n_embd, config.mlp_hidden());
+    let up = linear_params(c, hidden, config.bias)?;
+    let up = match config.activation {
+        Activation::SwiGlu => up.checked_mul(2)?, // gate and up
+        _ => up,
+    };
+    up.checked_add(linear_params(hidden, c, config.bias)?)
 }

@@ -5,25 +5,34 @@
 //! scales (gamma) and shifts (beta). RMSNorm (Zhang & Sennrich 2019) only divides by the
 //! root mean square and scales: re-centring turned out not to matter for training, and
 //! dropping it saves a reduction per norm.
-//!
-//! A site holds one of two optional layers rather than an enum of them: an enum adds its
-//! variant to the checkpoint's layout, so every run saved before RMSNorm existed would no
-//! longer load, while an absent `Option` reads as `None` and a present one exactly as the
-//! layer itself.
 
 use crate::GptConfig;
 use crate::config::Norm;
 use burn::nn::{LayerNorm, LayerNormConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 
-/// LayerNorm over the embedding (`Some`, `None`) or RMSNorm (`None`, `Some`), per the config.
-pub(crate) fn norm<B: Backend>(
-    config: &GptConfig,
-    device: &B::Device,
-) -> (Option<LayerNorm<B>>, Option<RmsNorm<B>>) {
-    match config.norm {
-        Norm::LayerNorm => (Some(layer_norm(config, device)), None),
-        Norm::RmsNorm => (None, Some(rms_norm(config.n_embd, config, device))),
+/// One norm site (`ln_1`, `ln_2`, `ln_f`): whichever norm the config names. A checkpoint
+/// records the variant; a new kind of norm is one more variant here.
+#[derive(Module, Debug)]
+pub enum NormLayer<B: Backend> {
+    LayerNorm(LayerNorm<B>),
+    RmsNorm(RmsNorm<B>),
+}
+
+impl<B: Backend> NormLayer<B> {
+    /// The config's norm over the embedding.
+    pub(crate) fn new(config: &GptConfig, device: &B::Device) -> Self {
+        match config.norm {
+            Norm::LayerNorm => NormLayer::LayerNorm(layer_norm(config, device)),
+            Norm::RmsNorm => NormLayer::RmsNorm(rms_norm(config.n_embd, config, device)),
+        }
+    }
+
+    pub(crate) fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            NormLayer::LayerNorm(ln) => ln.forward(x),
+            NormLayer::RmsNorm(rms) => rms.forward(x),
+        }
     }
 }
 
@@ -42,15 +51,12 @@ pub(crate) fn rms_norm<B: Backend>(d: usize, config: &GptConfig, device: &B::Dev
         .init(device)
 }
 
-/// `x` through whichever of the two a site holds.
-pub(crate) fn apply<B: Backend, const D: usize>(
-    layer_norm: &Option<LayerNorm<B>>,
-    rms_norm: &Option<RmsNorm<B>>,
-    x: Tensor<B, D>,
-) -> Tensor<B, D> {
-    match (layer_norm, rms_norm) {
-        (Some(ln), _) => ln.forward(x),
-        (None, Some(rms)) => rms.forward(x),
-        (None, None) => unreachable!("every norm site holds a LayerNorm or an RMSNorm"),
+/// The parameters [`NormLayer::new`] makes: LayerNorm's gain and (with `bias`) shift,
+/// RMSNorm's gain.
+pub(crate) fn params(config: &GptConfig) -> u128 {
+    let c = config.n_embd as u128;
+    match config.norm {
+        Norm::LayerNorm => c * (1 + u128::from(config.bias)),
+        Norm::RmsNorm => c,
     }
 }

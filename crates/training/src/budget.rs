@@ -10,60 +10,7 @@
 //! CPU attention keeps less), meant to catch configs that are off by orders of magnitude.
 
 use crate::{RunConfig, TrainError};
-use model::{Activation, GptConfig, ModelKind, Norm};
-
-/// The parameter count of the model `config` describes, without building it.
-/// `None` when it does not fit in a u128 (it then cannot fit in memory either).
-pub fn num_params(config: &GptConfig) -> Option<u128> {
-    let v = config.vocab_size as u128;
-    if config.model == ModelKind::Bigram {
-        return v.checked_mul(v);
-    }
-    let n = |x: usize| x as u128;
-    let (c, t, l) = (n(config.n_embd), n(config.block_size), n(config.n_layer));
-    let (hs, kv, hidden) = (
-        n(config.head_size()),
-        n(config.kv_heads()),
-        n(config.mlp_hidden()),
-    );
-    let b = u128::from(config.bias);
-    // A linear layer's weights and, with `bias`, its biases.
-    let linear =
-        |d_in: u128, d_out: u128, bias: u128| d_in.checked_mul(d_out)?.checked_add(bias * d_out);
-    let norm = match config.norm {
-        Norm::LayerNorm => c.checked_mul(1 + b)?,
-        Norm::RmsNorm => c,
-    };
-    let qkv_width = kv.checked_mul(hs)?.checked_mul(2)?.checked_add(c)?;
-    let mlp_in = match config.activation {
-        Activation::SwiGlu => linear(c, hidden, b)?.checked_mul(2)?, // gate and up
-        _ => linear(c, hidden, b)?,
-    };
-    let per_layer = [
-        norm,
-        linear(c, qkv_width, u128::from(config.qkv_bias))?, // c_attn
-        if config.qk_norm { 2 * hs } else { 0 },            // q_norm, k_norm
-        linear(c, c, b)?,                                   // attention c_proj
-        norm,
-        mlp_in,
-        linear(hidden, c, b)?, // mlp c_proj
-    ]
-    .iter()
-    .try_fold(0u128, |sum, &p| sum.checked_add(p))?;
-    [
-        v.checked_mul(c)?,                               // wte
-        if config.rope { 0 } else { t.checked_mul(c)? }, // wpe
-        per_layer.checked_mul(l)?,                       // blocks
-        norm,                                            // ln_f
-        if config.tie_weights {
-            0
-        } else {
-            linear(c, v, b)?
-        }, // lm_head
-    ]
-    .iter()
-    .try_fold(0u128, |sum, &p| sum.checked_add(p))
-}
+use model::{ModelKind, num_params};
 
 /// Estimated peak bytes of one training step with `batch_size` sequences.
 pub fn training_bytes(config: &RunConfig, batch_size: usize) -> Option<u128> {
@@ -116,69 +63,6 @@ pub fn check_fits(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
-    use burn::module::Module;
-    use model::Model;
-
-    #[test]
-    fn the_parameter_formula_counts_what_the_model_builds() {
-        let base = |bias, model, n_layer| GptConfig {
-            model,
-            vocab_size: 13,
-            block_size: 8,
-            n_layer,
-            n_head: 4,
-            n_embd: 24,
-            bias,
-            ..GptConfig::default()
-        };
-        let gpt = || base(true, ModelKind::Gpt, 2);
-        for config in [
-            gpt(),
-            base(false, ModelKind::Gpt, 3),
-            base(true, ModelKind::Bigram, 1),
-            GptConfig {
-                qkv_bias: true,
-                tie_weights: true,
-                ..gpt()
-            },
-            GptConfig {
-                rope: true,
-                ..gpt()
-            },
-            GptConfig {
-                norm: Norm::RmsNorm,
-                ..gpt()
-            },
-            GptConfig {
-                activation: Activation::SwiGlu,
-                ..gpt()
-            },
-            GptConfig {
-                n_kv_head: 1,
-                ..gpt()
-            },
-            GptConfig {
-                qk_norm: true,
-                ..gpt()
-            },
-            GptConfig {
-                rope: true,
-                norm: Norm::RmsNorm,
-                activation: Activation::SwiGlu,
-                n_kv_head: 2,
-                qk_norm: true,
-                ..base(false, ModelKind::Gpt, 2)
-            },
-        ] {
-            let built = Model::<Flex>::new(&config, &Default::default()).unwrap();
-            assert_eq!(
-                num_params(&config),
-                Some(built.num_params() as u128),
-                "{config:?}"
-            );
-        }
-    }
 
     #[test]
     fn configs_that_cannot_fit_are_refused() {

@@ -7,9 +7,16 @@
 //! destination: the rename is atomic, so readers see the old file or the new one.
 //! Full precision matters: half-precision records round AdamW's second moments to zero
 //! and a resumed run's first step then blows up.
+//!
+//! Every record is read here, so this is also where the one other layout of a model file
+//! is read: either/or layers written as two optional fields, `ln_1`/`rms_1` (likewise
+//! `ln_2`, `ln_f`) and `c_fc`/`swiglu`, where the model now has one enum field tagged with
+//! its variant ([`model::norm::NormLayer`], [`model::mlp::Up`]). [`tag_either_or_layers`]
+//! moves the present layer under its tag; its numbers are untouched.
 
 use burn::prelude::*;
 use burn::record::{FileRecorder, FullPrecisionSettings, Recorder, RecorderError};
+use rmpv::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::PathBuf;
@@ -46,11 +53,72 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         let path = file.with_extension(EXTENSION);
         let bytes = std::fs::read(&path)
             .map_err(|e| RecorderError::FileNotFound(format!("{}: {e}", path.display())))?;
-        rmp_serde::from_slice(&bytes).map_err(|e| {
+        let corrupt = |e: &dyn std::fmt::Display| {
             RecorderError::Unknown(format!(
                 "{} is corrupt or not a checkpoint: {e}",
                 path.display()
             ))
-        })
+        };
+        let mut value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| corrupt(&e))?;
+        if !tag_either_or_layers(&mut value) {
+            return rmp_serde::from_slice(&bytes).map_err(|e| corrupt(&e));
+        }
+        let mut tagged = Vec::with_capacity(bytes.len());
+        rmpv::encode::write_value(&mut tagged, &value).map_err(|e| corrupt(&e))?;
+        rmp_serde::from_slice(&tagged).map_err(|e| corrupt(&e))
     }
+}
+
+/// Rewrites every either/or pair of optional layers under `value` as the model's enum
+/// field (see the module doc): `ln_1: L, rms_1: nil` becomes `ln_1: {LayerNorm: L}`,
+/// `ln_1: nil, rms_1: R` becomes `ln_1: {RmsNorm: R}`, `c_fc`/`swiglu` likewise with
+/// `Linear`/`Gated`. Whether anything changed.
+fn tag_either_or_layers(value: &mut Value) -> bool {
+    const PAIRS: [(&str, &str, &str, &str); 4] = [
+        ("ln_1", "LayerNorm", "rms_1", "RmsNorm"),
+        ("ln_2", "LayerNorm", "rms_2", "RmsNorm"),
+        ("ln_f", "LayerNorm", "rms_f", "RmsNorm"),
+        ("c_fc", "Linear", "swiglu", "Gated"),
+    ];
+    match value {
+        Value::Map(entries) => {
+            let mut changed = false;
+            for (first, first_tag, second, second_tag) in PAIRS {
+                let Some(i) = entries.iter().position(|(k, _)| k.as_str() == Some(first)) else {
+                    continue;
+                };
+                let j = entries.iter().position(|(k, _)| k.as_str() == Some(second));
+                if j.is_none() && is_tagged(&entries[i].1, [first_tag, second_tag]) {
+                    continue;
+                }
+                let other = j.map(|j| entries.remove(j).1).unwrap_or(Value::Nil);
+                let i = entries
+                    .iter()
+                    .position(|(k, _)| k.as_str() == Some(first))
+                    .expect("still there");
+                let layer = std::mem::replace(&mut entries[i].1, Value::Nil);
+                entries[i].1 = match (layer, other) {
+                    (Value::Nil, other) => tag(second_tag, other),
+                    (layer, _) => tag(first_tag, layer),
+                };
+                changed = true;
+            }
+            entries
+                .iter_mut()
+                .fold(changed, |changed, (_, v)| tag_either_or_layers(v) | changed)
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, v| tag_either_or_layers(v) | changed),
+        _ => false,
+    }
+}
+
+/// Whether `value` is already an enum field: a map of one entry keyed by one of `tags`.
+fn is_tagged(value: &Value, tags: [&str; 2]) -> bool {
+    matches!(value, Value::Map(e) if e.len() == 1 && e[0].0.as_str().is_some_and(|k| tags.contains(&k)))
+}
+
+fn tag(variant: &str, layer: Value) -> Value {
+    Value::Map(vec![(Value::from(variant), layer)])
 }

@@ -450,49 +450,80 @@ mod tests {
         assert_eq!(leftovers, 0);
     }
 
-    /// A run saved before the modern switches existed has none of their fields in its
-    /// checkpoint (`rms_*`, `swiglu`, `q_norm`/`k_norm`, `rope`, and the constants
-    /// `n_kv_head`, `logit_softcap`): it still loads, bit for bit. Simulated by deleting
-    /// those fields from a checkpoint of today's lecture model; an optional layer that is
-    /// present is written as the layer itself, so nothing else differs.
+    /// A model file that writes each either/or layer as two optional fields (`ln_1` and
+    /// `rms_1`, …, `c_fc` and `swiglu`; absent ones as nil or not at all) loads bit for
+    /// bit, for the lecture's model and with every switch on. Simulated by untagging a
+    /// checkpoint of today's model.
     #[test]
-    fn checkpoints_from_before_the_modern_switches_still_load() {
+    fn either_or_layers_written_as_two_optional_fields_still_load() {
         use rmpv::Value;
-        fn strip(value: &mut Value) {
-            const NEW: [&str; 9] = [
-                "rms_1",
-                "rms_2",
-                "rms_f",
-                "swiglu",
-                "q_norm",
-                "k_norm",
-                "rope",
-                "n_kv_head",
-                "logit_softcap",
+        /// `ln_1: {RmsNorm: R}` → `ln_1: nil, rms_1: R`; `ln_1: {LayerNorm: L}` →
+        /// `ln_1: L` and, with `nil_fields`, `rms_1: nil`; `c_fc`/`swiglu` likewise.
+        /// Without `nil_fields` the optional layers and constants of the modern switches
+        /// go too, as in a file that predates them.
+        fn untag(value: &mut Value, nil_fields: bool) {
+            const SWITCHES_ONLY: [&str; 5] =
+                ["q_norm", "k_norm", "rope", "n_kv_head", "logit_softcap"];
+            const PAIRS: [(&str, &str, &str); 4] = [
+                ("ln_1", "LayerNorm", "rms_1"),
+                ("ln_2", "LayerNorm", "rms_2"),
+                ("ln_f", "LayerNorm", "rms_f"),
+                ("c_fc", "Linear", "swiglu"),
             ];
             match value {
                 Value::Map(entries) => {
-                    entries.retain(|(k, _)| !k.as_str().is_some_and(|k| NEW.contains(&k)));
-                    entries.iter_mut().for_each(|(_, v)| strip(v));
+                    if !nil_fields {
+                        entries.retain(|(k, _)| {
+                            !k.as_str().is_some_and(|k| SWITCHES_ONLY.contains(&k))
+                        });
+                    }
+                    for (first, first_tag, second) in PAIRS {
+                        let Some(i) = entries.iter().position(|(k, _)| k.as_str() == Some(first))
+                        else {
+                            continue;
+                        };
+                        let Value::Map(tagged) = std::mem::replace(&mut entries[i].1, Value::Nil)
+                        else {
+                            panic!("{first} is not tagged");
+                        };
+                        let (tag, layer) = tagged.into_iter().next().unwrap();
+                        if tag.as_str() == Some(first_tag) {
+                            entries[i].1 = layer;
+                            if nil_fields {
+                                entries.insert(i + 1, (Value::from(second), Value::Nil));
+                            }
+                        } else {
+                            entries.insert(i + 1, (Value::from(second), layer));
+                        }
+                    }
+                    entries.iter_mut().for_each(|(_, v)| untag(v, nil_fields));
                 }
-                Value::Array(items) => items.iter_mut().for_each(strip),
+                Value::Array(items) => items.iter_mut().for_each(|v| untag(v, nil_fields)),
                 _ => {}
             }
         }
-        let (run, before) = saved_run("old-run", small());
-        let bytes = std::fs::read(run.model_path()).unwrap();
-        let mut value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
-        let mut old = Vec::new();
-        strip(&mut value);
-        rmpv::encode::write_value(&mut old, &value).unwrap();
-        assert!(
-            old.len() < bytes.len(),
-            "the new fields were there to delete"
-        );
-        std::fs::write(run.model_path(), old).unwrap();
-        let loaded = run.load_model::<Flex>(&Default::default()).unwrap();
-        assert_eq!(before, params(&loaded));
-        std::fs::remove_dir_all(run.path()).unwrap();
+        let modern = GptConfig {
+            n_head: 4,
+            ..small()
+        }
+        .with_every_switch();
+        for (tag, config, nil_fields) in [
+            ("plain-run", small(), false),
+            ("optional-run", small(), true),
+            ("optional-modern-run", modern, true),
+        ] {
+            let (run, before) = saved_run(tag, config);
+            let bytes = std::fs::read(run.model_path()).unwrap();
+            let mut value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+            untag(&mut value, nil_fields);
+            let mut old = Vec::new();
+            rmpv::encode::write_value(&mut old, &value).unwrap();
+            assert_ne!(old, bytes, "{tag}: nothing was untagged");
+            std::fs::write(run.model_path(), old).unwrap();
+            let loaded = run.load_model::<Flex>(&Default::default()).unwrap();
+            assert_eq!(before, params(&loaded), "{tag}");
+            std::fs::remove_dir_all(run.path()).unwrap();
+        }
     }
 
     /// Every modern switch round-trips through a checkpoint too (RoPE's tables are
@@ -501,16 +532,9 @@ mod tests {
     fn modern_checkpoint_round_trips() {
         let modern = GptConfig {
             n_head: 4,
-            rope: true,
-            norm: model::Norm::RmsNorm,
-            activation: model::Activation::SwiGlu,
-            n_kv_head: 2,
-            qk_norm: true,
-            logit_softcap: 30.0,
-            bias: false,
-            tie_weights: true,
             ..small()
-        };
+        }
+        .with_every_switch();
         let (run, before) = saved_run("modern-run", modern);
         let loaded = run.load_model::<Flex>(&Default::default()).unwrap();
         assert_eq!(before, params(&loaded));
