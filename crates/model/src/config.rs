@@ -39,9 +39,9 @@ pub struct GptConfig {
     /// table both reads tokens in and writes them out, and vocab_size × n_embd fewer
     /// parameters. Untied, `lm_head` is its own layer (the lecture's).
     pub tie_weights: bool,
-    /// The MLP's nonlinearity: `relu` (the lecture's), `gelu` (exact, erf) or `gelu_tanh`
-    /// (GPT-2's and nanoGPT's tanh approximation, Hugging Face's `gelu_new`), or `swiglu`
-    /// (Llama's gated MLP, see [`crate::mlp`]).
+    /// The MLP's nonlinearity: `relu` (the lecture's), `relu2` (squared ReLU), `gelu`
+    /// (exact, erf) or `gelu_tanh` (GPT-2's and nanoGPT's tanh approximation, Hugging
+    /// Face's `gelu_new`), or `swiglu` (Llama's gated MLP, see [`crate::mlp`]).
     pub activation: Activation,
     /// The norms' epsilon, LayerNorm's or RMSNorm's (PyTorch's and GPT-2's 1e-5).
     pub layer_norm_eps: f64,
@@ -91,6 +91,8 @@ pub enum Norm {
 pub enum Activation {
     #[default]
     Relu,
+    /// relu(x)², squared ReLU (So et al. 2021, "Primer"; modded-nanoGPT, nanochat).
+    Relu2,
     Gelu,
     GeluTanh,
     /// silu(x·W_gate) ∘ (x·W_up), then the down projection (Shazeer 2020, Llama).
@@ -100,8 +102,9 @@ pub enum Activation {
 
 impl Activation {
     /// Every activation, for the tests that run each one.
-    pub const ALL: [Activation; 4] = [
+    pub const ALL: [Activation; 5] = [
         Activation::Relu,
+        Activation::Relu2,
         Activation::Gelu,
         Activation::GeluTanh,
         Activation::SwiGlu,
@@ -112,6 +115,7 @@ impl Activation {
     pub fn hf_name(self) -> Option<&'static str> {
         match self {
             Activation::Relu => Some("relu"),
+            Activation::Relu2 => Some("relu2"),
             Activation::Gelu => Some("gelu"),
             Activation::GeluTanh => Some("gelu_new"),
             Activation::SwiGlu => None,
