@@ -178,7 +178,7 @@ impl<B: Backend> Gpt<B> {
                     .reshape([b, t, v])
             }
         };
-        // Smooth and ≈ the identity for |logit| ≪ cap, so small logits train as before,
+        // Smooth and ≈ the identity for |logit| ≪ cap, so small logits train as uncapped ones,
         // while none can grow past ±cap and make the loss spike.
         // The loss (and sampling's softmax) in f32.
         let logits = to_stream(logits);

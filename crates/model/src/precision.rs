@@ -14,7 +14,7 @@
 //!   for the mask and the softmax, and the logits go up to f32 before the loss.
 //!
 //! In float32 every cast is to the tensor's own dtype, which Burn skips: the lecture's
-//! model runs exactly as before.
+//! model runs exactly as it would without them.
 
 use burn::nn::Linear;
 use burn::prelude::*;
