@@ -167,6 +167,7 @@ impl<B: Backend> Trainee<B> {
             split,
             exact_match,
             read: true,
+            measured: Default::default(),
         }
     }
 }
@@ -309,6 +310,7 @@ impl<B: AutodiffBackend> Trainee<B> {
             split,
             exact_match: None,
             read: true,
+            measured: Default::default(),
         };
         (output, Some(accumulator.grads()))
     }

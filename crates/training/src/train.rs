@@ -7,6 +7,7 @@ use crate::distributed::DataParallel;
 use crate::host_record::{HostCheckpointed, HostOptimizer};
 use crate::loader::{EpochLoader, Pass};
 use crate::log::{EvalRow, History, RunLog};
+use crate::logged::STEP_VALUES;
 use crate::loss_scale::LossScaler;
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
@@ -832,8 +833,10 @@ fn launch<B: AutodiffBackend>(
         opts.interrupter.clone(),
     )
     .with_log_interval(t.log_interval);
-    let mut training = SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl))
-        .metric_train_numeric(SplitMean::loss())
+    let training = SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl));
+    let mut training = STEP_VALUES
+        .iter()
+        .fold(training, |t, v| t.metric_train_numeric(SplitMean::step(v)))
         .metric_train_numeric(Perplexity::default())
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(TokensPerSecond::default())
