@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: the run's config (model + recipe), presets and `--set` overrides.
 //! - [`loader`]: nanoGPT's iterations and evaluations expressed as burn-train epochs.
-//! - [`step`]: the train/eval step (forward, cross-entropy, backward, global-norm clip).
+//! - [`step`]: the training recipe, one iteration in nanoGPT's order (micro-batches, loss
+//!   scaling, all-reduce, clipping; the Learner then steps the optimizer), and the eval step.
 //! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping;
 //!   [`optim`]: AdamW decaying matrices only, as nanoGPT.
 //! - [`logged`]: the values a step logs, each declared once; [`metrics`], [`log`],
