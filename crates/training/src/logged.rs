@@ -41,8 +41,18 @@ pub const LOSS: StepValue = StepValue {
     plot: Plot::OnLossChart,
 };
 
+/// The global L2 norm of all gradients before clipping (under data parallel, of the
+/// ranks' average: what the clipping sees), as nanoGPT and nanochat log it: a spike
+/// shows an unstable step before the loss does, and it says how often `grad_clip` bites.
+pub const GRAD_NORM: StepValue = StepValue {
+    name: "grad_norm",
+    about: "gradient norm before clipping",
+    precision: 4,
+    plot: Plot::OwnChart,
+};
+
 /// Every step value, in `train_log.csv`'s column order; append only.
-pub const STEP_VALUES: &[StepValue] = &[LOSS];
+pub const STEP_VALUES: &[StepValue] = &[LOSS, GRAD_NORM];
 
 /// One number per step value, in the order of [`STEP_VALUES`].
 pub type PerValue<T> = [T; STEP_VALUES.len()];

@@ -4,6 +4,7 @@ use crate::clip::{clip_to_norm, global_norm, scale};
 use crate::distributed::DataParallel;
 use crate::exact::solved_fraction;
 use crate::loader::SplitBatch;
+use crate::logged::GRAD_NORM;
 use crate::loss_scale::LossScaler;
 use crate::metrics::StepOutput;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -224,10 +225,12 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
             let unscale = Tensor::<B::InnerBackend, 1>::from_data([1.0 / loss_scale], &device);
             scale::<B, _>(self, &mut grads, unscale);
         }
-        // The norm of all gradients together: float16's overflow check and the clipping.
-        let norm = (policy.loss_scale.is_some() || policy.grad_clip > 0.0)
-            .then(|| global_norm::<B, _>(self, &grads))
-            .flatten();
+        // The norm of all gradients together, before clipping: logged (`grad_norm`, read
+        // with the loss), float16's overflow check, and the clipping's measure.
+        let norm = global_norm::<B, _>(self, &grads);
+        if let Some(norm) = &norm {
+            output.measure(&GRAD_NORM, Tensor::from_inner(norm.clone()));
+        }
         if let Some(scaler) = &policy.loss_scale {
             // One host read per step, as PyTorch's GradScaler's: the optimizer must not
             // see an infinite gradient; an overflow lowers the scale (`scaler.update`).
@@ -358,6 +361,7 @@ mod tests {
     use burn::data::dataloader::batcher::Batcher;
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::Optimizer;
+    use burn::train::metric::ItemLazy;
     use data::{Chunk, LmBatcher};
     use model::Precision;
 
@@ -452,6 +456,33 @@ mod tests {
         let first = TrainStep::step(&trainee, batch());
         assert!(!first.item.read);
         assert!(!grad_values(&trainee, &first.grads).is_empty());
+    }
+
+    /// The logged gradient norm is the global norm before clipping, with or without it.
+    #[test]
+    fn grad_norm_is_logged_before_clipping() {
+        let (model, batch) = tiny();
+        let step = |grad_clip: f64| {
+            let trainee = Trainee::new(
+                model.clone(),
+                StepPolicy {
+                    grad_clip,
+                    ..StepPolicy::default()
+                },
+            );
+            let out = TrainStep::step(&trainee, batch());
+            let g = grad_values(&trainee, &out.grads);
+            let norm = g.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            (out.item.sync().value(&GRAD_NORM).unwrap(), norm)
+        };
+        let (logged, norm) = step(0.0);
+        assert!((logged - norm).abs() < 1e-5 * norm, "{logged} vs {norm}");
+        let (clipped_logged, clipped) = step(norm / 4.0);
+        assert!(
+            (clipped_logged - norm).abs() < 1e-5 * norm,
+            "{clipped_logged}"
+        );
+        assert!((clipped - norm / 4.0).abs() < 1e-3 * norm, "{clipped}");
     }
 
     /// float16's loss scale leaves the update unchanged (scaled, then unscaled), and an
