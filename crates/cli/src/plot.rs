@@ -271,7 +271,7 @@ fn charts(
             lines.push(Line {
                 label: None,
                 points: logged(value),
-                style: lr_c.stroke_width(1),
+                style: lr_c.stroke_width(2),
                 dashed: false,
                 markers: None,
             });
@@ -340,12 +340,11 @@ fn charts(
             .flat_map(|l| l.points.iter())
             .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
         let pad = ((hi - lo) * 0.05).max(1e-9);
-        let precision = value.precision;
         charts.push(Chart {
-            caption: format!("{} (every log_interval iters)", value.about),
+            caption: value.about.into(),
             y: (lo - pad)..(hi + pad),
             y_desc: value.name,
-            y_fmt: Box::new(move |v: &f64| format!("{v:.precision$}")),
+            y_fmt: Box::new(|v: &f64| format!("{v:.2}")),
             lines,
         });
     }
