@@ -171,7 +171,14 @@ impl Metric for SplitMean {
         let value = (self.value)(item).filter(|_| self.split.is_none_or(|s| s == item.split));
         if let Some(value) = value {
             let format = FormatOptions::new(self.name()).precision(self.precision);
-            self.last = Some(self.state.update(value, 1, format));
+            let entry = self.state.update(value, 1, format);
+            let (p, mean) = (self.precision, self.state.running_value().current());
+            // The dashboard's words: burn-train's would say "epoch" for an interval.
+            let shown = match self.split {
+                None => format!("{value:.p$} (mean since the last evaluation {mean:.p$})"),
+                Some(_) => format!("{mean:.p$} (mean of the batches so far)"),
+            };
+            self.last = Some(SerializedEntry::new(shown, entry.serialized));
         }
         self.last
             .clone()

@@ -12,7 +12,7 @@ use crate::loss_scale::LossScaler;
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
-use crate::renderer::PlainRenderer;
+use crate::renderer::{Dashboard, Iterations, PlainRenderer};
 use crate::run::marker::{InitRecord, Resume, now_unix_s};
 use crate::run::writer::leftovers;
 use crate::run::{DataRecord, RunDir, RunMarker, RunWriter};
@@ -790,14 +790,12 @@ fn launch<B: AutodiffBackend>(
         );
     }
     let optim = MatrixDecayAdamW::init(config);
+    let start_iter = history.rows().last().map_or(0, |r| r.iter);
     let policy = StepPolicy {
         accumulation: t.gradient_accumulation_steps,
         grad_clip: t.grad_clip,
         on_nonfinite: t.on_nonfinite_loss,
-        watch: Arc::new(NonFiniteWatch::new(
-            history.rows().last().map_or(0, |r| r.iter),
-            opts.interrupter.clone(),
-        )),
+        watch: Arc::new(NonFiniteWatch::new(start_iter, opts.interrupter.clone())),
         data_parallel: dp.cloned(),
         loss_scale: (config.model.dtype == Precision::Float16).then(|| Arc::new(LossScaler::new())),
         host_reads: if opts.asynchronous && t.on_nonfinite_loss == OnNonFinite::Stop {
@@ -856,9 +854,12 @@ fn launch<B: AutodiffBackend>(
     if let Some(multi) = multi {
         training = training.with_training_strategy(multi.strategy.into());
     }
-    if !opts.tui || !leader {
-        training = training.renderer(PlainRenderer);
-    }
+    let iterations = Iterations::new(t, start_iter);
+    training = if opts.tui && leader {
+        training.renderer(Dashboard::terminal(opts.interrupter.clone(), iterations))
+    } else {
+        training.renderer(PlainRenderer::new(iterations, leader))
+    };
     let result = training.launch(learner);
     if let (OnNonFinite::Stop, Some(iter)) = (t.on_nonfinite_loss, watch.first_nonfinite()) {
         // The update was skipped, but the run stops here: keep the last checkpoint
