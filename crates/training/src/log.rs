@@ -1,12 +1,13 @@
 //! The run's own record of its evaluations: one row per eval point in `metrics.csv`
-//! (what `gpt info` and `gpt plot` read), and a plain console line per eval when stdout
-//! is not a terminal. Between evaluations, the [step values](crate::logged) every
+//! (what `gpt info` and `gpt plot` read), and when stdout is not a terminal a plain
+//! console line per eval and per `log_interval` iterations, in the order they happened. Between evaluations, the [step values](crate::logged) every
 //! `log_interval` iterations go to `train_log.csv` (nanoGPT's `log_interval`; `gpt plot`
 //! draws them). A row that cannot be written stops the run with that error.
 
 use crate::TrainError;
 use crate::logged::{LOSS, PerValue, STEP_VALUES, StepValue};
 use crate::metrics::names;
+use crate::renderer::Iterations;
 use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
@@ -239,7 +240,8 @@ pub struct RunLog {
     start_iter: usize,
     elapsed_before: f64,
     start: Instant,
-    echo: bool,
+    /// Prints the console lines (logs and pipes, where the TUI is off).
+    echo: Option<Iterations>,
     /// Stops the run when a row cannot be written.
     interrupter: Interrupter,
     /// Where and how often the training loss is logged; `None`: not logged.
@@ -259,8 +261,14 @@ struct TrainLog {
 
 impl RunLog {
     /// `history` holds the rows of earlier sessions of this run; `echo` prints a line per
-    /// evaluation (for logs and pipes, where the TUI is off).
-    pub fn new(path: PathBuf, history: History, echo: bool, interrupter: Interrupter) -> Self {
+    /// evaluation and per `log_interval` iterations (for logs and pipes, where the TUI is
+    /// off).
+    pub fn new(
+        path: PathBuf,
+        history: History,
+        echo: Option<Iterations>,
+        interrupter: Interrupter,
+    ) -> Self {
         let last = history.rows().last().cloned();
         Self {
             path,
@@ -384,6 +392,10 @@ impl MetricLogger for RunLog {
                 self.interrupter.stop(Some(&msg));
                 self.train_log = None; // one error, not one per batch
             }
+            if let Some(iterations) = &self.echo {
+                let rate = self.value(false, names::TOKENS_PER_S);
+                println!("{}", iterations.step_line(&point, rate));
+            }
         }
     }
 
@@ -420,7 +432,7 @@ impl MetricLogger for RunLog {
             let msg = format!("cannot append to {}: {e}", self.path.display());
             self.interrupter.stop(Some(&msg));
         }
-        if self.echo {
+        if self.echo.is_some() {
             println!("{}", row.line());
         }
         self.history.push(row);

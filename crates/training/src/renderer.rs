@@ -6,10 +6,11 @@
 //! `Epoch 3/3`, `Iteration 81`, `Items 972/1200` at iteration 281 of 300, and lists the
 //! estimate on the train split as a validation metric. [`Iterations`] turns its progress
 //! back into the run's iterations; [`Dashboard`] is burn-train's terminal dashboard
-//! told so, and [`PlainRenderer`] prints nanoGPT's line every `log_interval` iterations
-//! when stdout is not a terminal.
+//! told so. Without a terminal, the run's log prints nanoGPT's line every
+//! `log_interval` iterations ([`Iterations::step_line`]).
 
 use crate::TrainConfig;
+use crate::log::TrainPoint;
 use crate::logged::STEP_VALUES;
 use crate::metrics::names;
 use burn::data::dataloader::Progress;
@@ -33,7 +34,6 @@ pub const ESTIMATE_LOSS: &str = "estimate_loss";
 pub struct Iterations {
     max_iters: usize,
     eval_interval: usize,
-    log_interval: usize,
     eval_iters: usize,
     /// Iterations done before this session (a resumed run's).
     start_iter: usize,
@@ -47,7 +47,6 @@ impl Iterations {
         Self {
             max_iters: train.max_iters,
             eval_interval: train.eval_interval.max(1),
-            log_interval: train.log_interval.max(1),
             eval_iters: train.eval_iters,
             start_iter,
             started: Instant::now(),
@@ -110,6 +109,25 @@ impl Iterations {
                 },
             },
         ]
+    }
+
+    /// nanoGPT's line every `log_interval` iterations, with every step value:
+    /// `iter 81/300: loss 2.3012, grad_norm 0.8123 | 1234 tok/s | 2 min 10 s left`.
+    pub fn step_line(&self, point: &TrainPoint, tokens_per_s: f64) -> String {
+        let values: Vec<String> = STEP_VALUES
+            .iter()
+            .map(|v| format!("{} {:.*}", v.name, v.precision, point.values[v.slot()]))
+            .collect();
+        let mut line = format!(
+            "iter {}/{}: {} | {tokens_per_s:.0} tok/s",
+            point.iter,
+            self.max_iters,
+            values.join(", ")
+        );
+        if let Some(eta) = self.eta(point.iter) {
+            line.push_str(&format!(" | {} left", duration(eta)));
+        }
+        line
     }
 
     fn iteration(&self, iter: usize) -> ProgressType {
@@ -242,82 +260,18 @@ impl<R: MetricsRenderer> MetricsRenderer for Dashboard<R> {
     }
 }
 
-/// The dashboard when stdout is not a terminal (CI, pipes, `nohup`): every
-/// `log_interval` iterations, nanoGPT's line with the step values; the per-evaluation
-/// line comes from [`RunLog`](crate::log::RunLog), which sees the evaluation's means.
-/// Silent (`speaks` false) on the ranks of a data-parallel job but the first.
-pub struct PlainRenderer {
-    iterations: Iterations,
-    speaks: bool,
-    names: HashMap<MetricId, String>,
-    /// The latest batch's value of each training metric, by name.
-    latest: HashMap<String, f64>,
-}
-
-impl PlainRenderer {
-    pub fn new(iterations: Iterations, speaks: bool) -> Self {
-        Self {
-            iterations,
-            speaks,
-            names: HashMap::new(),
-            latest: HashMap::new(),
-        }
-    }
-
-    /// `iter 81/300: loss 2.3012 | 1234 tok/s | 2 min 10 s left`.
-    fn line(&self, iter: usize) -> String {
-        let values: Vec<String> = STEP_VALUES
-            .iter()
-            .filter_map(|v| {
-                let x = self.latest.get(v.name)?;
-                Some(format!("{} {x:.*}", v.name, v.precision))
-            })
-            .collect();
-        let mut line = format!(
-            "iter {iter}/{}: {}",
-            self.iterations.max_iters,
-            values.join(", ")
-        );
-        if let Some(rate) = self.latest.get(names::TOKENS_PER_S) {
-            line.push_str(&format!(" | {rate:.0} tok/s"));
-        }
-        if let Some(eta) = self.iterations.eta(iter) {
-            line.push_str(&format!(" | {} left", duration(eta)));
-        }
-        line
-    }
-}
-
-/// `1 h 02 min`, `3 min 20 s`, `45 s`.
-fn duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s / 60 % 60, s % 60) {
-        (0, 0, s) => format!("{s} s"),
-        (0, m, s) => format!("{m} min {s:02} s"),
-        (h, m, _) => format!("{h} h {m:02} min"),
-    }
-}
+/// The dashboard when stdout is not a terminal (CI, pipes, `nohup`): silent, since
+/// burn-train's own prints a record per batch without metric values. The console lines,
+/// every `log_interval` iterations ([`Iterations::step_line`]) and per evaluation, come
+/// from [`RunLog`](crate::log::RunLog), which prints them in the order they happen.
+#[derive(Debug, Default)]
+pub struct PlainRenderer;
 
 impl MetricsRendererTraining for PlainRenderer {
-    fn update_train(&mut self, state: MetricState) {
-        if let MetricState::Numeric(entry, value) = state
-            && let Some(name) = self.names.get(&entry.metric_id)
-        {
-            self.latest.insert(name.clone(), value.current());
-        }
-    }
-
+    fn update_train(&mut self, _: MetricState) {}
     fn update_valid(&mut self, _: MetricState) {}
-
-    fn render_train(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
-        let iter = self.iterations.of_train(&item);
-        if self.speaks && iter.is_multiple_of(self.iterations.log_interval) {
-            println!("{}", self.line(iter));
-        }
-    }
-
+    fn render_train(&mut self, _: TrainingProgress, _: Vec<ProgressType>) {}
     fn render_valid(&mut self, _: TrainingProgress, _: Vec<ProgressType>) {}
-
     fn on_train_end(
         &mut self,
         _: Option<LearnerSummary>,
@@ -333,9 +287,16 @@ impl MetricsRendererEvaluation for PlainRenderer {
 
 impl MetricsRenderer for PlainRenderer {
     fn manual_close(&mut self) {}
+    fn register_metric(&mut self, _: MetricDefinition) {}
+}
 
-    fn register_metric(&mut self, definition: MetricDefinition) {
-        self.names.insert(definition.metric_id, definition.name);
+/// `1 h 02 min`, `3 min 20 s`, `45 s`.
+fn duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, s) => format!("{m} min {s:02} s"),
+        (h, m, _) => format!("{h} h {m:02} min"),
     }
 }
 
@@ -346,10 +307,10 @@ mod tests {
     use crate::logged::{GRAD_NORM, LOSS};
     use burn::train::metric::{MetricAttributes, NumericEntry, SerializedEntry};
 
-    /// A run of 300 iterations, an evaluation every 100, logging every 10.
+    /// A run of 300 iterations, an evaluation every 100.
     fn iterations(start_iter: usize) -> Iterations {
         let mut train = RunConfig::default().train;
-        (train.max_iters, train.eval_interval, train.log_interval) = (300, 100, 10);
+        (train.max_iters, train.eval_interval) = (300, 100);
         train.eval_iters = 20;
         Iterations::new(&train, start_iter)
     }
@@ -487,14 +448,10 @@ mod tests {
     /// the iteration of max_iters.
     #[test]
     fn the_plain_log_speaks_iterations() {
-        let mut plain = PlainRenderer::new(iterations(0), true);
-        for name in [LOSS.name, GRAD_NORM.name, names::TOKENS_PER_S] {
-            plain.register_metric(definition(name));
-        }
-        plain.update_train(numeric(LOSS.name, 2.3));
-        plain.update_train(numeric(GRAD_NORM.name, 0.5));
-        plain.update_train(numeric(names::TOKENS_PER_S, 1234.4));
-        let line = plain.line(plain.iterations.of_train(&report(2, 10)));
+        let mut values = [f64::NAN; STEP_VALUES.len()];
+        (values[LOSS.slot()], values[GRAD_NORM.slot()]) = (2.3, 0.5);
+        let point = TrainPoint { iter: 110, values };
+        let line = iterations(0).step_line(&point, 1234.4);
         assert!(
             line.starts_with("iter 110/300: loss 2.3000, grad_norm 0.5000 | 1234 tok/s | "),
             "{line}"

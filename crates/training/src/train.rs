@@ -824,10 +824,11 @@ fn launch<B: AutodiffBackend>(
         EpochLoader::<B::InnerBackend>::new(Pass::Eval, corpus, config, start_epoch, device);
     // Rank 0 alone speaks (and shows the dashboard).
     let leader = rank == 0;
+    let iterations = Iterations::new(t, start_iter);
     let log = RunLog::new(
         run.metrics_path(),
         history.clone(),
-        !opts.tui && leader,
+        (!opts.tui && leader).then(|| iterations.clone()),
         opts.interrupter.clone(),
     )
     .with_log_interval(t.log_interval);
@@ -854,11 +855,10 @@ fn launch<B: AutodiffBackend>(
     if let Some(multi) = multi {
         training = training.with_training_strategy(multi.strategy.into());
     }
-    let iterations = Iterations::new(t, start_iter);
     training = if opts.tui && leader {
         training.renderer(Dashboard::terminal(opts.interrupter.clone(), iterations))
     } else {
-        training.renderer(PlainRenderer::new(iterations, leader))
+        training.renderer(PlainRenderer)
     };
     let result = training.launch(learner);
     if let (OnNonFinite::Stop, Some(iter)) = (t.on_nonfinite_loss, watch.first_nonfinite()) {
