@@ -4,6 +4,8 @@ use crate::backend::Inner;
 use crate::prompt::RunArg;
 use anyhow::Result;
 use model::num_params;
+use training::log::TrainPoint;
+use training::logged::STEP_VALUES;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,6 +27,7 @@ pub fn run(args: Args) -> Result<()> {
     let attention = model::attention_path::<Inner>().as_str();
     let rows = run.rows()?;
     let last = rows.last();
+    let step = run.train_log()?.last().copied();
     let checkpoints = run.checkpoint_epochs();
     if args.json {
         let json = serde_json::json!({
@@ -33,6 +36,7 @@ pub fn run(args: Args) -> Result<()> {
             "train_loss": last.map(|r| r.train_loss),
             "val_loss": last.map(|r| r.val_loss),
             "elapsed_s": last.map(|r| r.elapsed_s),
+            "last_step": step.map(step_json),
             "checkpoints": checkpoints,
             "data": data,
             "tokenizer": tokenizer.kind().name(),
@@ -63,6 +67,9 @@ pub fn run(args: Args) -> Result<()> {
             config.train.max_iters
         ),
     }
+    if let Some(step) = &step {
+        println!("{}", step_line(step));
+    }
     println!("checkpoints after evaluations: {checkpoints:?}");
     println!(
         "tokenizer: {} ({} tokens); {} tokens per iteration (batch_size × block_size × gradient_accumulation_steps)",
@@ -87,4 +94,34 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("--- config.toml ---\n{}", config.to_toml());
     Ok(())
+}
+
+/// The last row of `train_log.csv`: its iteration and every step value it has (null
+/// where absent).
+fn step_json(step: TrainPoint) -> serde_json::Value {
+    let mut json = serde_json::Map::new();
+    json.insert("iter".into(), step.iter.into());
+    for v in STEP_VALUES {
+        json.insert(v.name.into(), step.get(v).into());
+    }
+    json.into()
+}
+
+/// `last logged step: iteration 20, loss 2.3456 (training batch loss), …`.
+fn step_line(step: &TrainPoint) -> String {
+    let values: Vec<String> = STEP_VALUES
+        .iter()
+        .filter_map(|v| {
+            let x = step.get(v)?;
+            Some(format!("{} {x:.*} ({})", v.name, v.precision, v.about))
+        })
+        .collect();
+    if values.is_empty() {
+        return format!("last logged step: iteration {}, no finite value", step.iter);
+    }
+    format!(
+        "last logged step: iteration {}, {}",
+        step.iter,
+        values.join(", ")
+    )
 }

@@ -1,6 +1,8 @@
 //! `gpt plot`: loss and learning-rate curves as a PNG, from the runs' metrics.csv (the
-//! evaluations) and train_log.csv (the training loss every `log_interval` iterations).
-//! One run, or several on one chart to compare presets and ablations.
+//! evaluations) and train_log.csv (the [step values](training::logged) every
+//! `log_interval` iterations: the loss under the evaluations, the others on charts of
+//! their own beside the learning rate). One run, or several on one chart to compare
+//! presets and ablations.
 
 use anyhow::{Context, Result, bail};
 use plotters::coord::Shift;
@@ -10,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use training::RunDir;
 use training::log::{EvalRow, TrainPoint};
+use training::logged::{Plot, STEP_VALUES, StepValue};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -59,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One run's curves, non-finite losses left out.
+/// One run's curves, non-finite values left out.
 struct Curves {
     name: String,
     /// Its config as `key → value`, for the legend's differences.
@@ -97,11 +100,7 @@ impl Curves {
                 all.len()
             );
         }
-        let train = run
-            .train_log()?
-            .into_iter()
-            .filter(|p| p.loss.is_finite())
-            .collect();
+        let train = run.train_log()?;
         let config = run.config()?;
         let table = toml::Table::try_from(&config).context("the run's config")?;
         let flat = table
@@ -232,6 +231,12 @@ fn charts(
     let (top, bottom) = root.split_vertically(440);
     let single = runs.len() == 1;
     let (mut losses, mut lrs) = (Vec::new(), Vec::new());
+    // The step values with a chart of their own, each with its runs' lines.
+    let mut own: Vec<(&StepValue, Vec<Line>)> = STEP_VALUES
+        .iter()
+        .filter(|v| v.plot == Plot::OwnChart)
+        .map(|v| (v, Vec::new()))
+        .collect();
     for (i, (run, label)) in runs.iter().zip(labels).enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         let (train_c, val_c, lr_c) = if single {
@@ -242,13 +247,31 @@ fn charts(
         let evals = |pick: fn(&EvalRow) -> f64| -> Vec<(u64, f64)> {
             run.rows.iter().map(|r| (r.iter as u64, pick(r))).collect()
         };
-        // The training loss between evaluations: thin, under the evaluation points.
-        if !run.train.is_empty() {
-            losses.push(Line {
-                label: single
-                    .then(|| format!("train batch loss (every {} iters)", run.log_interval)),
-                points: run.train.iter().map(|p| (p.iter as u64, p.loss)).collect(),
-                style: train_c.mix(0.3).stroke_width(1),
+        let logged = |value: &StepValue| -> Vec<(u64, f64)> {
+            run.train
+                .iter()
+                .filter_map(|p| Some((p.iter as u64, p.get(value)?)))
+                .collect()
+        };
+        // The step values on the loss chart: thin, under the evaluation points.
+        for value in STEP_VALUES.iter().filter(|v| v.plot == Plot::OnLossChart) {
+            let points = logged(value);
+            if !points.is_empty() {
+                losses.push(Line {
+                    label: single
+                        .then(|| format!("{} (every {} iters)", value.about, run.log_interval)),
+                    points,
+                    style: train_c.mix(0.3).stroke_width(1),
+                    dashed: false,
+                    markers: None,
+                });
+            }
+        }
+        for (value, lines) in &mut own {
+            lines.push(Line {
+                label: None,
+                points: logged(value),
+                style: lr_c.stroke_width(2),
                 dashed: false,
                 markers: None,
             });
@@ -301,6 +324,30 @@ fn charts(
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let pad = ((hi - lo) * 0.05).max(0.01);
     let max_lr = lr_points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-12);
+    // A value no run logged (runs from before it existed) gets no chart.
+    own.retain(|(_, lines)| lines.iter().any(|l| !l.points.is_empty()));
+    let bottom = bottom.split_evenly((1, 1 + own.len()));
+    let mut charts = vec![Chart {
+        caption: "learning rate (at each evaluation)".into(),
+        y: 0.0..max_lr * 1.1,
+        y_desc: "lr",
+        y_fmt: Box::new(|v: &f64| format!("{v:.1e}")),
+        lines: lrs,
+    }];
+    for (value, lines) in own {
+        let (lo, hi) = lines
+            .iter()
+            .flat_map(|l| l.points.iter())
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        let pad = ((hi - lo) * 0.05).max(1e-9);
+        charts.push(Chart {
+            caption: value.about.into(),
+            y: (lo - pad)..(hi + pad),
+            y_desc: value.name,
+            y_fmt: Box::new(|v: &f64| format!("{v:.2}")),
+            lines,
+        });
+    }
 
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
     let caption = if single {
@@ -310,11 +357,8 @@ fn charts(
     } else {
         format!("loss — {} runs (solid: val, dashed: train)", runs.len())
     };
-    let lr_caption = "learning rate (at each evaluation)";
     let loss_fmt = |v: &f64| format!("{v:.2}");
-    let lr_fmt = |v: &f64| format!("{v:.1e}");
     // The same panels on each combination of linear and logarithmic axes.
-    let lr_y = 0.0..max_lr * 1.1;
     match (log_x, log_y) {
         (false, false) => {
             let x = 0..max_iter;
@@ -327,7 +371,7 @@ fn charts(
                 &loss_fmt,
                 &losses,
             )?;
-            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+            bottom_row(&bottom, x, &charts)?;
         }
         (false, true) => {
             let x = 0..max_iter;
@@ -341,7 +385,7 @@ fn charts(
                 &loss_fmt,
                 &losses,
             )?;
-            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+            bottom_row(&bottom, x, &charts)?;
         }
         (true, false) => {
             let x = (min_iter..max_iter.max(min_iter + 1)).log_scale();
@@ -354,7 +398,7 @@ fn charts(
                 &loss_fmt,
                 &losses,
             )?;
-            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+            bottom_row(&bottom, x, &charts)?;
         }
         (true, true) => {
             let x = (min_iter..max_iter.max(min_iter + 1)).log_scale();
@@ -368,8 +412,34 @@ fn charts(
                 &loss_fmt,
                 &losses,
             )?;
-            panel(&bottom, lr_caption, x, lr_y, "lr", &lr_fmt, &lrs)?;
+            bottom_row(&bottom, x, &charts)?;
         }
+    }
+    Ok(())
+}
+
+/// A chart of the bottom row, on a linear value axis.
+struct Chart {
+    caption: String,
+    y: std::ops::Range<f64>,
+    y_desc: &'static str,
+    y_fmt: Box<dyn Fn(&f64) -> String>,
+    lines: Vec<Line>,
+}
+
+/// The bottom row's charts, side by side, over the loss chart's iterations `x`.
+fn bottom_row<X>(
+    areas: &[DrawingArea<BitMapBackend<'_>, Shift>],
+    x: X,
+    charts: &[Chart],
+) -> Result<()>
+where
+    X: AsRangedCoord<Value = u64> + Clone,
+    X::CoordDescType: ValueFormatter<u64>,
+{
+    for (area, c) in areas.iter().zip(charts) {
+        let y = c.y.clone();
+        panel(area, &c.caption, x.clone(), y, c.y_desc, &c.y_fmt, &c.lines)?;
     }
     Ok(())
 }

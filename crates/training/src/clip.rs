@@ -11,23 +11,12 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
-/// Scales all gradients by `max_norm / norm` when their global L2 norm exceeds
-/// `max_norm`. Returns the norm before clipping (a device tensor of one value).
+/// Scales all gradients by `max_norm / norm` when their global L2 norm `norm` (see
+/// [`global_norm`]) exceeds `max_norm`.
 ///
 /// As PyTorch's `clip_grad_norm_`, without a host read: every gradient is multiplied by
 /// min(1, max_norm / (norm + 1e-6)) computed on the device (exactly 1 when the norm is
 /// below the limit), so a GPU never waits for the norm to come back.
-pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
-    module: &M,
-    grads: &mut GradientsParams,
-    max_norm: f64,
-) -> Option<Tensor<B::InnerBackend, 1>> {
-    let norm = global_norm::<B, M>(module, grads)?;
-    clip_to_norm::<B, M>(module, grads, norm.clone(), max_norm);
-    Some(norm)
-}
-
-/// As [`clip_global_norm`], with the gradients' global norm already computed.
 pub fn clip_to_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &mut GradientsParams,
@@ -106,6 +95,13 @@ mod tests {
         GradientsParams::from_grads(loss.backward(), model)
     }
 
+    /// Clips to `max_norm`; the norm before.
+    fn clip(model: &(Linear<B>, Linear<B>), grads: &mut GradientsParams, max_norm: f64) -> f64 {
+        let before = global_norm(model, grads).unwrap();
+        clip_to_norm(model, grads, before.clone(), max_norm);
+        before.into_scalar().elem()
+    }
+
     fn norm(model: &(Linear<B>, Linear<B>), grads: &GradientsParams) -> f64 {
         let mut sum = SquaredSum::<B> { grads, total: None };
         model.visit(&mut sum);
@@ -119,10 +115,7 @@ mod tests {
         let model = (cfg.init::<B>(&device), cfg.init::<B>(&device));
         let mut grads = grads_of(&model);
         // d/dW1 = 3 everywhere (6 entries), d/dW2 = 4 everywhere: norm = sqrt(6*9 + 6*16) = sqrt(150).
-        let before: f64 = clip_global_norm(&model, &mut grads, 1.0)
-            .unwrap()
-            .into_scalar()
-            .elem();
+        let before = clip(&model, &mut grads, 1.0);
         assert!((before - 150f64.sqrt()).abs() < 1e-4, "{before}");
         assert!((norm(&model, &grads) - 1.0).abs() < 1e-4);
         // The ratio between the two tensors' gradients is unchanged (direction kept).
@@ -138,7 +131,7 @@ mod tests {
         let cfg = LinearConfig::new(3, 2).with_bias(false);
         let model = (cfg.init::<B>(&device), cfg.init::<B>(&device));
         let mut grads = grads_of(&model);
-        clip_global_norm(&model, &mut grads, 100.0);
+        clip(&model, &mut grads, 100.0);
         assert!((norm(&model, &grads) - 150f64.sqrt()).abs() < 1e-4);
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`config`]: the run's config (model + recipe), presets and `--set` overrides.
 //! - [`loader`]: nanoGPT's iterations and evaluations expressed as burn-train epochs.
-//! - [`step`]: the train/eval step (forward, cross-entropy, backward, global-norm clip).
+//! - [`step`]: the training recipe, one iteration in nanoGPT's order (micro-batches, loss
+//!   scaling, all-reduce, clipping; the Learner then steps the optimizer), and the eval step.
 //! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping;
 //!   [`optim`]: AdamW decaying matrices only, as nanoGPT.
-//! - [`metrics`], [`log`], [`renderer`]: what is measured, logged and shown.
+//! - [`logged`]: the values a step logs, each declared once; [`metrics`], [`log`],
+//!   [`renderer`]: what is measured, logged and shown.
 //! - [`run`], [`recorder`]: the run directory (read, written by one locked writer) and
 //!   its crash-safe, validated checkpoints; [`budget`]: will a config fit in memory.
 //! - [`distributed`]: data-parallel training over MPI processes (`mpirun`, feature `mpi`).
@@ -21,6 +23,7 @@ pub mod exact;
 pub mod host_record;
 pub mod loader;
 pub mod log;
+pub mod logged;
 pub mod loss_scale;
 pub mod metrics;
 pub mod optim;

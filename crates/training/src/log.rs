@@ -1,11 +1,13 @@
 //! The run's own record of its evaluations: one row per eval point in `metrics.csv`
-//! (what `gpt info` and `gpt plot` read), and a plain console line per eval when stdout
-//! is not a terminal. Between evaluations, the training loss every `log_interval`
-//! iterations goes to `train_log.csv` (nanoGPT's `log_interval`; `gpt plot` draws it as
-//! a thin line). A row that cannot be written stops the run with that error.
+//! (what `gpt info` and `gpt plot` read), and when stdout is not a terminal a plain
+//! console line per eval and per `log_interval` iterations, in the order they happened. Between evaluations, the [step values](crate::logged) every
+//! `log_interval` iterations go to `train_log.csv` (nanoGPT's `log_interval`; `gpt plot`
+//! draws them). A row that cannot be written stops the run with that error.
 
 use crate::TrainError;
+use crate::logged::{LOSS, PerValue, STEP_VALUES, StepValue};
 use crate::metrics::names;
+use crate::renderer::Iterations;
 use burn::train::Interrupter;
 use burn::train::logger::MetricLogger;
 use burn::train::metric::store::{EpochSummary, MetricsUpdate, Split};
@@ -23,30 +25,51 @@ pub const HEADER: &str =
 /// The training-loss log next to `metrics.csv`: one row per `log_interval` iterations.
 pub const TRAIN_LOG: &str = "train_log.csv";
 
-/// The columns of `train_log.csv`: the iteration count after the step, and that step's
-/// batch loss (NaN when it was not finite).
-pub const TRAIN_LOG_HEADER: &str = "iter,loss";
+/// The columns of `train_log.csv`: the iteration count after the step, then that step's
+/// values in the order of [`STEP_VALUES`] (NaN where not finite, or not measured).
+pub fn train_log_header() -> String {
+    std::iter::once("iter")
+        .chain(STEP_VALUES.iter().map(|v| v.name))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// One row of `train_log.csv`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainPoint {
     /// Training iterations done, this one included.
     pub iter: usize,
-    /// The loss of this iteration's batch.
-    pub loss: f64,
+    /// This iteration's step values; NaN where absent (a file from before the value was
+    /// logged has no column for it).
+    pub values: PerValue<f64>,
 }
 
 impl TrainPoint {
-    fn to_csv(self) -> String {
-        format!("{},{:.6}", self.iter, self.loss)
+    /// This iteration's `value`, where finite.
+    pub fn get(&self, value: &StepValue) -> Option<f64> {
+        Some(self.values[value.slot()]).filter(|v| v.is_finite())
     }
 
+    fn to_csv(self) -> String {
+        let mut line = self.iter.to_string();
+        for v in self.values {
+            line.push_str(&format!(",{v:.6}"));
+        }
+        line
+    }
+
+    /// The iteration and at least the first value (the loss); later values a row lacks
+    /// are absent.
     fn from_csv(line: &str) -> Option<Self> {
-        let (iter, loss) = line.split_once(',')?;
-        Some(Self {
-            iter: iter.trim().parse().ok()?,
-            loss: loss.trim().parse().ok()?,
-        })
+        let mut fields = line.split(',').map(str::trim);
+        let iter = fields.next()?.parse().ok()?;
+        let mut values = [f64::NAN; STEP_VALUES.len()];
+        let mut read = 0;
+        for field in fields {
+            *values.get_mut(read)? = field.parse().ok()?;
+            read += 1;
+        }
+        (read > 0).then_some(Self { iter, values })
     }
 }
 
@@ -217,13 +240,14 @@ pub struct RunLog {
     start_iter: usize,
     elapsed_before: f64,
     start: Instant,
-    echo: bool,
+    /// Prints the console lines (logs and pipes, where the TUI is off).
+    echo: Option<Iterations>,
     /// Stops the run when a row cannot be written.
     interrupter: Interrupter,
     /// Where and how often the training loss is logged; `None`: not logged.
     train_log: Option<TrainLog>,
-    /// The loss of the latest training batch.
-    batch_loss: f64,
+    /// The step values of the latest training batch.
+    step_values: PerValue<f64>,
 }
 
 /// `train_log.csv` and its interval.
@@ -237,8 +261,14 @@ struct TrainLog {
 
 impl RunLog {
     /// `history` holds the rows of earlier sessions of this run; `echo` prints a line per
-    /// evaluation (for logs and pipes, where the TUI is off).
-    pub fn new(path: PathBuf, history: History, echo: bool, interrupter: Interrupter) -> Self {
+    /// evaluation and per `log_interval` iterations (for logs and pipes, where the TUI is
+    /// off).
+    pub fn new(
+        path: PathBuf,
+        history: History,
+        echo: Option<Iterations>,
+        interrupter: Interrupter,
+    ) -> Self {
         let last = history.rows().last().cloned();
         Self {
             path,
@@ -253,7 +283,7 @@ impl RunLog {
             echo,
             interrupter,
             train_log: None,
-            batch_loss: f64::NAN,
+            step_values: [f64::NAN; STEP_VALUES.len()],
         }
     }
 
@@ -275,7 +305,7 @@ impl RunLog {
         if !log.trimmed {
             let old = read_train_log(&log.path).map_err(std::io::Error::other)?;
             if old.iter().any(|p| p.iter > start) {
-                let mut text = format!("{TRAIN_LOG_HEADER}\n");
+                let mut text = format!("{}\n", train_log_header());
                 for p in old.iter().filter(|p| p.iter <= start) {
                     text.push_str(&p.to_csv());
                     text.push('\n');
@@ -284,7 +314,7 @@ impl RunLog {
             }
             log.trimmed = true;
         }
-        append_line(&log.path, TRAIN_LOG_HEADER, &point.to_csv())
+        append_line(&log.path, &train_log_header(), &point.to_csv())
     }
 
     fn value(&self, valid: bool, name: &str) -> f64 {
@@ -340,8 +370,8 @@ impl MetricLogger for RunLog {
                 } else {
                     scalar(&u.running_entry)
                 };
-                if !valid && name == names::LOSS {
-                    self.batch_loss = scalar(&u.numeric_entry);
+                if !valid && let Some(step) = STEP_VALUES.iter().find(|v| v.name == name) {
+                    self.step_values[step.slot()] = scalar(&u.numeric_entry);
                 }
                 self.running.insert((valid, name.clone()), v);
             }
@@ -349,16 +379,22 @@ impl MetricLogger for RunLog {
         if valid {
             return;
         }
-        let (iter, loss, start) = (self.iter, self.batch_loss, self.start_iter);
+        let (iter, start) = (self.iter, self.start_iter);
         if let Some(log) = self.train_log.as_mut().filter(|l| iter % l.interval == 0) {
             let point = TrainPoint {
                 iter,
-                loss: if loss.is_finite() { loss } else { f64::NAN },
+                values: self
+                    .step_values
+                    .map(|v| if v.is_finite() { v } else { f64::NAN }),
             };
             if let Err(e) = Self::append_train(log, start, point) {
                 let msg = format!("cannot append to {}: {e}", log.path.display());
                 self.interrupter.stop(Some(&msg));
                 self.train_log = None; // one error, not one per batch
+            }
+            if let Some(iterations) = &self.echo {
+                let rate = self.value(false, names::TOKENS_PER_S);
+                println!("{}", iterations.step_line(&point, rate));
             }
         }
     }
@@ -386,7 +422,7 @@ impl MetricLogger for RunLog {
             iter: self.iter,
             train_loss: self.value(true, names::TRAIN_LOSS),
             val_loss: self.value(true, names::VAL_LOSS),
-            batch_loss: self.value(false, names::LOSS),
+            batch_loss: self.value(false, LOSS.name),
             lr: self.value(false, names::LEARNING_RATE),
             tokens_per_s: self.value(false, names::TOKENS_PER_S),
             elapsed_s: self.elapsed_before + self.start.elapsed().as_secs_f64(),
@@ -396,7 +432,7 @@ impl MetricLogger for RunLog {
             let msg = format!("cannot append to {}: {e}", self.path.display());
             self.interrupter.stop(Some(&msg));
         }
-        if self.echo {
+        if self.echo.is_some() {
             println!("{}", row.line());
         }
         self.history.push(row);
@@ -484,36 +520,46 @@ pub(crate) mod tests {
             trimmed: false,
         };
         for (iter, loss) in [(10, 4.0), (20, 3.5), (30, f64::NAN)] {
-            RunLog::append_train(&mut log, 0, TrainPoint { iter, loss }).unwrap();
+            RunLog::append_train(&mut log, 0, point(iter, loss)).unwrap();
         }
         let back = read_train_log(&path).unwrap();
         assert_eq!(back.len(), 3);
-        assert_eq!(
-            back[1],
-            TrainPoint {
-                iter: 20,
-                loss: 3.5
-            }
-        );
-        assert!(back[2].loss.is_nan());
+        assert_eq!(back[1].get(&LOSS), Some(3.5));
+        assert_eq!(back[1].iter, 20);
+        assert_eq!(back[2].get(&LOSS), None);
         // Resumed from the evaluation at iteration 20: row 30 is dropped.
         let mut resumed = TrainLog {
             trimmed: false,
             ..log
         };
-        RunLog::append_train(
-            &mut resumed,
-            20,
-            TrainPoint {
-                iter: 30,
-                loss: 3.0,
-            },
-        )
-        .unwrap();
+        RunLog::append_train(&mut resumed, 20, point(30, 3.0)).unwrap();
         let back = read_train_log(&path).unwrap();
         let iters: Vec<usize> = back.iter().map(|p| p.iter).collect();
         assert_eq!(iters, [10, 20, 30]);
-        assert_eq!(back[2].loss, 3.0);
+        assert_eq!(back[2].get(&LOSS), Some(3.0));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A row with `loss` and no other value.
+    fn point(iter: usize, loss: f64) -> TrainPoint {
+        let mut values = [f64::NAN; STEP_VALUES.len()];
+        values[LOSS.slot()] = loss;
+        TrainPoint { iter, values }
+    }
+
+    /// `train_log.csv` from before a value was logged (fewer columns) still reads, the
+    /// value absent; a row needs its loss, and no more columns than are declared.
+    #[test]
+    fn train_log_rows_without_later_columns_read_as_absent() {
+        let header = train_log_header();
+        assert!(header.starts_with("iter,loss"), "{header}");
+        let old = TrainPoint::from_csv("10,2.5").unwrap();
+        assert_eq!((old.iter, old.get(&LOSS)), (10, Some(2.5)));
+        assert!(STEP_VALUES[1..].iter().all(|v| old.get(v).is_none()));
+        let full = point(20, 2.0).to_csv();
+        assert_eq!(TrainPoint::from_csv(&full).unwrap().get(&LOSS), Some(2.0));
+        for bad in ["10", "10,x", "x,1.0", &format!("{full},1.0")] {
+            assert!(TrainPoint::from_csv(bad).is_none(), "{bad}");
+        }
     }
 }

@@ -1,11 +1,12 @@
 //! What each step reports, and the metrics burn-train computes from it.
 //!
-//! A step's output is just its loss (kept on the device until burn-train's metric thread
-//! reads it), the number of tokens, and which split the batch came from; on an arithmetic
-//! run's held-out batches, also the share of problems answered exactly. Evaluation
-//! batches come from both splits (the lecture's `estimate_loss`), so the loss metrics are
-//! per split.
+//! A step's output is its loss and the other [declared step values](crate::logged) (kept
+//! on the device until burn-train's metric thread reads them), the number of tokens, and
+//! which split the batch came from; on an arithmetic run's held-out batches, also the
+//! share of problems answered exactly. Evaluation batches come from both splits (the
+//! lecture's `estimate_loss`), so the loss metrics are per split.
 
+use crate::logged::{LOSS, PerValue, StepValue};
 use burn::prelude::*;
 use burn::train::metric::state::{FormatOptions, NumericMetricState};
 use burn::train::metric::{
@@ -18,8 +19,6 @@ use std::time::Instant;
 
 /// Metric names, shared by the metrics here and the run's log (`log`).
 pub mod names {
-    /// The training loss of each step.
-    pub const LOSS: &str = "loss";
     /// The evaluation losses (`{split}_loss`).
     pub const TRAIN_LOSS: &str = "train_loss";
     pub const VAL_LOSS: &str = "val_loss";
@@ -40,6 +39,16 @@ pub struct StepOutput<B: Backend> {
     /// Whether the metrics read `loss` back to the host at this step (see
     /// [`HostReads`](crate::step::HostReads)); evaluation steps always do.
     pub read: bool,
+    /// The step values besides the loss that this step measured (see [`Self::measure`]).
+    pub measured: PerValue<Option<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> StepOutput<B> {
+    /// Reports `value` (one number, on the device) for this step; it is read back to the
+    /// host with the loss.
+    pub fn measure(&mut self, value: &StepValue, number: Tensor<B, 1>) {
+        self.measured[value.slot()] = Some(number);
+    }
 }
 
 /// One step's result, read back to the host for the metrics.
@@ -50,17 +59,33 @@ pub struct StepStats {
     pub tokens: usize,
     pub split: Split,
     pub exact_match: Option<f64>,
+    /// Every step value (the loss included), where read and measured.
+    pub measured: PerValue<Option<f64>>,
+}
+
+impl StepStats {
+    /// This step's `value`, where read and measured.
+    pub fn value(&self, value: &StepValue) -> Option<f64> {
+        self.measured[value.slot()]
+    }
 }
 
 impl<B: Backend> ItemLazy for StepOutput<B> {
     type ItemSync = StepStats;
 
     fn sync(self) -> StepStats {
+        let read = self.read;
+        let loss = read.then(|| self.loss.into_scalar().elem());
+        let mut measured = self
+            .measured
+            .map(|m| m.filter(|_| read).map(|m| m.into_scalar().elem()));
+        measured[LOSS.slot()] = loss;
         StepStats {
-            loss: self.read.then(|| self.loss.into_scalar().elem()),
+            loss,
             tokens: self.tokens,
             split: self.split,
             exact_match: self.exact_match.map(|e| e.into_scalar().elem()),
+            measured,
         }
     }
 }
@@ -71,6 +96,9 @@ impl Adaptor<StepStats> for StepStats {
     }
 }
 
+/// How a metric reads its value off a step's stats.
+type Read = Arc<dyn Fn(&StepStats) -> Option<f64> + Send + Sync>;
+
 /// Mean of one per-batch value over the batches of one split (or of every batch when
 /// `split` is `None`). Batches of the other split, or without the value, leave it
 /// unchanged, so during evaluation `train_loss` and `val_loss` each average only their own
@@ -79,16 +107,20 @@ impl Adaptor<StepStats> for StepStats {
 pub struct SplitMean {
     name: MetricName,
     split: Option<Split>,
-    value: fn(&StepStats) -> Option<f64>,
+    value: Read,
     higher_is_better: bool,
+    precision: usize,
     state: NumericMetricState,
     last: Option<SerializedEntry>,
 }
 
 impl SplitMean {
-    /// The training loss of each step (`loss`).
-    pub fn loss() -> Self {
-        Self::new(names::LOSS, None, |s| s.loss, false)
+    /// A declared step value, over the training steps.
+    pub fn step(value: &'static StepValue) -> Self {
+        Self {
+            precision: value.precision,
+            ..Self::new(value.name, None, move |s| s.value(value), false)
+        }
     }
 
     /// The evaluation loss on one split (`train_loss` / `val_loss`).
@@ -113,14 +145,15 @@ impl SplitMean {
     fn new(
         name: &str,
         split: Option<Split>,
-        value: fn(&StepStats) -> Option<f64>,
+        value: impl Fn(&StepStats) -> Option<f64> + Send + Sync + 'static,
         higher_is_better: bool,
     ) -> Self {
         Self {
             name: Arc::new(name.to_string()),
             split,
-            value,
+            value: Arc::new(value),
             higher_is_better,
+            precision: 4,
             state: NumericMetricState::new(),
             last: None,
         }
@@ -137,8 +170,15 @@ impl Metric for SplitMean {
     fn update(&mut self, item: &StepStats, _: &MetricMetadata) -> SerializedEntry {
         let value = (self.value)(item).filter(|_| self.split.is_none_or(|s| s == item.split));
         if let Some(value) = value {
-            let format = FormatOptions::new(self.name()).precision(4);
-            self.last = Some(self.state.update(value, 1, format));
+            let format = FormatOptions::new(self.name()).precision(self.precision);
+            let entry = self.state.update(value, 1, format);
+            let (p, mean) = (self.precision, self.state.running_value().current());
+            // The dashboard's words: burn-train's would say "epoch" for an interval.
+            let shown = match self.split {
+                None => format!("{value:.p$} (mean since the last evaluation {mean:.p$})"),
+                Some(_) => format!("{mean:.p$} (mean of the batches so far)"),
+            };
+            self.last = Some(SerializedEntry::new(shown, entry.serialized));
         }
         self.last
             .clone()
@@ -326,6 +366,7 @@ mod tests {
                 tokens: 10,
                 split: Split::Train,
                 exact_match: None,
+                measured: Default::default(),
             });
         }
         let NumericEntry::Aggregated {

@@ -1,9 +1,10 @@
 //! One training step and one evaluation step, as burn-train's Learner calls them.
 
-use crate::clip::{clip_global_norm, clip_to_norm, global_norm, scale};
+use crate::clip::{clip_to_norm, global_norm, scale};
 use crate::distributed::DataParallel;
 use crate::exact::solved_fraction;
 use crate::loader::SplitBatch;
+use crate::logged::GRAD_NORM;
 use crate::loss_scale::LossScaler;
 use crate::metrics::StepOutput;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -167,6 +168,7 @@ impl<B: Backend> Trainee<B> {
             split,
             exact_match,
             read: true,
+            measured: Default::default(),
         }
     }
 }
@@ -175,64 +177,85 @@ impl<B: AutodiffBackend> TrainStep for Trainee<B> {
     type Input = SplitBatch<B>;
     type Output = StepOutput<B>;
 
-    /// One optimizer step's gradients. With gradient accumulation (k > 1) the batch holds
-    /// k micro-batches: each is forwarded and backpropagated on its own (so only one
-    /// micro-batch's activations are alive at a time) with its loss scaled by 1/k, the
-    /// gradients are summed, and clipping sees the accumulated gradient, as nanoGPT's
-    /// `train.py`. burn-train then takes one optimizer step and one learning-rate step
-    /// for the whole: its own `grads_accumulation` would advance the schedule per
-    /// micro-batch and clip each micro-batch separately, so it is not used.
+    /// One iteration of nanoGPT's training loop (`train.py`), in its order:
+    ///
+    /// 1. forward and backward over the step's micro-batches (gradient accumulation);
+    /// 2. data parallel: the ranks average their gradients (DDP's all-reduce);
+    /// 3. a NaN or infinite loss: no update;
+    /// 4. float16: the gradients are unscaled, and an overflow skips the update (the
+    ///    loss scaler's `unscale_` and `step`);
+    /// 5. the global gradient norm is clipped to `grad_clip`;
+    /// 6. the optimizer step at the schedule's learning rate: burn-train's Learner takes
+    ///    it with the gradients returned here ([`MatrixDecayAdamW`](crate::optim) at
+    ///    [`NanoGptSchedule`](crate::schedule)'s `get_lr`), once per iteration. Its own
+    ///    `grads_accumulation` is not used: it would step the schedule per micro-batch
+    ///    and clip each micro-batch on its own.
     fn step(&self, batch: SplitBatch<B>) -> TrainOutput<StepOutput<B>> {
-        let k = self.policy.accumulation.max(1);
-        let loss_scale = self.policy.loss_scale.as_ref().map_or(1.0, |s| s.scale());
-        let (output, grads) = if k == 1 {
-            let output = self.loss(batch, false);
-            let grads = scaled(output.loss.clone(), loss_scale).backward();
-            (output, Some(GradientsParams::from_grads(grads, self)))
-        } else {
-            self.accumulate(batch, k, loss_scale)
-        };
-        let watch = &self.policy.watch;
-        let iter = watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut grads = grads.expect("gradients of every loss");
-        let mut output = output;
-        // A read of the loss waits for the step's work (see `HostReads`); data-parallel
+        let policy = &self.policy;
+        let iter = policy.watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
+        // 1. Gradient accumulation (and float16's loss scaling).
+        let loss_scale = policy.loss_scale.as_ref().map_or(1.0, |s| s.scale());
+        let (mut output, mut grads) = self.micro_batches(batch, loss_scale);
+
+        // Reading the loss waits for the step's work (see `HostReads`); data-parallel
         // steps move their gradients through the host anyway.
-        output.read = self.policy.host_reads.at(iter) || self.policy.data_parallel.is_some();
-        if !output.read {
-            return TrainOutput {
-                grads: self.finish(grads, loss_scale),
-                item: output,
-            };
-        }
-        // A NaN must never reach the weights (or, read every log_interval, a checkpoint):
-        // the update is skipped before it is applied.
-        let mut loss: f64 = output.loss.clone().into_scalar().elem();
-        if let Some(dp) = &self.policy.data_parallel {
-            // Every rank averages every step, even on a NaN (which then reaches all ranks,
-            // so all of them skip this update together). The mean is what rank 0 logs.
-            loss = dp.average(self, &mut grads, loss);
-            output.loss = Tensor::from_data([loss as f32], &output.loss.device());
-            // The step trained on every rank's tokens: tokens/s is the job's.
-            output.tokens *= dp.ranks();
-        }
-        if !loss.is_finite() {
-            let _ = watch
-                .first
-                .compare_exchange(0, iter, Ordering::SeqCst, Ordering::SeqCst);
-            watch.skipped.fetch_add(1, Ordering::SeqCst);
-            if let (OnNonFinite::Stop, Some(i)) = (self.policy.on_nonfinite, &watch.interrupter) {
-                i.stop(Some(&format!("the loss became {loss} at iteration {iter}")));
+        output.read = policy.host_reads.at(iter) || policy.data_parallel.is_some();
+        if output.read {
+            let mut loss: f64 = output.loss.clone().into_scalar().elem();
+            // 2. All-reduce.
+            if let Some(dp) = &policy.data_parallel {
+                // Every rank averages every step, even on a NaN (which then reaches all
+                // ranks, so all of them skip this update together). The mean is what
+                // rank 0 logs; the step trained on every rank's tokens.
+                loss = dp.average(self, &mut grads, loss);
+                output.loss = Tensor::from_data([loss as f32], &output.loss.device());
+                output.tokens *= dp.ranks();
             }
-            return TrainOutput {
-                grads: GradientsParams::new(),
-                item: output,
-            };
+            // 3. A NaN must never reach the weights (or, read every log_interval, a
+            // checkpoint): the update is skipped before it is applied.
+            if !loss.is_finite() {
+                self.nonfinite(iter, loss);
+                return no_update(output);
+            }
         }
+
+        // 4. float16: the gradients back to their true size (GradScaler's `unscale_`).
+        if policy.loss_scale.is_some() {
+            let device = self.model.devices()[0].clone();
+            let unscale = Tensor::<B::InnerBackend, 1>::from_data([1.0 / loss_scale], &device);
+            scale::<B, _>(self, &mut grads, unscale);
+        }
+        // The norm of all gradients together, before clipping: logged (`grad_norm`, read
+        // with the loss), float16's overflow check, and the clipping's measure.
+        let norm = global_norm::<B, _>(self, &grads);
+        if let Some(norm) = &norm {
+            output.measure(&GRAD_NORM, Tensor::from_inner(norm.clone()));
+        }
+        if let Some(scaler) = &policy.loss_scale {
+            // One host read per step, as PyTorch's GradScaler's: the optimizer must not
+            // see an infinite gradient; an overflow lowers the scale (`scaler.update`).
+            let value: Option<f64> = norm.clone().map(|n| n.into_scalar().elem());
+            if !scaler.update(value.is_none_or(f64::is_finite)) {
+                return no_update(output);
+            }
+        }
+        // 5. Clipping.
+        if let (Some(norm), true) = (norm, policy.grad_clip > 0.0) {
+            clip_to_norm::<B, _>(self, &mut grads, norm, policy.grad_clip);
+        }
+        // 6. To the Learner, for the optimizer step at the schedule's learning rate.
         TrainOutput {
-            grads: self.finish(grads, loss_scale),
+            grads,
             item: output,
         }
+    }
+}
+
+/// A step whose update is skipped: no gradients, so the optimizer leaves the weights.
+fn no_update<B: AutodiffBackend>(output: StepOutput<B>) -> TrainOutput<StepOutput<B>> {
+    TrainOutput {
+        grads: GradientsParams::new(),
+        item: output,
     }
 }
 
@@ -246,39 +269,29 @@ fn scaled<B: Backend>(loss: Tensor<B, 1>, loss_scale: f64) -> Tensor<B, 1> {
 }
 
 impl<B: AutodiffBackend> Trainee<B> {
-    /// The update from a step's gradients: unscaled (float16: divided by the loss scale,
-    /// and none at all when they overflowed, which lowers the scale), then clipped.
-    fn finish(&self, mut grads: GradientsParams, loss_scale: f64) -> GradientsParams {
-        if let Some(scaler) = &self.policy.loss_scale {
-            let device = self.model.devices()[0].clone();
-            let unscale = Tensor::<B::InnerBackend, 1>::from_data([1.0 / loss_scale], &device);
-            scale::<B, _>(self, &mut grads, unscale);
-            // One host read per step, as PyTorch's GradScaler's: the optimizer must not
-            // see an infinite gradient. The norm then serves the clipping too.
-            let norm = global_norm::<B, _>(self, &grads);
-            let value: Option<f64> = norm.clone().map(|n| n.into_scalar().elem());
-            if !scaler.update(value.is_none_or(f64::is_finite)) {
-                return GradientsParams::new();
-            }
-            if let (Some(norm), true) = (norm, self.policy.grad_clip > 0.0) {
-                clip_to_norm::<B, _>(self, &mut grads, norm, self.policy.grad_clip);
-            }
-            return grads;
+    /// Records a non-finite loss at `iter`, and stops the run unless told to skip on.
+    fn nonfinite(&self, iter: usize, loss: f64) {
+        let watch = &self.policy.watch;
+        let _ = watch
+            .first
+            .compare_exchange(0, iter, Ordering::SeqCst, Ordering::SeqCst);
+        watch.skipped.fetch_add(1, Ordering::SeqCst);
+        if let (OnNonFinite::Stop, Some(i)) = (self.policy.on_nonfinite, &watch.interrupter) {
+            i.stop(Some(&format!("the loss became {loss} at iteration {iter}")));
         }
-        if self.policy.grad_clip > 0.0 {
-            clip_global_norm(self, &mut grads, self.policy.grad_clip);
-        }
-        grads
     }
 
-    /// Forward and backward over the `k` micro-batches of `batch`, one at a time; the
-    /// mean loss (detached) and the summed gradients of loss / k (× the loss scale).
-    fn accumulate(
+    /// Forward and backward over the k micro-batches of `batch` (`accumulation`), one at
+    /// a time, so only one micro-batch's activations are alive at once: each loss is
+    /// scaled by 1/k (and × the loss scale) and the gradients are summed, so they are
+    /// those of the mean loss over the whole batch. The mean loss (detached), and the
+    /// summed gradients.
+    fn micro_batches(
         &self,
         batch: SplitBatch<B>,
-        k: usize,
         loss_scale: f64,
-    ) -> (StepOutput<B>, Option<GradientsParams>) {
+    ) -> (StepOutput<B>, GradientsParams) {
+        let k = self.policy.accumulation.max(1);
         let SplitBatch { split, batch } = batch;
         let rows = batch.inputs.dims()[0];
         assert_eq!(rows % k, 0, "the loader serves k micro-batches per step");
@@ -302,15 +315,15 @@ impl<B: AutodiffBackend> Trainee<B> {
             accumulator.accumulate(self, GradientsParams::from_grads(grads, self));
             losses.push(output.loss.detach());
         }
-        let loss = Tensor::cat(losses, 0).mean();
         let output = StepOutput {
-            loss,
+            loss: Tensor::cat(losses, 0).mean(),
             tokens,
             split,
             exact_match: None,
             read: true,
+            measured: Default::default(),
         };
-        (output, Some(accumulator.grads()))
+        (output, accumulator.grads())
     }
 }
 
@@ -348,6 +361,7 @@ mod tests {
     use burn::data::dataloader::batcher::Batcher;
     use burn::module::{ModuleVisitor, Param};
     use burn::optim::Optimizer;
+    use burn::train::metric::ItemLazy;
     use data::{Chunk, LmBatcher};
     use model::Precision;
 
@@ -442,6 +456,33 @@ mod tests {
         let first = TrainStep::step(&trainee, batch());
         assert!(!first.item.read);
         assert!(!grad_values(&trainee, &first.grads).is_empty());
+    }
+
+    /// The logged gradient norm is the global norm before clipping, with or without it.
+    #[test]
+    fn grad_norm_is_logged_before_clipping() {
+        let (model, batch) = tiny();
+        let step = |grad_clip: f64| {
+            let trainee = Trainee::new(
+                model.clone(),
+                StepPolicy {
+                    grad_clip,
+                    ..StepPolicy::default()
+                },
+            );
+            let out = TrainStep::step(&trainee, batch());
+            let g = grad_values(&trainee, &out.grads);
+            let norm = g.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            (out.item.sync().value(&GRAD_NORM).unwrap(), norm)
+        };
+        let (logged, norm) = step(0.0);
+        assert!((logged - norm).abs() < 1e-5 * norm, "{logged} vs {norm}");
+        let (clipped_logged, clipped) = step(norm / 4.0);
+        assert!(
+            (clipped_logged - norm).abs() < 1e-5 * norm,
+            "{clipped_logged}"
+        );
+        assert!((clipped - norm / 4.0).abs() < 1e-3 * norm, "{clipped}");
     }
 
     /// float16's loss scale leaves the update unchanged (scaled, then unscaled), and an

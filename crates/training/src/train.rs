@@ -7,11 +7,12 @@ use crate::distributed::DataParallel;
 use crate::host_record::{HostCheckpointed, HostOptimizer};
 use crate::loader::{EpochLoader, Pass};
 use crate::log::{EvalRow, History, RunLog};
+use crate::logged::STEP_VALUES;
 use crate::loss_scale::LossScaler;
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
-use crate::renderer::PlainRenderer;
+use crate::renderer::{Dashboard, Iterations, PlainRenderer};
 use crate::run::marker::{InitRecord, Resume, now_unix_s};
 use crate::run::writer::leftovers;
 use crate::run::{DataRecord, RunDir, RunMarker, RunWriter};
@@ -789,14 +790,12 @@ fn launch<B: AutodiffBackend>(
         );
     }
     let optim = MatrixDecayAdamW::init(config);
+    let start_iter = history.rows().last().map_or(0, |r| r.iter);
     let policy = StepPolicy {
         accumulation: t.gradient_accumulation_steps,
         grad_clip: t.grad_clip,
         on_nonfinite: t.on_nonfinite_loss,
-        watch: Arc::new(NonFiniteWatch::new(
-            history.rows().last().map_or(0, |r| r.iter),
-            opts.interrupter.clone(),
-        )),
+        watch: Arc::new(NonFiniteWatch::new(start_iter, opts.interrupter.clone())),
         data_parallel: dp.cloned(),
         loss_scale: (config.model.dtype == Precision::Float16).then(|| Arc::new(LossScaler::new())),
         host_reads: if opts.asynchronous && t.on_nonfinite_loss == OnNonFinite::Stop {
@@ -825,15 +824,18 @@ fn launch<B: AutodiffBackend>(
         EpochLoader::<B::InnerBackend>::new(Pass::Eval, corpus, config, start_epoch, device);
     // Rank 0 alone speaks (and shows the dashboard).
     let leader = rank == 0;
+    let iterations = Iterations::new(t, start_iter);
     let log = RunLog::new(
         run.metrics_path(),
         history.clone(),
-        !opts.tui && leader,
+        (!opts.tui && leader).then(|| iterations.clone()),
         opts.interrupter.clone(),
     )
     .with_log_interval(t.log_interval);
-    let mut training = SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl))
-        .metric_train_numeric(SplitMean::loss())
+    let training = SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl));
+    let mut training = STEP_VALUES
+        .iter()
+        .fold(training, |t, v| t.metric_train_numeric(SplitMean::step(v)))
         .metric_train_numeric(Perplexity::default())
         .metric_train_numeric(LearningRateMetric::new())
         .metric_train_numeric(TokensPerSecond::default())
@@ -853,9 +855,11 @@ fn launch<B: AutodiffBackend>(
     if let Some(multi) = multi {
         training = training.with_training_strategy(multi.strategy.into());
     }
-    if !opts.tui || !leader {
-        training = training.renderer(PlainRenderer);
-    }
+    training = if opts.tui && leader {
+        training.renderer(Dashboard::terminal(opts.interrupter.clone(), iterations))
+    } else {
+        training.renderer(PlainRenderer)
+    };
     let result = training.launch(learner);
     if let (OnNonFinite::Stop, Some(iter)) = (t.on_nonfinite_loss, watch.first_nonfinite()) {
         // The update was skipped, but the run stops here: keep the last checkpoint
