@@ -9,7 +9,7 @@
 //! so these are the weights the model uses. `draw_heatmaps` is shared with `gpt lecture`.
 
 use crate::backend::{self, Inner};
-use crate::plot::register_font;
+use crate::picture::{register_font, run_name};
 use crate::prompt::RunArg;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
@@ -198,13 +198,6 @@ pub fn token_label(piece: &str) -> String {
         .replace('\n', "\\n")
         .replace('\t', "\\t")
         .replace(' ', "·")
-}
-
-pub fn run_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
 }
 
 /// Side of one heat map in pixels, whatever the number of tokens.

@@ -388,7 +388,7 @@ fn trained_head(
     println!(
         "untrained, the weights come from random projections; trained, from what the head learned to look for"
     );
-    if let Err(e) = crate::plot::register_font() {
+    if let Err(e) = crate::picture::register_font() {
         println!("(no picture: {e})");
         return Ok(());
     }

@@ -1,6 +1,7 @@
 //! PNG pictures (`gpt plot`, `gpt attention`): drawn into memory by plotters, encoded,
 //! then written atomically, so a failed write (a missing folder, a full disk) is one
-//! error line and leaves no half-written picture.
+//! error line and leaves no half-written picture. What every picture shares is here: the
+//! font of its labels and the names of its runs.
 
 use anyhow::{Context, Result};
 use plotters::coord::Shift;
@@ -30,4 +31,21 @@ pub fn write_png(
         .context("encoding the PNG")?;
     data::files::write_atomically(path, &bytes)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Registers the labels' font with plotters, once per picture-drawing command.
+pub fn register_font() -> Result<()> {
+    let path = crate::fonts::find()
+        .context("no TrueType font found for the labels: set BURNGPT_FONT to a .ttf file")?;
+    let bytes: &'static [u8] = Box::leak(std::fs::read(&path)?.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a usable TrueType font", path.display()))
+}
+
+/// A run's name on a picture: its folder's name.
+pub fn run_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

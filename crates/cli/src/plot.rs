@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<()> {
         [one] => one.path().join("loss.png"),
         _ => PathBuf::from("loss_compare.png"),
     });
-    register_font()?;
+    crate::picture::register_font()?;
     draw(&runs, &labels, &out, args.log_x, args.log_y)
         .with_context(|| format!("drawing {}", out.display()))?;
     println!("wrote {}", out.display());
@@ -109,7 +109,7 @@ impl Curves {
             .flat_map(|section| section.iter().map(|(k, v)| (k.clone(), v.to_string())))
             .collect();
         Ok(Self {
-            name: crate::attention::run_name(run.path()),
+            name: crate::picture::run_name(run.path()),
             config: flat,
             log_interval: config.train.log_interval,
             rows,
@@ -183,15 +183,6 @@ fn legend_labels(runs: &[Curves]) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// Registers the labels' font with plotters (also used by `attention` and `lecture`).
-pub fn register_font() -> Result<()> {
-    let path = crate::fonts::find()
-        .context("no TrueType font found for the labels: set BURNGPT_FONT to a .ttf file")?;
-    let bytes: &'static [u8] = Box::leak(std::fs::read(&path)?.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-        .map_err(|_| anyhow::anyhow!("{} is not a usable TrueType font", path.display()))
 }
 
 /// One curve of a panel.
