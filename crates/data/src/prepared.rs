@@ -1084,14 +1084,12 @@ pub fn open(dir: &Path) -> Result<(Meta, TokenStore)> {
     Ok((meta, store))
 }
 
-/// `meta.json`'s size and sha256: what pins a prepared directory in a run (hashing
-/// gigabytes of tokens at every resume would be slow; meta.json holds their inputs'
-/// sha256 and the token counts).
-pub fn meta_digest(dir: &Path) -> Result<(u64, String)> {
+/// The bytes of `DIR/meta.json`: what pins a prepared directory in a run (see
+/// [`DataRecord`](crate::DataRecord)).
+pub fn read_meta_bytes(dir: &Path) -> Result<Vec<u8>> {
     let path = dir.join(META);
     crate::source::check_regular_file(&path, MAX_META_BYTES)?;
-    let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-    Ok((bytes.len() as u64, format!("{:x}", Sha256::digest(&bytes))))
+    std::fs::read(&path).map_err(io_err(&path))
 }
 
 #[cfg(test)]

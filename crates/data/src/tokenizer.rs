@@ -172,6 +172,15 @@ impl TextTokenizer {
         }
     }
 
+    /// The tokenizer in words, for errors: `the gpt2 tokenizer (50257 tokens)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "the {} tokenizer ({} tokens)",
+            self.kind().name(),
+            self.vocab_size()
+        )
+    }
+
     /// The UTF-8 bytes of one token. A GPT-2 token can hold part of a character, so a
     /// stream of tokens is decoded by joining bytes (see [`Utf8Stream`]).
     pub fn token_bytes(&self, id: u32) -> Result<Vec<u8>> {

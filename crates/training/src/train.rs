@@ -14,17 +14,14 @@ use crate::recorder::AtomicRecorder;
 use crate::renderer::PlainRenderer;
 use crate::run::marker::{InitRecord, Resume, now_unix_s};
 use crate::run::writer::leftovers;
-use crate::run::{DataRecord, RunDir, RunMarker, RunWriter};
+use crate::run::{RunDir, RunMarker, RunWriter};
 use crate::schedule::NanoGptSchedule;
 use crate::step::{HostReads, NonFiniteWatch, OnNonFinite, StepPolicy, Trainee};
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{ExecutionStrategy, Interrupter, Learner, SupervisedTraining};
-use data::{
-    CharTokenizer, Corpus, Dataset, Split, TextTokenizer, TokenStore, Tokenizer, load_text,
-    mix_seed,
-};
+use data::{Corpus, Dataset, OpenDataset, Split, TextTokenizer, Tokenizer, mix_seed};
 use model::{Model, Precision};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -100,73 +97,9 @@ pub struct TrainReport {
     pub weights_hash: Option<u64>,
 }
 
-/// What a run trains on, its tokenizer, and (for a text) the text's record. A text's
-/// vocabulary is `saved` (a resumed or finished run's) or built from the text;
-/// arithmetic has a fixed one; a prepared directory's is in its `meta.json` (and must be
-/// `saved`, when given).
-pub fn prepare_corpus(
-    config: &RunConfig,
-    saved: Option<TextTokenizer>,
-) -> Result<(Corpus, TextTokenizer, Option<DataRecord>), TrainError> {
-    if config.train.dataset == Dataset::Prepared {
-        let dir = &config.train.data_dir;
-        let (meta, store) = data::prepared::open(dir)?;
-        if let Some(saved) = &saved
-            && *saved != meta.tokenizer
-        {
-            return Err(TrainError::Run(format!(
-                "{} was prepared with {}, but this run uses {}",
-                dir.display(),
-                describe_tokenizer(&meta.tokenizer),
-                describe_tokenizer(saved)
-            )));
-        }
-        store.check_block_size(config.model.block_size)?;
-        let (bytes, sha256) = data::prepared::meta_digest(dir)?;
-        let record = DataRecord {
-            dataset: data_name(config),
-            bytes,
-            sha256,
-        };
-        return Ok((Corpus::Text(store), meta.tokenizer, Some(record)));
-    }
-    let Some(source) = config.train.dataset.text_source() else {
-        let task = config.task().expect("arithmetic runs have a task");
-        return Ok((
-            Corpus::Problems(task.clone()),
-            TextTokenizer::Char(task.tokenizer()),
-            None,
-        ));
-    };
-    let text = load_text(&source)?;
-    let record = DataRecord::of(&config.train.dataset, &text);
-    let tokenizer = saved.unwrap_or_else(|| TextTokenizer::Char(CharTokenizer::from_text(&text)));
-    let ids = tokenizer.encode(&text)?;
-    let store = TokenStore::new(&ids, tokenizer.vocab_size());
-    store.check_block_size(config.model.block_size)?;
-    Ok((Corpus::Text(store), tokenizer, Some(record)))
-}
-
-/// `"prepared:DIR"` for a prepared directory, else the dataset string.
-pub fn data_name(config: &RunConfig) -> String {
-    match config.train.dataset {
-        Dataset::Prepared => format!("prepared:{}", config.train.data_dir.display()),
-        ref d => String::from(d.clone()),
-    }
-}
-
-/// A tokenizer in words, for errors: `gpt2 (50257 tokens)`.
-fn describe_tokenizer(t: &TextTokenizer) -> String {
-    format!(
-        "the {} tokenizer ({} tokens)",
-        t.kind().name(),
-        t.vocab_size()
-    )
-}
-
 /// Points `config` at `--data PATH` (made absolute, so the run finds it from anywhere):
 /// a text file, or a directory `gpt prepare` made.
-pub fn use_data_file(config: &mut RunConfig, path: &Path) -> Result<(), TrainError> {
+pub fn use_data_path(config: &mut RunConfig, path: &Path) -> Result<(), TrainError> {
     if config.task().is_some() {
         return Err(TrainError::Config(
             "--data gives a text, but this run's dataset is generated arithmetic; drop one of them"
@@ -175,38 +108,41 @@ pub fn use_data_file(config: &mut RunConfig, path: &Path) -> Result<(), TrainErr
     }
     let path = std::path::absolute(path)
         .map_err(|e| TrainError::Config(format!("--data {}: {e}", path.display())))?;
-    if path.is_dir() {
-        config.train.dataset = Dataset::Prepared;
-        config.train.data_dir = path;
-    } else {
-        config.train.dataset = Dataset::File(path);
-        config.train.data_dir = PathBuf::new();
-    }
+    config.train.dataset = Dataset::from_path(path);
     Ok(())
 }
 
+/// Opens `config`'s dataset, with `saved` as its tokenizer when given.
+fn open_dataset(
+    config: &RunConfig,
+    saved: Option<TextTokenizer>,
+) -> Result<OpenDataset, TrainError> {
+    let block_size = config.model.block_size;
+    Ok(config.train.dataset.open(&config.task, block_size, saved)?)
+}
+
 /// The data of an existing run: its own, or `--data` when `allow_change` (or when it
-/// names the same file). A text that changed since the run recorded it is refused unless
-/// `allow_change`. Returns the corpus, the config pointing at the data used, and the
-/// text's record.
-pub fn run_corpus(
+/// names the same data). Data that changed since the run recorded it is refused unless
+/// `allow_change`. Returns the config pointing at the data used, and the data opened
+/// with the run's tokenizer.
+pub fn open_run_data(
     run: &RunDir,
     mut config: RunConfig,
     data: Option<&Path>,
     allow_change: bool,
-) -> Result<(Corpus, RunConfig, Option<DataRecord>), TrainError> {
+) -> Result<(RunConfig, OpenDataset), TrainError> {
     let recorded = run.marker()?.and_then(|m| m.data);
     if let Some(path) = data {
-        let before = data_name(&config);
-        use_data_file(&mut config, path)?;
-        if data_name(&config) != before && !allow_change {
+        let before = config.train.dataset.clone();
+        use_data_path(&mut config, path)?;
+        if config.train.dataset != before && !allow_change {
             return Err(TrainError::Run(format!(
                 "this run was trained on {before}; --data names another text: add --allow-data-change to use it"
             )));
         }
     }
-    let (corpus, _, record) = prepare_corpus(&config, Some(run.tokenizer()?))?;
-    if let (Some(was), Some(now)) = (&recorded, &record)
+    let opened = open_dataset(&config, Some(run.tokenizer()?))?;
+    if let (Some(was), Some(now)) = (&recorded, &opened.record)
         && was.sha256 != now.sha256
         && !allow_change
     {
@@ -217,7 +153,7 @@ pub fn run_corpus(
             &was.sha256[..12]
         )));
     }
-    Ok((corpus, config, record))
+    Ok((config, opened))
 }
 
 /// Config keys `--resume --set` may change: the recipe. Everything else (the model's
@@ -253,7 +189,7 @@ fn changed_keys(saved: &RunConfig, file: &Path, data: bool) -> Result<Vec<String
     let mut changed = Vec::new();
     for kv in RunConfig::file_as_overrides(file)? {
         let key = kv.split_once('=').map_or("", |(k, _)| k);
-        if data && ["train.dataset", "train.data_dir"].contains(&key) {
+        if data && key == "train.dataset" {
             continue;
         }
         // A key that does not parse stays, so that resumed_config names the error.
@@ -328,8 +264,8 @@ fn init_weights<B: AutodiffBackend>(
             ),
             _ => format!(
                 "{name} uses {}, this run's data {}",
-                describe_tokenizer(&theirs),
-                describe_tokenizer(tokenizer)
+                theirs.describe(),
+                tokenizer.describe()
             ),
         };
         return Err(TrainError::Config(format!(
@@ -420,7 +356,7 @@ fn init_hf_weights<B: AutodiffBackend>(
     if (theirs.vocab_size == data::tokenizer::GPT2_VOCAB_SIZE) != gpt2_tokens {
         return Err(TrainError::Config(format!(
             "--init-from {name}: GPT-2's weights need GPT-2's BPE tokens, and this run's data uses {} (prepare the text with `gpt prepare --tokenizer gpt2`)",
-            describe_tokenizer(tokenizer)
+            tokenizer.describe()
         )));
     }
     model::hf::load_gpt2_as::<B::InnerBackend>(&init.run, &config.model, device)
@@ -473,15 +409,17 @@ fn prepare<B: AutodiffBackend>(
         Start::New { config, overwrite } => {
             let mut config = (**config).clone();
             if let Some(path) = &opts.data {
-                use_data_file(&mut config, path)?;
+                use_data_path(&mut config, path)?;
             }
-            if config.train.dataset == Dataset::Prepared {
-                // Absolute, so resume and eval find it from anywhere.
-                let dir = &config.train.data_dir;
-                config.train.data_dir = std::path::absolute(dir)
-                    .map_err(|e| TrainError::Config(format!("data_dir {}: {e}", dir.display())))?;
-            }
-            let (corpus, tokenizer, record) = prepare_corpus(&config, None)?;
+            let dataset = &config.train.dataset;
+            config.train.dataset = dataset
+                .resolved()
+                .map_err(|e| TrainError::Config(format!("dataset {dataset}: {e}")))?;
+            let OpenDataset {
+                corpus,
+                tokenizer,
+                record,
+            } = open_dataset(&config, None)?;
             config.model.vocab_size = tokenizer.vocab_size();
             config.model.validate()?;
             let init = opts
@@ -520,8 +458,8 @@ fn prepare<B: AutodiffBackend>(
             overrides.extend(set.iter().cloned());
             let overrides = &overrides;
             let config = resumed_config(&saved, overrides)?;
-            let (corpus, config, record) =
-                run_corpus(run, config, opts.data.as_deref(), opts.allow_data_change)?;
+            let (config, OpenDataset { corpus, record, .. }) =
+                open_run_data(run, config, opts.data.as_deref(), opts.allow_data_change)?;
             check_memory(&config)?;
             let (start_epoch, rows) = resume_point(run)?;
             if start_epoch > 0 {
@@ -690,7 +628,7 @@ fn pending_init_weights(
 /// Only rank 0's run directory is the run; `train` deletes the scratch one at the end.
 fn follow(opts: &TrainOptions, rank: usize) -> Result<Prepared, TrainError> {
     let run = RunDir::new(&opts.out_dir);
-    let (corpus, config, _) = run_corpus(&run, run.config()?, None, true)?;
+    let (config, OpenDataset { corpus, .. }) = open_run_data(&run, run.config()?, None, true)?;
     let (start_epoch, rows) = resume_point(&run)?;
     let marker = run.marker()?.unwrap_or_else(|| RunMarker::new(None));
     let init_weights = pending_init_weights(&marker, start_epoch)?;

@@ -36,7 +36,7 @@ use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 use data::files::write_atomically;
 use data::{TextTokenizer, Tokenizer};
-pub use marker::{DataRecord, RunMarker};
+pub use marker::RunMarker;
 use model::Model;
 use std::path::{Path, PathBuf};
 pub use writer::RunWriter;
