@@ -9,7 +9,7 @@ use data::{Corpus, Split};
 use std::path::PathBuf;
 use training::eval::{estimate_loss, full_split_loss};
 use training::exact::exact_match;
-use training::train::open_run_data;
+use training::setup::open_run_data;
 
 #[derive(clap::Args)]
 pub struct Args {
