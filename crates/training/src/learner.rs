@@ -40,7 +40,7 @@ impl<B: burn::prelude::Backend> burn::module::ModuleMapper<B> for RequireGrad {
 
 /// Where a session starts: the epochs already done, (a new `--init-from` run) the
 /// weights to start from, and on which devices.
-pub(crate) struct Origin<B: burn::prelude::Backend> {
+pub(crate) struct StartingPoint<B: burn::prelude::Backend> {
     pub start_epoch: usize,
     pub init_weights: Option<PathBuf>,
     /// Several devices of this process (burn-train's DDP).
@@ -54,7 +54,7 @@ pub(crate) fn launch<B: AutodiffBackend>(
     writer: &RunWriter,
     config: &RunConfig,
     corpus: Corpus,
-    origin: Origin<B>,
+    origin: StartingPoint<B>,
     history: &History,
     opts: &TrainOptions,
     device: &B::Device,

@@ -5,7 +5,7 @@
 //! [`RunWriter`](crate::run::RunWriter)'s.
 
 use crate::distributed::DataParallel;
-use crate::learner::{Origin, launch};
+use crate::learner::{StartingPoint, launch};
 use crate::run::RunDir;
 use crate::run::writer::leftovers;
 use crate::setup::{self, RunSetup};
@@ -145,7 +145,7 @@ pub fn train_on<B: AutodiffBackend>(
         &writer,
         &config,
         corpus,
-        Origin {
+        StartingPoint {
             start_epoch,
             init_weights,
             multi,
@@ -154,7 +154,7 @@ pub fn train_on<B: AutodiffBackend>(
         &opts,
         device,
     );
-    let settled = writer.settle()?;
+    let settled = writer.end_replacement()?;
     if dp.as_ref().is_some_and(|dp| !dp.is_leader()) {
         // A follower's scratch directory (see `setup::follower`) has served its purpose.
         let _ = std::fs::remove_dir_all(run.path());

@@ -12,7 +12,7 @@ const PREPARED: &str = "prepared";
 
 /// Folds `[train] data_dir` into `[train] dataset`: `"prepared"` (or a prepared
 /// directory) with `data_dir = "DIR"` becomes `"prepared:DIR"`; an empty `data_dir` is
-/// dropped. A `data_dir` beside any other dataset is refused, as it always was.
+/// dropped. A `data_dir` beside any other dataset is refused.
 pub(super) fn fold_data_dir(table: &mut toml::Table) -> Result<(), TrainError> {
     let Some(train) = table.get_mut("train").and_then(|t| t.as_table_mut()) else {
         return Ok(());

@@ -21,7 +21,7 @@ pub struct RunMarker {
     #[serde(default)]
     pub resumes: Vec<Resume>,
     /// The tokenizer's kind (`char` or `gpt2`; `tokenizer.json` holds the tokenizer).
-    /// `None` in runs made before it was recorded (all character-level).
+    /// `None` when the marker has no `tokenizer`: such runs are character-level.
     #[serde(default)]
     pub tokenizer: Option<TokenizerKind>,
     /// Where the weights came from when the run started from another run's

@@ -45,8 +45,8 @@ pub use writer::RunWriter;
 /// by the model's own size.
 const MAX_RUN_FILE: u64 = 16 << 20;
 
-/// The files that make a folder a run: the marker, or `config.toml` (runs made before the
-/// marker existed).
+/// The files that make a folder a run: the marker, or `config.toml` (a run directory
+/// may hold no marker).
 const RUN_MARKS: &[&str] = &["run.json", "config.toml"];
 
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ impl RunDir {
         Ok(config)
     }
 
-    /// The marker (`None` for a run made before it existed).
+    /// The marker (`None` for a run directory without one).
     pub fn marker(&self) -> Result<Option<RunMarker>, TrainError> {
         let path = self.marker_path();
         if !path.exists() {
@@ -450,11 +450,11 @@ mod tests {
         assert_eq!(leftovers, 0);
     }
 
-    /// A run saved before the modern switches existed has none of their fields in its
-    /// checkpoint (`rms_*`, `swiglu`, `q_norm`/`k_norm`, `rope`, and the constants
-    /// `n_kv_head`, `logit_softcap`): it still loads, bit for bit. Simulated by deleting
-    /// those fields from a checkpoint of today's lecture model; an optional layer that is
-    /// present is written as the layer itself, so nothing else differs.
+    /// A checkpoint without the modern switches' fields (`rms_*`, `swiglu`,
+    /// `q_norm`/`k_norm`, `rope`, and the constants `n_kv_head`, `logit_softcap`) loads,
+    /// bit for bit. Made by deleting those fields from a checkpoint of the lecture model;
+    /// an optional layer that is present is written as the layer itself, so nothing else
+    /// differs.
     #[test]
     fn checkpoints_from_before_the_modern_switches_still_load() {
         use rmpv::Value;
