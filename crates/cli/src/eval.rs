@@ -9,7 +9,7 @@ use data::{Corpus, Split};
 use std::path::PathBuf;
 use training::eval::{estimate_loss, full_split_loss};
 use training::exact::exact_match;
-use training::train::run_corpus;
+use training::setup::open_run_data;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,8 +49,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "--full walks a text's val split; an arithmetic run is scored on held-out problems instead"
         );
     }
-    let (corpus, config, _) =
-        run_corpus(&run, config, args.data.as_deref(), args.allow_data_change)?;
+    let (config, data) = open_run_data(&run, config, args.data.as_deref(), args.allow_data_change)?;
+    let corpus = data.corpus;
     let device = backend::device(device)?;
     let model = run.load_model::<Inner>(&device)?;
     let t = &config.train;

@@ -70,7 +70,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         Some(spec) => {
             let device = backend::device(device)?;
             let (model, tokenizer) = crate::pretrained::load_for_sampling::<Inner>(spec, &device)?;
-            (model, Writes::Text(tokenizer), device)
+            (model, Decoding::Text(tokenizer), device)
         }
         None => {
             let run = args.run.open()?;
@@ -97,13 +97,14 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// What a model writes: text through its tokenizer, or an arithmetic run's answers.
-enum Writes {
+/// How a model's tokens become output: text through its tokenizer, or an arithmetic
+/// run's answers.
+enum Decoding {
     Text(data::TextTokenizer),
     Answers(TaskConfig),
 }
 
-impl Writes {
+impl Decoding {
     fn write<B: Backend>(
         &self,
         model: &Model<B>,
@@ -113,10 +114,10 @@ impl Writes {
         out: &mut Output,
     ) -> Result<ControlFlow<()>> {
         match self {
-            Writes::Text(tokenizer) => {
+            Decoding::Text(tokenizer) => {
                 stream_model(model, tokenizer, prompt, sampling, device, out)
             }
-            Writes::Answers(task) => {
+            Decoding::Answers(task) => {
                 out.write(&crate::solve::solve(model, task, prompt, sampling, device)?)
             }
         }
@@ -164,7 +165,7 @@ fn load_run<B: Backend>(
     run: &RunDir,
     weights: Option<PathBuf>,
     device: &B::Device,
-) -> Result<(Model<B>, Writes)> {
+) -> Result<(Model<B>, Decoding)> {
     let model = match weights {
         Some(path) if path.exists() => run.load_model_file::<B>(&path, device)?,
         Some(path) => bail!(
@@ -174,8 +175,8 @@ fn load_run<B: Backend>(
         None => run.load_model::<B>(device)?,
     };
     let what = match run.config()?.task() {
-        Some(task) => Writes::Answers(task.clone()),
-        None => Writes::Text(run.tokenizer()?),
+        Some(task) => Decoding::Answers(task.clone()),
+        None => Decoding::Text(run.tokenizer()?),
     };
     Ok((model, what))
 }

@@ -64,12 +64,14 @@ fn char_shakespeare_prepared_trains_exactly_as_in_memory() {
     assert_eq!(a, b, "same seed, same data: the same losses");
     let info = json(&ok(&["info", "--run", mapped.to_str().unwrap(), "--json"]));
     assert_eq!(info["tokenizer"], "char");
-    assert_eq!(info["config"]["train"]["dataset"], "prepared");
+    let dataset = &info["config"]["train"]["dataset"];
     assert!(
-        info["data"]["dataset"]
-            .as_str()
-            .unwrap()
-            .starts_with("prepared:/")
+        dataset.as_str().unwrap().starts_with("prepared:/"),
+        "{info}"
+    );
+    assert_eq!(
+        info["data"]["dataset"], *dataset,
+        "one form in config and run.json"
     );
     assert_eq!(rows(&memory).len(), rows(&mapped).len());
 }

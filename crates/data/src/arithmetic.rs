@@ -31,9 +31,6 @@ use crate::problem::{Op, Problem};
 use crate::{CharTokenizer, DataError, Result, Tokenizer};
 use serde::{Deserialize, Serialize};
 
-/// The `[train] dataset` name that selects generated problems instead of a text.
-pub const DATASET: &str = "arithmetic";
-
 /// Every character a problem or answer uses; `.` pads an example to `block_size + 1`.
 pub const VOCAB: &str = "0123456789+-*/=r|.";
 

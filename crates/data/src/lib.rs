@@ -1,5 +1,7 @@
 //! Text → tokens → batches: the lecture's data pipeline, with no model code.
 //!
+//! - [`dataset`]: what a run trains on ([`Dataset`]: a named dataset, a file, a prepared
+//!   directory or generated problems), its one string form, and the one way to open it.
 //! - [`source`]: where text comes from (a local file or a named, checksummed dataset).
 //! - [`tokenizer`]: the lecture's character-level tokenizer and GPT-2's BPE, one
 //!   [`TextTokenizer`] behind a [`Tokenizer`] trait.
@@ -17,6 +19,7 @@
 pub mod arithmetic;
 pub mod batcher;
 pub mod corpus;
+pub mod dataset;
 pub mod files;
 pub mod generator;
 pub mod prepared;
@@ -28,8 +31,9 @@ pub mod tokens;
 pub use arithmetic::TaskConfig;
 pub use batcher::{Chunk, ConsecutiveWindows, LmBatch, LmBatcher, RandomChunks, mix_seed};
 pub use corpus::Corpus;
+pub use dataset::{DataRecord, Dataset, OpenDataset};
 pub use problem::{Op, Problem};
-pub use source::{Dataset, TextSource, load_text};
+pub use source::{TextSource, load_text};
 pub use tokenizer::{
     CharTokenizer, GPT2_EOT, GPT2_VOCAB_SIZE, TextTokenizer, Tokenizer, TokenizerKind, Utf8Stream,
 };

@@ -1,9 +1,8 @@
 //! Where the training text comes from: a local file, or a named dataset described by a
 //! manifest in `datasets/` (URL, size, sha256), found locally or downloaded once into a cache.
-//! [`Dataset`] is the config's choice between those and generated arithmetic.
 
 use crate::{DataError, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,86 +19,6 @@ impl fmt::Display for TextSource {
         match self {
             TextSource::Path(p) => write!(f, "{}", p.display()),
             TextSource::Named(n) => write!(f, "dataset {n}"),
-        }
-    }
-}
-
-/// What a run trains on: `[train] dataset` in a config, written as a string.
-///
-/// | string | variant |
-/// |---|---|
-/// | `"tinyshakespeare"` | a named dataset of `datasets/` (checksummed, cached) |
-/// | `"file:path/to/input.txt"` | a UTF-8 text file |
-/// | `"arithmetic"` | problems generated as `[task]` says |
-/// | `"prepared"` | a `gpt prepare` directory, named by `[train] data_dir` |
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub enum Dataset {
-    Named(String),
-    File(PathBuf),
-    Arithmetic,
-    Prepared,
-}
-
-/// The string that names a prepared directory's dataset.
-pub const PREPARED: &str = "prepared";
-
-impl Dataset {
-    /// The text it names (`None` for generated problems and prepared directories).
-    pub fn text_source(&self) -> Option<TextSource> {
-        match self {
-            Dataset::Named(n) => Some(TextSource::Named(n.clone())),
-            Dataset::File(p) => Some(TextSource::Path(p.clone())),
-            Dataset::Arithmetic | Dataset::Prepared => None,
-        }
-    }
-}
-
-impl From<TextSource> for Dataset {
-    fn from(source: TextSource) -> Self {
-        match source {
-            TextSource::Path(p) => Dataset::File(p),
-            TextSource::Named(n) => Dataset::Named(n),
-        }
-    }
-}
-
-impl TryFrom<String> for Dataset {
-    type Error = String;
-
-    fn try_from(s: String) -> std::result::Result<Self, String> {
-        if s == crate::arithmetic::DATASET {
-            return Ok(Dataset::Arithmetic);
-        }
-        if s == PREPARED {
-            return Ok(Dataset::Prepared);
-        }
-        if let Some(path) = s.strip_prefix("file:") {
-            if path.is_empty() {
-                return Err("dataset \"file:\" names no file: write file:PATH".into());
-            }
-            return Ok(Dataset::File(path.into()));
-        }
-        let is_name = !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if is_name {
-            Ok(Dataset::Named(s))
-        } else {
-            Err(format!(
-                "dataset {s:?} is not a dataset name; for a text file write \"file:{s}\""
-            ))
-        }
-    }
-}
-
-impl From<Dataset> for String {
-    fn from(d: Dataset) -> String {
-        match d {
-            Dataset::Named(n) => n,
-            Dataset::File(p) => format!("file:{}", p.display()),
-            Dataset::Arithmetic => crate::arithmetic::DATASET.into(),
-            Dataset::Prepared => PREPARED.into(),
         }
     }
 }
@@ -338,23 +257,6 @@ pub(crate) mod tests {
         std::fs::write(cache.join("tinyshakespeare/input.txt"), "not shakespeare").unwrap();
         let msg = locate(&manifest, None, &cache).unwrap_err().to_string();
         assert!(msg.contains("expected 1115394"), "{msg}");
-    }
-
-    #[test]
-    fn datasets_are_written_as_names_files_or_arithmetic() {
-        let parse = |s: &str| Dataset::try_from(s.to_string());
-        assert_eq!(
-            parse("tinyshakespeare"),
-            Ok(Dataset::Named("tinyshakespeare".into()))
-        );
-        assert_eq!(parse("file:a/b.txt"), Ok(Dataset::File("a/b.txt".into())));
-        assert_eq!(parse("arithmetic"), Ok(Dataset::Arithmetic));
-        assert!(parse("a/b.txt").unwrap_err().contains("file:a/b.txt"));
-        assert!(parse("file:").is_err());
-        assert_eq!(parse("prepared"), Ok(Dataset::Prepared));
-        for d in ["tinyshakespeare", "file:x/y.txt", "arithmetic", "prepared"] {
-            assert_eq!(String::from(parse(d).unwrap()), d);
-        }
     }
 
     #[test]

@@ -116,8 +116,8 @@ impl std::str::FromStr for TokenizerKind {
 /// GPT-2's ranks ship inside the `tiktoken-rs` crate (its `r50k_base`, compiled in), so a
 /// run records only the kind; a character tokenizer records its vocabulary.
 ///
-/// Saved as `{"kind": "char", "chars": [...]}` or `{"kind": "gpt2"}`; a run written before
-/// the kind existed (`{"chars": [...]}`) still reads as a character tokenizer.
+/// Saved as `{"kind": "char", "chars": [...]}` or `{"kind": "gpt2"}`; a bare
+/// `{"chars": [...]}`, which run directories may hold, reads as a character tokenizer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "TokenizerRepr", into = "TaggedTokenizer")]
 pub enum TextTokenizer {
@@ -136,13 +136,13 @@ enum TaggedTokenizer {
 #[serde(untagged)]
 enum TokenizerRepr {
     Tagged(TaggedTokenizer),
-    Legacy(CharTokenizer),
+    Bare(CharTokenizer),
 }
 
 impl From<TokenizerRepr> for TextTokenizer {
     fn from(r: TokenizerRepr) -> Self {
         match r {
-            TokenizerRepr::Tagged(TaggedTokenizer::Char(c)) | TokenizerRepr::Legacy(c) => {
+            TokenizerRepr::Tagged(TaggedTokenizer::Char(c)) | TokenizerRepr::Bare(c) => {
                 TextTokenizer::Char(c)
             }
             TokenizerRepr::Tagged(TaggedTokenizer::Gpt2) => TextTokenizer::Gpt2,
@@ -170,6 +170,15 @@ impl TextTokenizer {
             TextTokenizer::Char(_) => TokenizerKind::Char,
             TextTokenizer::Gpt2 => TokenizerKind::Gpt2,
         }
+    }
+
+    /// The tokenizer in words, for errors: `the gpt2 tokenizer (50257 tokens)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "the {} tokenizer ({} tokens)",
+            self.kind().name(),
+            self.vocab_size()
+        )
     }
 
     /// The UTF-8 bytes of one token. A GPT-2 token can hold part of a character, so a

@@ -17,19 +17,18 @@ use crate::step::OnNonFinite;
 use data::{Dataset, TaskConfig};
 use model::GptConfig;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod legacy;
 
 /// The training recipe, named as in nanoGPT's `train.py`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// A named dataset (`"tinyshakespeare"`), a text file (`"file:path/to/input.txt"`),
-    /// `"arithmetic"`: problems generated as `[task]` says, instead of a text, or
-    /// `"prepared"`: the `gpt prepare` directory `data_dir` (memory-mapped).
+    /// A named dataset (`"tinyshakespeare"`), a text file (`"file:path/to/input.txt"`), a
+    /// `gpt prepare` directory (`"prepared:path/to/dir"`, memory-mapped) or
+    /// `"arithmetic"`: problems generated as `[task]` says, instead of a text.
     pub dataset: Dataset,
-    /// The prepared directory (`train.bin`, `val.bin`, `meta.json`) when `dataset =
-    /// "prepared"`; empty otherwise.
-    pub data_dir: PathBuf,
     pub batch_size: usize,
     /// Micro-batches of `batch_size` per optimizer step (nanoGPT's name): their gradients
     /// are averaged, so one iteration sees batch_size × block_size × k tokens.
@@ -70,7 +69,6 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             dataset: Dataset::Named("tinyshakespeare".into()),
-            data_dir: PathBuf::new(),
             batch_size: 64,
             gradient_accumulation_steps: 1,
             max_iters: 5000,
@@ -121,11 +119,12 @@ impl RunConfig {
     /// --config FILE` applies to the run's own config, under the rules of `--set`.
     pub fn file_as_overrides(path: &Path) -> Result<Vec<String>, TrainError> {
         let what = path.display();
-        let table = read_config_file(path)?
+        let mut table = read_config_file(path)?
             .parse::<toml::Table>()
             .map_err(|e| {
                 TrainError::Config(format!("{what} is not valid TOML: {}", e.message()))
             })?;
+        legacy::fold_data_dir(&mut table)?;
         let mut overrides = Vec::new();
         for (section, keys) in &table {
             let keys = keys.as_table().ok_or_else(|| {
@@ -143,9 +142,11 @@ impl RunConfig {
         let mut table = text.parse::<toml::Table>().map_err(|e| {
             TrainError::Config(format!("{what} is not valid TOML: {}", e.message()))
         })?;
+        legacy::fold_data_dir(&mut table)?;
         for kv in overrides {
             set(&mut table, kv)?;
         }
+        legacy::fold_data_dir(&mut table)?;
         finite(&table, "")?;
         let config: RunConfig = toml::Value::Table(table)
             .try_into()
@@ -156,9 +157,10 @@ impl RunConfig {
 
     /// Parses a saved `config.toml` without overrides, and validates it.
     pub fn from_toml(text: &str) -> Result<Self, TrainError> {
-        let table = text
+        let mut table = text
             .parse::<toml::Table>()
             .map_err(|e| TrainError::Config(e.message().to_string()))?;
+        legacy::fold_data_dir(&mut table)?;
         finite(&table, "")?;
         let config: RunConfig = toml::Value::Table(table)
             .try_into()
@@ -210,20 +212,6 @@ impl RunConfig {
                     t.batch_size, t.gradient_accumulation_steps, self.model.block_size
                 ))
             })?;
-        match (&t.dataset, t.data_dir.as_os_str().is_empty()) {
-            (Dataset::Prepared, true) => {
-                return bad(
-                    "dataset = \"prepared\" reads the directory data_dir: set data_dir (or pass --data DIR)".into(),
-                );
-            }
-            (Dataset::Prepared, false) | (_, true) => {}
-            (other, false) => {
-                return bad(format!(
-                    "data_dir is read only with dataset = \"prepared\" (dataset is {:?}); drop data_dir or set dataset = \"prepared\"",
-                    String::from(other.clone())
-                ));
-            }
-        }
         if t.max_iters.checked_add(t.eval_interval).is_none() {
             return bad(format!("max_iters {} is too large", t.max_iters));
         }
@@ -329,7 +317,8 @@ fn set(table: &mut toml::Table, kv: &str) -> Result<(), TrainError> {
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
+    let mut defaults = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
+    legacy::add_keys(&mut defaults);
     let (section, name) = match key.split_once('.') {
         Some((s, n)) => (s.to_string(), n.to_string()),
         None => (section_of(&defaults, key)?, key.to_string()),
@@ -472,19 +461,12 @@ mod tests {
 
     #[test]
     fn accumulation_and_prepared_keys() {
-        let c = load(&[
-            "gradient_accumulation_steps=4",
-            "dataset=prepared",
-            "data_dir=data/x",
-        ])
-        .unwrap();
+        let c = load(&["gradient_accumulation_steps=4", "dataset=prepared:data/x"]).unwrap();
         assert_eq!(c.train.gradient_accumulation_steps, 4);
-        assert_eq!(c.train.dataset, Dataset::Prepared);
-        assert_eq!(c.train.data_dir, PathBuf::from("data/x"));
+        assert_eq!(c.train.dataset, Dataset::Prepared("data/x".into()));
         let msg = |o: &[&str]| load(o).unwrap_err().to_string();
         assert!(msg(&["gradient_accumulation_steps=0"]).contains("must be > 0"));
-        assert!(msg(&["dataset=prepared"]).contains("set data_dir"));
-        assert!(msg(&["data_dir=data/x"]).contains("only with dataset = \"prepared\""));
+        assert!(msg(&["dataset=prepared:"]).contains("names no directory"));
     }
 
     #[test]

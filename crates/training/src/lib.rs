@@ -11,6 +11,8 @@
 //! - [`run`], [`recorder`]: the run directory (read, written by one locked writer) and
 //!   its crash-safe, validated checkpoints; [`budget`]: will a config fit in memory.
 //! - [`distributed`]: data-parallel training over MPI processes (`mpirun`, feature `mpi`).
+//! - [`setup`]: a session's run set up (new, resumed, data-parallel follower,
+//!   `--init-from`); [`learner`]: the Learner assembled and launched.
 //! - [`train()`], [`eval`] and [`exact`] (exact match on arithmetic): the entry points the
 //!   CLI calls.
 
@@ -21,6 +23,7 @@ pub mod distributed;
 pub mod eval;
 pub mod exact;
 pub mod host_record;
+mod learner;
 pub mod loader;
 pub mod log;
 pub mod logged;
@@ -31,6 +34,7 @@ pub mod recorder;
 pub mod renderer;
 pub mod run;
 pub mod schedule;
+pub mod setup;
 pub mod step;
 pub mod train;
 

@@ -2,9 +2,8 @@
 //! to. `--overwrite` replaces only a folder that holds one, and `--resume` and `eval`
 //! check the data against it.
 
-use data::TokenizerKind;
+use data::{DataRecord, TokenizerKind};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The marker's format; a newer one is refused rather than misread.
 pub const FORMAT: u32 = 1;
@@ -16,13 +15,13 @@ pub struct RunMarker {
     pub created_unix_s: u64,
     /// The burngpt version that created it.
     pub burngpt: String,
-    /// The text the run trains on (`None` for generated arithmetic).
+    /// The data the run trains on, pinned (`None` for generated problems).
     pub data: Option<DataRecord>,
     /// Each `--resume`, with the `--set` overrides it applied.
     #[serde(default)]
     pub resumes: Vec<Resume>,
     /// The tokenizer's kind (`char` or `gpt2`; `tokenizer.json` holds the tokenizer).
-    /// `None` in runs made before it was recorded (all character-level).
+    /// `None` when the marker has no `tokenizer`: such runs are character-level.
     #[serde(default)]
     pub tokenizer: Option<TokenizerKind>,
     /// Where the weights came from when the run started from another run's
@@ -42,25 +41,6 @@ pub struct InitRecord {
     pub iter: usize,
     /// The weights file's sha256.
     pub sha256: String,
-}
-
-/// A text, pinned by its content.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataRecord {
-    /// The config's dataset string (`tinyshakespeare` or `file:/abs/path`).
-    pub dataset: String,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-impl DataRecord {
-    pub fn of(dataset: &data::Dataset, text: &str) -> Self {
-        Self {
-            dataset: String::from(dataset.clone()),
-            bytes: text.len() as u64,
-            sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
-        }
-    }
 }
 
 /// One `--resume`.

@@ -36,7 +36,7 @@ use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 use data::files::write_atomically;
 use data::{TextTokenizer, Tokenizer};
-pub use marker::{DataRecord, RunMarker};
+pub use marker::RunMarker;
 use model::Model;
 use std::path::{Path, PathBuf};
 pub use writer::RunWriter;
@@ -45,8 +45,8 @@ pub use writer::RunWriter;
 /// by the model's own size.
 const MAX_RUN_FILE: u64 = 16 << 20;
 
-/// The files that make a folder a run: the marker, or `config.toml` (runs made before the
-/// marker existed).
+/// The files that make a folder a run: the marker, or `config.toml` (a run directory
+/// may hold no marker).
 const RUN_MARKS: &[&str] = &["run.json", "config.toml"];
 
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ impl RunDir {
         Ok(config)
     }
 
-    /// The marker (`None` for a run made before it existed).
+    /// The marker (`None` for a run directory without one).
     pub fn marker(&self) -> Result<Option<RunMarker>, TrainError> {
         let path = self.marker_path();
         if !path.exists() {
@@ -460,7 +460,7 @@ mod tests {
         /// `ln_1: {RmsNorm: R}` → `ln_1: nil, rms_1: R`; `ln_1: {LayerNorm: L}` →
         /// `ln_1: L` and, with `nil_fields`, `rms_1: nil`; `c_fc`/`swiglu` likewise.
         /// Without `nil_fields` the optional layers and constants of the modern switches
-        /// go too, as in a file that predates them.
+        /// go too, as in a file of a model without them.
         fn untag(value: &mut Value, nil_fields: bool) {
             const SWITCHES_ONLY: [&str; 5] =
                 ["q_norm", "k_norm", "rope", "n_kv_head", "logit_softcap"];

@@ -6,8 +6,8 @@
 //!   the holder's pid, which the lock file records. Readers (`sample`, `eval`, `info`,
 //!   `plot`) take no lock: every file they read is replaced atomically.
 //! - **Only runs are replaced.** `--overwrite` replaces a folder that holds a run
-//!   (`run.json`, or `config.toml` from before the marker existed); a non-empty folder
-//!   that holds no run is refused, naming what is in it.
+//!   (`run.json`, or a `config.toml` without one); a non-empty folder that holds no run
+//!   is refused, naming what is in it.
 //! - **Replacing loses nothing early.** The old run is renamed aside to
 //!   `.NAME.replaced-PID` beside it, and deleted only once the new run has a checkpoint;
 //!   if the new run fails before that, it is removed and the old one is moved back.
@@ -156,7 +156,7 @@ impl RunWriter {
     /// Ends the replacement of an old run: deleted if the new one has a checkpoint (or a
     /// final model), else the new one is removed and the old one moved back. Returns a
     /// note for the user when the old run was kept.
-    pub fn settle(self) -> Result<Option<String>, TrainError> {
+    pub fn end_replacement(self) -> Result<Option<String>, TrainError> {
         let Some(aside) = self.replaced else {
             return Ok(None);
         };
