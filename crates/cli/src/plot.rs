@@ -315,7 +315,7 @@ fn charts(
         .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     let pad = ((hi - lo) * 0.05).max(0.01);
     let max_lr = lr_points.iter().map(|p| p.1).fold(0.0, f64::max).max(1e-12);
-    // A value no run logged (runs from before it existed) gets no chart.
+    // A value none of the runs logged gets no chart.
     own.retain(|(_, lines)| lines.iter().any(|l| !l.points.is_empty()));
     let bottom = bottom.split_evenly((1, 1 + own.len()));
     let mut charts = vec![Chart {

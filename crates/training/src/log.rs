@@ -39,8 +39,8 @@ pub fn train_log_header() -> String {
 pub struct TrainPoint {
     /// Training iterations done, this one included.
     pub iter: usize,
-    /// This iteration's step values; NaN where absent (a file from before the value was
-    /// logged has no column for it).
+    /// This iteration's step values; NaN where absent (a file whose rows end before the
+    /// value's column).
     pub values: PerValue<f64>,
 }
 
@@ -136,7 +136,7 @@ pub struct EvalRow {
     /// Wall time of training so far, across resumes.
     pub elapsed_s: f64,
     /// Share of held-out problems answered exactly (arithmetic runs; NaN otherwise, and in
-    /// files written before the column existed).
+    /// files without the column).
     pub exact_match: f64,
 }
 
@@ -471,7 +471,7 @@ pub(crate) mod tests {
         assert_eq!(back[1].iter, 20);
         assert!((back[1].val_loss - 2.25).abs() < 1e-9);
         assert_eq!(back[1].exact_match, 0.5);
-        // A file from before the exact_match column still reads, without it.
+        // A file without the exact_match column reads too.
         let old = "epoch,iter\n1,10,2.0,2.5,2.0,1e-3,100.0,1.0\n";
         std::fs::write(&path, old).unwrap();
         assert!(read_rows(&path).unwrap()[0].exact_match.is_nan());
@@ -547,8 +547,8 @@ pub(crate) mod tests {
         TrainPoint { iter, values }
     }
 
-    /// `train_log.csv` from before a value was logged (fewer columns) still reads, the
-    /// value absent; a row needs its loss, and no more columns than are declared.
+    /// A `train_log.csv` with fewer columns than values are declared reads, the missing
+    /// values absent; a row needs its loss, and no more columns than are declared.
     #[test]
     fn train_log_rows_without_later_columns_read_as_absent() {
         let header = train_log_header();

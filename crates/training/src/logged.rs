@@ -7,8 +7,8 @@
 //! [`StepOutput::measure`](crate::metrics::StepOutput::measure); nothing else names it.
 //!
 //! A new value is appended at the end of the list: `train_log.csv`'s columns follow the
-//! list's order, so the files of older runs, which lack the new column, still read (the
-//! value is absent there).
+//! list's order, so a file whose rows end before the new column reads too (the value
+//! absent there).
 
 /// One value a training step reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
