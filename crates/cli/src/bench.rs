@@ -26,7 +26,7 @@ use std::time::Instant;
 use training::RunConfig;
 use training::loader::SplitBatch;
 use training::optim::MatrixDecayAdamW;
-use training::step::{StepPolicy, Trainee};
+use training::step::{StepPolicy, TrainingModel};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -81,16 +81,16 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         grad_clip: config.train.grad_clip,
         ..StepPolicy::default()
     };
-    let mut trainee = Trainee::new(model, policy);
-    let mut optim = MatrixDecayAdamW::init::<Train, Trainee<Train>>(&config);
+    let mut training_model = TrainingModel::new(model, policy);
+    let mut optim = MatrixDecayAdamW::init::<Train, TrainingModel<Train>>(&config);
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.train.seed);
     let mut times = Vec::with_capacity(args.steps);
     let mut peak_device = backend::device_memory(&device);
     for step in 0..args.warmup + args.steps {
         let batch = random_batch::<Train>(&mut rng, [b, t], m.vocab_size, &device);
         let start = Instant::now();
-        let output = trainee.step(batch);
-        trainee = optim.step(config.train.learning_rate, trainee, output.grads);
+        let output = training_model.step(batch);
+        training_model = optim.step(config.train.learning_rate, training_model, output.grads);
         let _: f32 = output.item.loss.into_scalar().elem(); // waits for the step
         if step >= args.warmup {
             times.push(start.elapsed().as_secs_f64());
@@ -101,8 +101,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let start = Instant::now();
     for _ in 0..args.steps {
         let batch = random_batch::<Train>(&mut rng, [b, t], m.vocab_size, &device);
-        let output = trainee.step(batch);
-        trainee = optim.step(config.train.learning_rate, trainee, output.grads);
+        let output = training_model.step(batch);
+        training_model = optim.step(config.train.learning_rate, training_model, output.grads);
     }
     Train::sync(&device)?;
     let queued = start.elapsed().as_secs_f64() / args.steps as f64;
@@ -118,7 +118,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         .or_else(|| peaks::peak_flops(device_name.as_deref()?, m.dtype));
     let mfu = peak_flops.map(|peak| achieved / peak);
 
-    let sampler = trainee.valid().model;
+    let sampler = training_model.valid().model;
     let attention_check =
         attention_check(&sampler, &mut rng, [b.min(4), t], m.vocab_size, &device)?;
     let prompt: Vec<u32> = (0..args.prompt_len.max(1))

@@ -13,7 +13,7 @@ use crate::recorder::AtomicRecorder;
 use crate::renderer::{Dashboard, Iterations, PlainRenderer};
 use crate::run::{RunDir, RunWriter};
 use crate::schedule::NanoGptSchedule;
-use crate::step::{HostReads, NonFiniteWatch, OnNonFinite, StepPolicy, Trainee};
+use crate::step::{HostReads, NonFiniteWatch, OnNonFinite, StepPolicy, TrainingModel};
 use crate::train::{CTRL_C, MultiDevice, TrainOptions};
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
@@ -118,7 +118,7 @@ pub(crate) fn launch<B: AutodiffBackend>(
     // Host records: checkpoints are read back here, on the training thread (see
     // `host_record`: Burn's fusion loses tensors read on the checkpointer's thread).
     let learner = Learner::new(
-        HostCheckpointed(Trainee::new(model, policy)),
+        HostCheckpointed(TrainingModel::new(model, policy)),
         HostOptimizer::new(optim, device),
         NanoGptSchedule::new(config).with_calls_per_step(devices),
     );

@@ -6,7 +6,7 @@
 //! decay for all parameters, so this wraps two of them and picks by the tensor's rank.
 
 use crate::RunConfig;
-use crate::step::Trainee;
+use crate::step::TrainingModel;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, AdamWState, Optimizer, SimpleOptimizer};
 use burn::prelude::*;
@@ -46,7 +46,7 @@ impl MatrixDecayAdamW {
 
 /// What the optimizer's checkpoint (`optim-E.mpk`) holds: AdamW's state by parameter id.
 pub type OptimizerRecord<B> =
-    <OptimizerAdaptor<MatrixDecayAdamW, Trainee<B>, B> as Optimizer<Trainee<B>, B>>::Record;
+    <OptimizerAdaptor<MatrixDecayAdamW, TrainingModel<B>, B> as Optimizer<TrainingModel<B>, B>>::Record;
 
 impl<B: Backend> SimpleOptimizer<B> for MatrixDecayAdamW {
     type State<const D: usize> = AdamWState<B, D>;

@@ -17,9 +17,10 @@ use model::{LanguageModel, Model};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The model as the Learner sees it: the network plus the rules of a training step.
+/// The model as the Learner sees it (burn-train's `TrainingModel`): the network plus the
+/// rules of a training step.
 #[derive(Module, Debug)]
-pub struct Trainee<B: Backend> {
+pub struct TrainingModel<B: Backend> {
     pub model: Model<B>,
     #[module(skip)]
     policy: StepPolicy,
@@ -136,7 +137,7 @@ impl NonFiniteWatch {
     }
 }
 
-impl<B: Backend> Trainee<B> {
+impl<B: Backend> TrainingModel<B> {
     pub fn new(model: Model<B>, policy: StepPolicy) -> Self {
         Self { model, policy }
     }
@@ -173,7 +174,7 @@ impl<B: Backend> Trainee<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Trainee<B> {
+impl<B: AutodiffBackend> TrainStep for TrainingModel<B> {
     type Input = SplitBatch<B>;
     type Output = StepOutput<B>;
 
@@ -268,7 +269,7 @@ fn scaled<B: Backend>(loss: Tensor<B, 1>, loss_scale: f64) -> Tensor<B, 1> {
     }
 }
 
-impl<B: AutodiffBackend> Trainee<B> {
+impl<B: AutodiffBackend> TrainingModel<B> {
     /// Records a non-finite loss at `iter`, and stops the run unless told to skip on.
     fn nonfinite(&self, iter: usize, loss: f64) {
         let watch = &self.policy.watch;
@@ -296,7 +297,7 @@ impl<B: AutodiffBackend> Trainee<B> {
         let rows = batch.inputs.dims()[0];
         assert_eq!(rows % k, 0, "the loader serves k micro-batches per step");
         let b = rows / k;
-        let mut accumulator = GradientsAccumulator::<Trainee<B>>::new();
+        let mut accumulator = GradientsAccumulator::<TrainingModel<B>>::new();
         let mut losses = Vec::with_capacity(k);
         let mut tokens = 0;
         for i in 0..k {
@@ -327,7 +328,7 @@ impl<B: AutodiffBackend> Trainee<B> {
     }
 }
 
-impl<B: Backend> InferenceStep for Trainee<B> {
+impl<B: Backend> InferenceStep for TrainingModel<B> {
     type Input = SplitBatch<B>;
     type Output = StepOutput<B>;
 
@@ -368,7 +369,7 @@ mod tests {
     type B = Autodiff<Flex>;
 
     /// Every parameter's gradient (zeros where it has none), flattened, in visiting order.
-    fn grad_values(module: &Trainee<B>, grads: &GradientsParams) -> Vec<f32> {
+    fn grad_values(module: &TrainingModel<B>, grads: &GradientsParams) -> Vec<f32> {
         struct Grads<'a>(&'a GradientsParams, Vec<f32>);
         impl ModuleVisitor<B> for Grads<'_> {
             fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
@@ -384,7 +385,7 @@ mod tests {
         v.1
     }
 
-    fn param_values(module: &Trainee<B>) -> Vec<f32> {
+    fn param_values(module: &TrainingModel<B>) -> Vec<f32> {
         struct Values(Vec<f32>);
         impl ModuleVisitor<B> for Values {
             fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
@@ -446,16 +447,16 @@ mod tests {
         assert!((1..=50).all(|i| HostReads::EVERY_STEP.at(i)));
         // A step between reads leaves its loss on the device but still updates.
         let (model, batch) = tiny();
-        let trainee = Trainee::new(
+        let training_model = TrainingModel::new(
             model,
             StepPolicy {
                 host_reads: reads,
                 ..StepPolicy::default()
             },
         );
-        let first = TrainStep::step(&trainee, batch());
+        let first = TrainStep::step(&training_model, batch());
         assert!(!first.item.read);
-        assert!(!grad_values(&trainee, &first.grads).is_empty());
+        assert!(!grad_values(&training_model, &first.grads).is_empty());
     }
 
     /// The logged gradient norm is the global norm before clipping, with or without it.
@@ -463,15 +464,15 @@ mod tests {
     fn grad_norm_is_logged_before_clipping() {
         let (model, batch) = tiny();
         let step = |grad_clip: f64| {
-            let trainee = Trainee::new(
+            let training_model = TrainingModel::new(
                 model.clone(),
                 StepPolicy {
                     grad_clip,
                     ..StepPolicy::default()
                 },
             );
-            let out = TrainStep::step(&trainee, batch());
-            let g = grad_values(&trainee, &out.grads);
+            let out = TrainStep::step(&training_model, batch());
+            let g = grad_values(&training_model, &out.grads);
             let norm = g.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
             (out.item.sync().value(&GRAD_NORM).unwrap(), norm)
         };
@@ -490,9 +491,9 @@ mod tests {
     #[test]
     fn loss_scale_is_undone_and_overflow_skips_the_step() {
         let (model, batch) = tiny();
-        let plain = Trainee::new(model.clone(), StepPolicy::default());
+        let plain = TrainingModel::new(model.clone(), StepPolicy::default());
         let scaler = Arc::new(LossScaler::new());
-        let scaled = Trainee::new(
+        let scaled = TrainingModel::new(
             model,
             StepPolicy {
                 loss_scale: Some(scaler.clone()),
@@ -517,7 +518,7 @@ mod tests {
         // it overflows whatever the random weights are: no update, half the scale.
         let (half, batch) = tiny_in(Precision::Float16);
         let huge = Arc::new(LossScaler::starting_at(1e10));
-        let overflowing = Trainee::new(
+        let overflowing = TrainingModel::new(
             half,
             StepPolicy {
                 loss_scale: Some(huge.clone()),
@@ -552,8 +553,8 @@ mod tests {
             split: Split::Train,
             batch: LmBatcher.batch(chunks.clone(), &device),
         };
-        let trainee = |k: usize, grad_clip: f64| {
-            Trainee::new(
+        let training_model = |k: usize, grad_clip: f64| {
+            TrainingModel::new(
                 model.clone(),
                 StepPolicy {
                     accumulation: k,
@@ -563,7 +564,7 @@ mod tests {
             )
         };
         // Unclipped: the gradient of the mean loss over all 8 rows, either way.
-        let (one, four) = (trainee(1, 0.0), trainee(4, 0.0));
+        let (one, four) = (training_model(1, 0.0), training_model(4, 0.0));
         let (g1, g4) = (
             TrainStep::step(&one, batch()),
             TrainStep::step(&four, batch()),
@@ -580,7 +581,7 @@ mod tests {
         // (clipping each micro-batch would give another one).
         let norm = v1.iter().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
         let clip = norm / 4.0;
-        let (one, four) = (trainee(1, clip), trainee(4, clip));
+        let (one, four) = (training_model(1, clip), training_model(4, clip));
         let (c1, c4) = (
             TrainStep::step(&one, batch()),
             TrainStep::step(&four, batch()),
@@ -591,8 +592,8 @@ mod tests {
         let clipped: f64 = global_norm(&four, &again).unwrap().into_scalar().elem();
         assert!((clipped - clip).abs() < 1e-3 * clip, "{clipped} vs {clip}");
         // One AdamW step (with weight decay) from each: the same weights.
-        let step = |t: Trainee<B>, g: GradientsParams| {
-            let mut optim = MatrixDecayAdamW::init::<B, Trainee<B>>(&config);
+        let step = |t: TrainingModel<B>, g: GradientsParams| {
+            let mut optim = MatrixDecayAdamW::init::<B, TrainingModel<B>>(&config);
             param_values(&optim.step(1e-2, t, g))
         };
         let (w1, w4) = (step(one, c1.grads), step(four, again));
@@ -611,7 +612,7 @@ mod tests {
         assert_close(&pick(&w1), &pick(&w4), "weights");
         assert!(
             w1.iter()
-                .zip(param_values(&trainee(1, 0.0)))
+                .zip(param_values(&training_model(1, 0.0)))
                 .any(|(a, b)| a != &b),
             "the step moved the weights"
         );

@@ -28,7 +28,7 @@ use crate::log::{EvalRow, TRAIN_LOG, TrainPoint, read_rows, read_train_log};
 use crate::optim::OptimizerRecord;
 use crate::recorder::AtomicRecorder;
 use crate::schedule::NanoGptSchedule;
-use crate::step::{StepPolicy, Trainee, TraineeRecord, shapes};
+use crate::step::{StepPolicy, TrainingModel, TrainingModelRecord, shapes};
 use crate::{RunConfig, TrainError};
 use burn::lr_scheduler::LrScheduler;
 use burn::prelude::*;
@@ -288,7 +288,7 @@ impl RunDir {
         shape: &model::GptConfig,
         device: &B::Device,
     ) -> Result<Model<B>, TrainError> {
-        let fresh = Trainee::new(Model::new(shape, device)?, StepPolicy::default());
+        let fresh = TrainingModel::new(Model::new(shape, device)?, StepPolicy::default());
         let expected = shapes(&fresh);
         let cannot =
             |e: String| TrainError::Checkpoint(format!("cannot load {}: {e}", path.display()));
@@ -308,7 +308,7 @@ impl RunDir {
                 path.display()
             )),
         })?;
-        let record: TraineeRecord<B> = AtomicRecorder
+        let record: TrainingModelRecord<B> = AtomicRecorder
             .load(path.to_path_buf(), device)
             .map_err(|e| cannot(e.to_string()))?;
         Ok(fresh.load_record(record).model)
@@ -363,11 +363,11 @@ impl RunDir {
     /// Saves the model atomically as `path`.
     pub fn save_model<B: Backend>(
         &self,
-        trainee: Trainee<B>,
+        training_model: TrainingModel<B>,
         path: &Path,
     ) -> Result<(), TrainError> {
         AtomicRecorder
-            .record(trainee.into_record(), path.to_path_buf())
+            .record(training_model.into_record(), path.to_path_buf())
             .map_err(|e| TrainError::Checkpoint(format!("cannot save {}: {e}", path.display())))
     }
 }
@@ -413,7 +413,7 @@ mod tests {
         let model = Model::<Flex>::new(&config.model, &Default::default()).unwrap();
         let weights = params(&model);
         run.save_model(
-            Trainee::new(model, StepPolicy::default()),
+            TrainingModel::new(model, StepPolicy::default()),
             &run.model_path(),
         )
         .unwrap();
@@ -558,13 +558,13 @@ mod tests {
 
     /// [`tiny_run`] holding checkpoint 1 after one AdamW step (model, optimizer and
     /// scheduler files, as burn-train writes them); the model and a batch to step with.
-    fn checkpointed_run(tag: &str) -> (RunDir, Trainee<AB>, impl Fn() -> SplitBatch<AB>) {
+    fn checkpointed_run(tag: &str) -> (RunDir, TrainingModel<AB>, impl Fn() -> SplitBatch<AB>) {
         use burn::data::dataloader::batcher::Batcher;
         use burn::optim::Optimizer;
         let run = tiny_run(tag);
         let config = run.config().unwrap();
         let device = Default::default();
-        let trainee = Trainee::new(
+        let training_model = TrainingModel::new(
             Model::<AB>::new(&config.model, &device).unwrap(),
             StepPolicy::default(),
         );
@@ -575,17 +575,17 @@ mod tests {
             split: data::Split::Train,
             batch: data::LmBatcher.batch(chunks.clone(), &Default::default()),
         };
-        let mut optim = MatrixDecayAdamW::init::<AB, Trainee<AB>>(&config);
-        let grads = TrainStep::step(&trainee, batch()).grads;
-        let trainee = optim.step(1e-3, trainee, grads);
+        let mut optim = MatrixDecayAdamW::init::<AB, TrainingModel<AB>>(&config);
+        let grads = TrainStep::step(&training_model, batch()).grads;
+        let training_model = optim.step(1e-3, training_model, grads);
         std::fs::create_dir_all(run.checkpoint_dir()).unwrap();
-        run.save_model(trainee.clone(), &run.checkpoint_model_path(1))
+        run.save_model(training_model.clone(), &run.checkpoint_model_path(1))
             .unwrap();
         let dir = run.checkpoint_dir();
         Recorder::<AB>::record(&AtomicRecorder, optim.to_record(), dir.join("optim-1.mpk"))
             .unwrap();
         Recorder::<AB>::record(&AtomicRecorder, 1usize, dir.join("scheduler-1.mpk")).unwrap();
-        (run, trainee, batch)
+        (run, training_model, batch)
     }
 
     #[test]
@@ -627,7 +627,7 @@ mod tests {
             let config = run.config().unwrap();
             let model = Model::<Flex>::new(&config.model, &device).unwrap();
             let path = run.model_path();
-            run.save_model(Trainee::new(model, StepPolicy::default()), &path).unwrap();
+            run.save_model(TrainingModel::new(model, StepPolicy::default()), &path).unwrap();
             let mut bytes = std::fs::read(&path).unwrap();
             for (at, b) in edits {
                 let i = at % bytes.len();
@@ -646,7 +646,7 @@ mod tests {
             cut in proptest::prelude::any::<usize>(),
         ) {
             use burn::optim::Optimizer;
-            let (run, trainee, batch) = checkpointed_run("damaged-optim");
+            let (run, training_model, batch) = checkpointed_run("damaged-optim");
             let device = Default::default();
             let path = run.checkpoint_dir().join("optim-1.mpk");
             let mut bytes = std::fs::read(&path).unwrap();
@@ -661,9 +661,9 @@ mod tests {
                     Recorder::<AB>::load(&AtomicRecorder, path, &device).unwrap();
                 let config = run.config().unwrap();
                 let mut optim =
-                    MatrixDecayAdamW::init::<AB, Trainee<AB>>(&config).load_record(record);
-                let grads = TrainStep::step(&trainee, batch()).grads;
-                optim.step(1e-3, trainee, grads);
+                    MatrixDecayAdamW::init::<AB, TrainingModel<AB>>(&config).load_record(record);
+                let grads = TrainStep::step(&training_model, batch()).grads;
+                optim.step(1e-3, training_model, grads);
             }
             std::fs::remove_dir_all(run.path()).unwrap();
         }

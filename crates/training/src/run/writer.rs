@@ -15,7 +15,7 @@
 use super::checkpoint::KeepRecentAndBest;
 use super::{RunDir, RunMarker, io};
 use crate::log::{EvalRow, History, write_rows};
-use crate::step::Trainee;
+use crate::step::TrainingModel;
 use crate::{RunConfig, TrainError};
 use burn::prelude::Backend;
 use data::TextTokenizer;
@@ -138,10 +138,11 @@ impl RunWriter {
     /// `best.mpk`.
     pub fn finish<B: Backend>(
         &self,
-        trainee: Trainee<B>,
+        training_model: TrainingModel<B>,
         history: &History,
     ) -> Result<(), TrainError> {
-        self.run.save_model(trainee, &self.run.model_path())?;
+        self.run
+            .save_model(training_model, &self.run.model_path())?;
         if let Some(best) = history.best_epoch() {
             let from = self.run.checkpoint_model_path(best);
             if from.exists() {
