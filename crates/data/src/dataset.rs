@@ -118,8 +118,7 @@ pub struct DataRecord {
 }
 
 impl Dataset {
-    /// What `--data PATH` names (an absolute path, so the run finds it from anywhere): a
-    /// directory `gpt prepare` made, or a text file.
+    /// What `--data PATH` names: a directory `gpt prepare` made, or a text file.
     pub fn from_path(path: PathBuf) -> Self {
         if path.is_dir() {
             Dataset::Prepared(path)

@@ -28,3 +28,8 @@ impl<B: Backend> BigramLanguageModel<B> {
         self.token_embedding_table.forward(idx)
     }
 }
+
+/// The parameters [`BigramLanguageModel::new`] makes: one vocab_size × vocab_size table.
+pub(crate) fn params(config: &GptConfig) -> Option<u128> {
+    (config.vocab_size as u128).checked_mul(config.vocab_size as u128)
+}

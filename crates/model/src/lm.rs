@@ -80,11 +80,11 @@ impl<B: Backend> LanguageModel<B> for Model<B> {
     }
 }
 
-/// The parameters the network `config` describes, counted without building it (see
-/// [`Gpt::new`]); `None` when they do not fit in a u128.
+/// The parameters the network `config` describes, counted without building it (each
+/// module counts its own); `None` when they do not fit in a u128.
 pub fn num_params(config: &GptConfig) -> Option<u128> {
     match config.model {
-        ModelKind::Bigram => (config.vocab_size as u128).checked_mul(config.vocab_size as u128),
+        ModelKind::Bigram => crate::bigram::params(config),
         ModelKind::Gpt => crate::gpt::params(config),
     }
 }

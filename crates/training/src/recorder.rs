@@ -59,13 +59,20 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
                 path.display()
             ))
         };
-        let mut value = rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| corrupt(&e))?;
+        // Today's layout loads as it is; only a file that does not is walked, once.
+        let error = match rmp_serde::from_slice(&bytes) {
+            Ok(item) => return Ok(item),
+            Err(e) => corrupt(&e),
+        };
+        let Ok(mut value) = rmpv::decode::read_value(&mut &bytes[..]) else {
+            return Err(error);
+        };
         if !tag_either_or_layers(&mut value) {
-            return rmp_serde::from_slice(&bytes).map_err(|e| corrupt(&e));
+            return Err(error);
         }
         let mut tagged = Vec::with_capacity(bytes.len());
         rmpv::encode::write_value(&mut tagged, &value).map_err(|e| corrupt(&e))?;
-        rmp_serde::from_slice(&tagged).map_err(|e| corrupt(&e))
+        rmp_serde::from_slice(&tagged).map_err(|_| error)
     }
 }
 
@@ -80,26 +87,24 @@ fn tag_either_or_layers(value: &mut Value) -> bool {
         ("ln_f", "LayerNorm", "rms_f", "RmsNorm"),
         ("c_fc", "Linear", "swiglu", "Gated"),
     ];
+    let position = |entries: &[(Value, Value)], key: &str| {
+        entries.iter().position(|(k, _)| k.as_str() == Some(key))
+    };
     match value {
         Value::Map(entries) => {
             let mut changed = false;
             for (first, first_tag, second, second_tag) in PAIRS {
-                let Some(i) = entries.iter().position(|(k, _)| k.as_str() == Some(first)) else {
+                let Some(i) = position(entries, first) else {
                     continue;
                 };
-                let j = entries.iter().position(|(k, _)| k.as_str() == Some(second));
-                if j.is_none() && is_tagged(&entries[i].1, [first_tag, second_tag]) {
-                    continue;
-                }
-                let other = j.map(|j| entries.remove(j).1).unwrap_or(Value::Nil);
-                let i = entries
-                    .iter()
-                    .position(|(k, _)| k.as_str() == Some(first))
-                    .expect("still there");
+                let (i, other) = match position(entries, second) {
+                    Some(j) => (if j < i { i - 1 } else { i }, entries.remove(j).1),
+                    None => (i, Value::Nil),
+                };
                 let layer = std::mem::replace(&mut entries[i].1, Value::Nil);
-                entries[i].1 = match (layer, other) {
-                    (Value::Nil, other) => tag(second_tag, other),
-                    (layer, _) => tag(first_tag, layer),
+                entries[i].1 = match layer {
+                    Value::Nil => tag(second_tag, other),
+                    layer => tag(first_tag, layer),
                 };
                 changed = true;
             }
@@ -112,11 +117,6 @@ fn tag_either_or_layers(value: &mut Value) -> bool {
             .fold(false, |changed, v| tag_either_or_layers(v) | changed),
         _ => false,
     }
-}
-
-/// Whether `value` is already an enum field: a map of one entry keyed by one of `tags`.
-fn is_tagged(value: &Value, tags: [&str; 2]) -> bool {
-    matches!(value, Value::Map(e) if e.len() == 1 && e[0].0.as_str().is_some_and(|k| tags.contains(&k)))
 }
 
 fn tag(variant: &str, layer: Value) -> Value {

@@ -227,8 +227,10 @@ impl<B: AutodiffBackend> TrainStep for TrainingModel<B> {
             scale::<B, _>(self, &mut grads, unscale);
         }
         // The norm of all gradients together, before clipping: logged (`grad_norm`, read
-        // with the loss), float16's overflow check, and the clipping's measure.
-        let norm = global_norm::<B, _>(self, &grads);
+        // with the loss), float16's overflow check, and the clipping's measure. A step
+        // that needs none of them (no read, no clipping, no loss scale) skips it.
+        let needed = output.read || policy.grad_clip > 0.0 || policy.loss_scale.is_some();
+        let norm = needed.then(|| global_norm::<B, _>(self, &grads)).flatten();
         if let Some(norm) = &norm {
             output.measure(&GRAD_NORM, Tensor::from_inner(norm.clone()));
         }
