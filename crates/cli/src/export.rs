@@ -10,7 +10,7 @@
 use crate::backend::{self, Inner};
 use crate::prompt::RunArg;
 use anyhow::{Context, Result, bail};
-use data::TextTokenizer;
+use data::BaseTokenizer;
 use model::Model;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,13 +57,14 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         bail!("model = \"bigram\" cannot be written as GPT-2")
     };
     let tokenizer = run.tokenizer()?;
-    let ids = match tokenizer {
-        TextTokenizer::Gpt2 => serde_json::json!({"bos_token_id": 50256, "eos_token_id": 50256}),
+    let gpt2 = *tokenizer.base() == BaseTokenizer::Gpt2;
+    let ids = match tokenizer.base() {
+        BaseTokenizer::Gpt2 => serde_json::json!({"bos_token_id": 50256, "eos_token_id": 50256}),
         // No end-of-text token in a character vocabulary.
-        TextTokenizer::Char(_) => serde_json::json!({"bos_token_id": null, "eos_token_id": null}),
+        BaseTokenizer::Char(_) => serde_json::json!({"bos_token_id": null, "eos_token_id": null}),
     };
     let mut files = model::hf::gpt2_files(&gpt, &config.model, ids)?.to_vec();
-    if tokenizer == TextTokenizer::Gpt2 {
+    if gpt2 {
         files.extend(gpt2_tokenizer_files(config.model.block_size)?);
     }
     std::fs::create_dir_all(&args.out)
@@ -76,7 +77,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     println!(
         "wrote {} (config.json, model.safetensors{}) from {}",
         args.out.display(),
-        if tokenizer == TextTokenizer::Gpt2 {
+        if gpt2 {
             ", vocab.json, merges.txt, tokenizer_config.json"
         } else {
             "; character vocabulary: see the run's tokenizer.json"

@@ -100,7 +100,7 @@ pub fn load_for_sampling<B: burn::prelude::Backend>(
             data::tokenizer::GPT2_VOCAB_SIZE
         );
     }
-    Ok((model::Model::Gpt(gpt), data::TextTokenizer::Gpt2))
+    Ok((model::Model::Gpt(gpt), data::TextTokenizer::gpt2()))
 }
 
 /// The hub (or a mirror of it): `$BURNGPT_HF_ENDPOINT`, else huggingface.co.

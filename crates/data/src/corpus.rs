@@ -1,15 +1,17 @@
-//! What a run trains on: a text's train/val split, or freshly generated problems. Either
-//! serves random chunks of a split, so one loader drives both.
+//! What a run trains on: a text's train/val split, conversations, or freshly generated
+//! problems. Each serves random chunks of a split, so one loader drives all three.
 
 use crate::arithmetic::TaskConfig;
 use crate::generator::RandomProblems;
-use crate::{Chunk, RandomChunks, Split, TokenStore};
+use crate::sft::ConversationStore;
+use crate::{Chunk, ConsecutiveWindows, RandomChunks, Split, TokenStore};
 use burn::data::dataset::Dataset;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub enum Corpus {
     Text(TokenStore),
+    Conversations(ConversationStore),
     Problems(TaskConfig),
 }
 
@@ -30,6 +32,9 @@ impl Corpus {
                 len,
                 seed,
             )),
+            Corpus::Conversations(store) => {
+                Arc::new(store.random_chunks(split, block_size, len, seed))
+            }
             Corpus::Problems(task) => Arc::new(RandomProblems::new(
                 task.clone(),
                 split,
@@ -37,6 +42,19 @@ impl Corpus {
                 len,
                 seed,
             )),
+        }
+    }
+
+    /// All of `split` once, in order: a text's consecutive `block_size` windows, or each
+    /// conversation; `None` for problems, which never end.
+    pub fn whole_split(&self, split: Split, block_size: usize) -> Option<Arc<dyn Dataset<Chunk>>> {
+        match self {
+            Corpus::Text(store) => Some(Arc::new(ConsecutiveWindows::new(
+                store.split(split).clone(),
+                block_size,
+            ))),
+            Corpus::Conversations(store) => Some(Arc::new(store.each(split, block_size))),
+            Corpus::Problems(_) => None,
         }
     }
 }

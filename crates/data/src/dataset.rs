@@ -5,14 +5,18 @@
 //! | `"tinyshakespeare"` | a named dataset of `datasets/` (checksummed, cached) | its text, character tokens |
 //! | `"file:path/to/input.txt"` | a UTF-8 text file | its text, character tokens |
 //! | `"prepared:path/to/dir"` | a directory `gpt prepare` made | its token files, memory-mapped |
+//! | `"conversations:path/to/chat.jsonl"` | conversations, one JSON object per line | rendered by the chat template, character tokens with the chat tokens |
 //! | `"arithmetic"` | problems generated as `[task]` says | endless problems, a fixed vocabulary |
 //!
 //! The string is what a config holds and what `run.json` pins ([`DataRecord`]); `--data
-//! PATH` names a file or a prepared directory ([`Dataset::from_path`]). Training, `gpt
+//! PATH` names a file, a `.jsonl` file of conversations or a prepared directory
+//! ([`Dataset::from_path`]). Training, `gpt
 //! eval` and a resume all go through [`Dataset::open`], so a new kind of data is a variant
 //! here, its string and its arm of `open`.
 
 use crate::arithmetic::TaskConfig;
+use crate::conversation::read_jsonl;
+use crate::sft::ConversationStore;
 use crate::source::{TextSource, load_text};
 use crate::{CharTokenizer, Corpus, DataError, Result, TextTokenizer, TokenStore, Tokenizer};
 use serde::{Deserialize, Serialize};
@@ -28,10 +32,12 @@ pub enum Dataset {
     Named(String),
     File(PathBuf),
     Prepared(PathBuf),
+    Conversations(PathBuf),
     Arithmetic,
 }
 
 const ARITHMETIC: &str = "arithmetic";
+const CONVERSATIONS: &str = "conversations:";
 const FILE: &str = "file:";
 const PREPARED: &str = "prepared:";
 
@@ -53,6 +59,14 @@ impl FromStr for Dataset {
                 return Err("dataset \"prepared:\" names no directory: write prepared:DIR".into());
             }
             return Ok(Dataset::Prepared(dir.into()));
+        }
+        if let Some(path) = s.strip_prefix(CONVERSATIONS) {
+            if path.is_empty() {
+                return Err(
+                    "dataset \"conversations:\" names no file: write conversations:PATH".into(),
+                );
+            }
+            return Ok(Dataset::Conversations(path.into()));
         }
         if s == PREPARED.trim_end_matches(':') {
             return Err(
@@ -79,6 +93,7 @@ impl fmt::Display for Dataset {
             Dataset::Named(n) => write!(f, "{n}"),
             Dataset::File(p) => write!(f, "{FILE}{}", p.display()),
             Dataset::Prepared(d) => write!(f, "{PREPARED}{}", d.display()),
+            Dataset::Conversations(p) => write!(f, "{CONVERSATIONS}{}", p.display()),
             Dataset::Arithmetic => write!(f, "{ARITHMETIC}"),
         }
     }
@@ -105,6 +120,8 @@ pub struct OpenDataset {
     pub tokenizer: TextTokenizer,
     /// What pins the data in `run.json` (`None` for generated problems).
     pub record: Option<DataRecord>,
+    /// What opening it left out or cut, for the user (conversations: see `sft`).
+    pub notes: Vec<String>,
 }
 
 /// `run.json`'s `data`: a dataset, pinned by its content. For a prepared directory the
@@ -118,13 +135,21 @@ pub struct DataRecord {
 }
 
 impl Dataset {
-    /// What `--data PATH` names: a directory `gpt prepare` made, or a text file.
+    /// What `--data PATH` names: a directory `gpt prepare` made, a `.jsonl` file of
+    /// conversations, or a text file.
     pub fn from_path(path: PathBuf) -> Self {
         if path.is_dir() {
             Dataset::Prepared(path)
+        } else if path.extension().is_some_and(|e| e == "jsonl") {
+            Dataset::Conversations(path)
         } else {
             Dataset::File(path)
         }
+    }
+
+    /// Whether the data is conversations, which a chat tokenizer reads.
+    pub fn is_conversations(&self) -> bool {
+        matches!(self, Dataset::Conversations(_))
     }
 
     /// The form a new run records: a prepared directory as an absolute path, so that
@@ -137,9 +162,10 @@ impl Dataset {
     }
 
     /// Reads the data, with `saved` as its tokenizer when given (a resumed or evaluated
-    /// run's): a text's vocabulary is otherwise built from the text, a prepared
-    /// directory's is in its `meta.json` (and must be `saved`), and `task`'s problems have
-    /// a fixed one. A text must hold a `block_size` chunk in each split.
+    /// run's, or a base run's with the chat tokens): a text's vocabulary is otherwise built
+    /// from the text (conversations': from their messages, with the chat tokens), a
+    /// prepared directory's is in its `meta.json` (and must be `saved`), and `task`'s
+    /// problems have a fixed one. A text must hold a `block_size` chunk in each split.
     pub fn open(
         &self,
         task: &TaskConfig,
@@ -150,22 +176,65 @@ impl Dataset {
             Dataset::Arithmetic => {
                 return Ok(OpenDataset {
                     corpus: Corpus::Problems(task.clone()),
-                    tokenizer: TextTokenizer::Char(task.tokenizer()),
+                    tokenizer: TextTokenizer::char(task.tokenizer()),
                     record: None,
+                    notes: Vec::new(),
                 });
             }
             Dataset::Prepared(dir) => return self.open_prepared(dir, block_size, saved),
+            Dataset::Conversations(path) => {
+                return self.open_conversations(path, block_size, saved);
+            }
             Dataset::Named(name) => load_text(&TextSource::Named(name.clone()))?,
             Dataset::File(path) => load_text(&TextSource::Path(path.clone()))?,
         };
         let tokenizer =
-            saved.unwrap_or_else(|| TextTokenizer::Char(CharTokenizer::from_text(&text)));
+            saved.unwrap_or_else(|| TextTokenizer::char(CharTokenizer::from_text(&text)));
         let store = TokenStore::new(&tokenizer.encode(&text)?, tokenizer.vocab_size());
         store.check_block_size(block_size)?;
         Ok(OpenDataset {
             corpus: Corpus::Text(store),
             tokenizer,
             record: Some(self.record(text.as_bytes())),
+            notes: Vec::new(),
+        })
+    }
+
+    fn open_conversations(
+        &self,
+        path: &std::path::Path,
+        block_size: usize,
+        saved: Option<TextTokenizer>,
+    ) -> Result<OpenDataset> {
+        let conversations = read_jsonl(path)?;
+        let tokenizer = match saved {
+            Some(t) if !t.is_chat() => {
+                return Err(DataError::Conversation(format!(
+                    "{} holds conversations, but this run uses {}, which has no chat tokens (start a chat run with --init-from RUN to add them)",
+                    path.display(),
+                    t.describe()
+                )));
+            }
+            Some(t) => t,
+            None => {
+                // The template joins a system message to the user's with a blank line.
+                let mut text = String::from("\n");
+                for m in conversations.iter().flat_map(|c| &c.messages) {
+                    text.push_str(&m.content);
+                }
+                TextTokenizer::char(CharTokenizer::from_text(&text)).with_chat()
+            }
+        };
+        let (store, notes) = ConversationStore::new(&conversations, &tokenizer, block_size)?;
+        let bytes = std::fs::read(path).map_err(|err| DataError::Io {
+            path: path.display().to_string(),
+            err,
+        })?;
+        Ok(OpenDataset {
+            corpus: Corpus::Conversations(store),
+            tokenizer,
+            record: Some(self.record(&bytes)),
+            notes,
         })
     }
 
@@ -191,6 +260,7 @@ impl Dataset {
             corpus: Corpus::Text(store),
             tokenizer: meta.tokenizer,
             record: Some(self.record(&crate::prepared::read_meta_bytes(dir)?)),
+            notes: Vec::new(),
         })
     }
 
@@ -217,6 +287,15 @@ mod tests {
         assert_eq!(parse("file:a/b.txt"), Ok(Dataset::File("a/b.txt".into())));
         assert_eq!(parse("prepared:d/x"), Ok(Dataset::Prepared("d/x".into())));
         assert_eq!(parse("arithmetic"), Ok(Dataset::Arithmetic));
+        assert_eq!(
+            parse("conversations:c.jsonl"),
+            Ok(Dataset::Conversations("c.jsonl".into()))
+        );
+        assert!(parse("conversations:").is_err());
+        assert_eq!(
+            Dataset::from_path("x/chat.jsonl".into()),
+            Dataset::Conversations("x/chat.jsonl".into())
+        );
         assert!(parse("a/b.txt").unwrap_err().contains("file:a/b.txt"));
         assert!(parse("file:").is_err());
         assert!(parse("prepared:").is_err());
@@ -225,6 +304,7 @@ mod tests {
             "tinyshakespeare",
             "file:x/y.txt",
             "prepared:/d",
+            "conversations:/c.jsonl",
             "arithmetic",
         ] {
             assert_eq!(parse(d).unwrap().to_string(), d);

@@ -10,20 +10,26 @@
 //! - [`files`]: atomic writes, the rule for which folder a command may write, downloads
 //!   with timeouts.
 //! - [`tokens`]: the compact token store and the 90/10 train/val split.
+//! - [`conversation`]: the chat format (JSON lines of messages) and the one chat template
+//!   that renders a conversation into tokens and a loss mask.
 //! - [`batcher`]: random `block_size` chunks and the Burn [`Batcher`](burn::data::dataloader::batcher::Batcher)
 //!   that stacks them into `(inputs, targets)`, as the lecture's `get_batch`.
 //! - Exercise 2, arithmetic instead of text: [`problem`] (one problem, its steps, user
 //!   input), [`arithmetic`] (the task and its character layout), [`generator`] (endless
 //!   random problems, a held-out part); [`corpus`] lets a run train on either.
+//! - [`sft`]: conversations (see [`conversation`]) split and packed into chunks whose loss
+//!   counts the replies only.
 
 pub mod arithmetic;
 pub mod batcher;
+pub mod conversation;
 pub mod corpus;
 pub mod dataset;
 pub mod files;
 pub mod generator;
 pub mod prepared;
 pub mod problem;
+pub mod sft;
 pub mod source;
 pub mod tokenizer;
 pub mod tokens;
@@ -35,7 +41,7 @@ pub use dataset::{DataRecord, Dataset, OpenDataset};
 pub use problem::{Op, Problem};
 pub use source::{TextSource, load_text};
 pub use tokenizer::{
-    CharTokenizer, GPT2_EOT, GPT2_VOCAB_SIZE, TextTokenizer, Tokenizer, TokenizerKind, Utf8Stream,
+    BaseTokenizer, CharTokenizer, GPT2_EOT, GPT2_VOCAB_SIZE, Special, TextTokenizer, Tokenizer, TokenizerKind, Utf8Stream,
 };
 pub use tokens::{Split, TokenStore, Tokens};
 
@@ -92,6 +98,8 @@ pub enum DataError {
     },
     #[error("{0}")]
     Prepared(String),
+    #[error("{0}")]
+    Conversation(String),
     #[error("invalid [task]: {0}")]
     InvalidTask(String),
     #[error(

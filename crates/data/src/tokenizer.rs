@@ -112,49 +112,109 @@ impl std::str::FromStr for TokenizerKind {
     }
 }
 
-/// The one tokenizer type a run uses: the lecture's characters, or GPT-2's byte-level BPE.
-/// GPT-2's ranks ship inside the `tiktoken-rs` crate (its `r50k_base`, compiled in), so a
-/// run records only the kind; a character tokenizer records its vocabulary.
-///
-/// Saved as `{"kind": "char", "chars": [...]}` or `{"kind": "gpt2"}`; a bare
-/// `{"chars": [...]}`, which run directories may hold, reads as a character tokenizer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "TokenizerRepr", into = "TaggedTokenizer")]
-pub enum TextTokenizer {
+/// The vocabulary a run's tokens come from: the lecture's characters, or GPT-2's byte-level
+/// BPE. GPT-2's ranks ship inside the `tiktoken-rs` crate (its `r50k_base`, compiled in),
+/// so a run records only the kind; a character tokenizer records its vocabulary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseTokenizer {
     Char(CharTokenizer),
     Gpt2,
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
-enum TaggedTokenizer {
-    Char(CharTokenizer),
-    Gpt2,
+/// The chat tokens (nanochat's set): they frame a conversation, so that a model finetuned
+/// on conversations knows where a turn begins and ends, and where to stop replying. They
+/// take the ids right after the base vocabulary, in this order, so a base run's ids keep
+/// their meaning in its chat run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Special {
+    /// Begins every conversation.
+    Bos,
+    UserStart,
+    UserEnd,
+    AssistantStart,
+    /// Ends a reply: where generation stops.
+    AssistantEnd,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum TokenizerRepr {
-    Tagged(TaggedTokenizer),
-    Bare(CharTokenizer),
-}
+impl Special {
+    pub const ALL: [Special; 5] = [
+        Special::Bos,
+        Special::UserStart,
+        Special::UserEnd,
+        Special::AssistantStart,
+        Special::AssistantEnd,
+    ];
 
-impl From<TokenizerRepr> for TextTokenizer {
-    fn from(r: TokenizerRepr) -> Self {
-        match r {
-            TokenizerRepr::Tagged(TaggedTokenizer::Char(c)) | TokenizerRepr::Bare(c) => {
-                TextTokenizer::Char(c)
-            }
-            TokenizerRepr::Tagged(TaggedTokenizer::Gpt2) => TextTokenizer::Gpt2,
+    /// How the token is written when decoded (encoding that text gives plain text).
+    pub fn text(self) -> &'static str {
+        match self {
+            Special::Bos => "<|bos|>",
+            Special::UserStart => "<|user_start|>",
+            Special::UserEnd => "<|user_end|>",
+            Special::AssistantStart => "<|assistant_start|>",
+            Special::AssistantEnd => "<|assistant_end|>",
         }
     }
 }
 
-impl From<TextTokenizer> for TaggedTokenizer {
+/// The one tokenizer type a run uses: a [`BaseTokenizer`], and for a chat run the
+/// [`Special`] chat tokens after it.
+///
+/// Saved as `{"kind": "char", "chars": [...]}` or `{"kind": "gpt2"}`, with `"chat": true`
+/// when it has the chat tokens; a bare `{"chars": [...]}`, which run directories may hold,
+/// reads as a character tokenizer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SavedTokenizer", into = "SavedTokenizer")]
+pub struct TextTokenizer {
+    base: BaseTokenizer,
+    chat: bool,
+}
+
+/// `tokenizer.json`'s fields.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedTokenizer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<TokenizerKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chars: Option<Vec<char>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    chat: bool,
+}
+
+impl TryFrom<SavedTokenizer> for TextTokenizer {
+    type Error = String;
+
+    fn try_from(s: SavedTokenizer) -> std::result::Result<Self, String> {
+        let base = match (s.kind, s.chars) {
+            (None | Some(TokenizerKind::Char), Some(chars)) => {
+                let tok = CharTokenizer::from_text(&chars.iter().collect::<String>());
+                if tok.chars != chars {
+                    return Err("a character vocabulary must be sorted and without repeats".into());
+                }
+                BaseTokenizer::Char(tok)
+            }
+            (Some(TokenizerKind::Gpt2), None) => BaseTokenizer::Gpt2,
+            (Some(TokenizerKind::Gpt2), Some(_)) => {
+                return Err("a gpt2 tokenizer has no \"chars\"".into());
+            }
+            (_, None) => return Err("a char tokenizer needs its \"chars\"".into()),
+        };
+        Ok(TextTokenizer { base, chat: s.chat })
+    }
+}
+
+impl From<TextTokenizer> for SavedTokenizer {
     fn from(t: TextTokenizer) -> Self {
-        match t {
-            TextTokenizer::Char(c) => TaggedTokenizer::Char(c),
-            TextTokenizer::Gpt2 => TaggedTokenizer::Gpt2,
+        let kind = Some(t.kind());
+        let chars = match t.base {
+            BaseTokenizer::Char(c) => Some(c.chars),
+            BaseTokenizer::Gpt2 => None,
+        };
+        SavedTokenizer {
+            kind,
+            chars,
+            chat: t.chat,
         }
     }
 }
@@ -165,34 +225,97 @@ pub fn gpt2_bpe() -> &'static tiktoken_rs::CoreBPE {
 }
 
 impl TextTokenizer {
-    pub fn kind(&self) -> TokenizerKind {
-        match self {
-            TextTokenizer::Char(_) => TokenizerKind::Char,
-            TextTokenizer::Gpt2 => TokenizerKind::Gpt2,
+    /// The lecture's characters.
+    pub fn char(chars: CharTokenizer) -> Self {
+        Self {
+            base: BaseTokenizer::Char(chars),
+            chat: false,
         }
+    }
+
+    /// GPT-2's BPE.
+    pub fn gpt2() -> Self {
+        Self {
+            base: BaseTokenizer::Gpt2,
+            chat: false,
+        }
+    }
+
+    /// The same vocabulary with the chat tokens after it.
+    pub fn with_chat(self) -> Self {
+        Self { chat: true, ..self }
+    }
+
+    /// The same vocabulary without the chat tokens: a chat run's base.
+    pub fn without_chat(self) -> Self {
+        Self {
+            chat: false,
+            ..self
+        }
+    }
+
+    pub fn base(&self) -> &BaseTokenizer {
+        &self.base
+    }
+
+    /// Whether it has the chat tokens (a chat run's tokenizer).
+    pub fn is_chat(&self) -> bool {
+        self.chat
+    }
+
+    pub fn kind(&self) -> TokenizerKind {
+        match self.base {
+            BaseTokenizer::Char(_) => TokenizerKind::Char,
+            BaseTokenizer::Gpt2 => TokenizerKind::Gpt2,
+        }
+    }
+
+    /// The tokens of the base vocabulary, before any chat token.
+    pub fn base_vocab_size(&self) -> usize {
+        match &self.base {
+            BaseTokenizer::Char(c) => c.vocab_size(),
+            BaseTokenizer::Gpt2 => GPT2_VOCAB_SIZE,
+        }
+    }
+
+    /// The id of a chat token; `None` when this tokenizer has none.
+    pub fn special_id(&self, special: Special) -> Option<u32> {
+        let index = Special::ALL.iter().position(|&s| s == special)?;
+        self.chat.then(|| (self.base_vocab_size() + index) as u32)
+    }
+
+    /// The chat token `id` is, if it is one.
+    pub fn special(&self, id: u32) -> Option<Special> {
+        let index = (id as usize).checked_sub(self.base_vocab_size())?;
+        self.chat.then(|| Special::ALL.get(index).copied()).flatten()
     }
 
     /// The tokenizer in words, for errors: `the gpt2 tokenizer (50257 tokens)`.
     pub fn describe(&self) -> String {
+        let chat = if self.chat { " with chat tokens" } else { "" };
         format!(
-            "the {} tokenizer ({} tokens)",
+            "the {} tokenizer{chat} ({} tokens)",
             self.kind().name(),
             self.vocab_size()
         )
     }
 
-    /// The UTF-8 bytes of one token. A GPT-2 token can hold part of a character, so a
-    /// stream of tokens is decoded by joining bytes (see [`Utf8Stream`]).
+    /// The UTF-8 bytes of one token (a chat token's are its [`Special::text`]). A GPT-2
+    /// token can hold part of a character, so a stream of tokens is decoded by joining
+    /// bytes (see [`Utf8Stream`]).
     pub fn token_bytes(&self, id: u32) -> Result<Vec<u8>> {
-        match self {
-            TextTokenizer::Char(c) => Ok(c.decode(&[id])?.into_bytes()),
-            TextTokenizer::Gpt2 => {
+        if let Some(special) = self.special(id) {
+            return Ok(special.text().as_bytes().to_vec());
+        }
+        match &self.base {
+            BaseTokenizer::Char(c) => Ok(c.decode(&[id])?.into_bytes()),
+            BaseTokenizer::Gpt2 => {
                 self.check_id(id)?;
                 gpt2_bpe()
                     .decode_bytes(&[id])
                     .map_err(|_| DataError::UnknownToken {
                         id,
-                        vocab_size: GPT2_VOCAB_SIZE,
+                        vocab_size: self.vocab_size(),
                     })
             }
         }
@@ -212,35 +335,28 @@ impl TextTokenizer {
 
 impl Tokenizer for TextTokenizer {
     fn vocab_size(&self) -> usize {
-        match self {
-            TextTokenizer::Char(c) => c.vocab_size(),
-            TextTokenizer::Gpt2 => GPT2_VOCAB_SIZE,
-        }
+        self.base_vocab_size() + if self.chat { Special::ALL.len() } else { 0 }
     }
 
-    /// GPT-2: `encode_ordinary`, so `<|endoftext|>` in the text is plain text, as
-    /// nanoGPT's `prepare.py` encodes documents.
+    /// Only the base vocabulary: a chat token's text in `text` is plain text, so a user
+    /// cannot forge a turn. GPT-2: `encode_ordinary`, so `<|endoftext|>` in the text is
+    /// plain text too, as nanoGPT's `prepare.py` encodes documents.
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        match self {
-            TextTokenizer::Char(c) => c.encode(text),
-            TextTokenizer::Gpt2 => Ok(gpt2_bpe().encode_ordinary(text)),
+        match &self.base {
+            BaseTokenizer::Char(c) => c.encode(text),
+            BaseTokenizer::Gpt2 => Ok(gpt2_bpe().encode_ordinary(text)),
         }
     }
 
-    /// GPT-2: bytes that are not UTF-8 on their own (a cut character) become U+FFFD.
+    /// Bytes that are not UTF-8 on their own (a cut character) become U+FFFD.
     fn decode(&self, ids: &[u32]) -> Result<String> {
-        match self {
-            TextTokenizer::Char(c) => c.decode(ids),
-            TextTokenizer::Gpt2 => {
-                let mut out = Utf8Stream::default();
-                let mut text = String::new();
-                for &id in ids {
-                    text.push_str(&out.push(&self.token_bytes(id)?));
-                }
-                text.push_str(&out.finish());
-                Ok(text)
-            }
+        let mut out = Utf8Stream::default();
+        let mut text = String::new();
+        for &id in ids {
+            text.push_str(&out.push(&self.token_bytes(id)?));
         }
+        text.push_str(&out.finish());
+        Ok(text)
     }
 }
 
@@ -309,7 +425,7 @@ mod tests {
     ///   [15496, 995] and " Hello world" → [18435, 995].
     #[test]
     fn gpt2_ids_match_the_published_tokenizer() {
-        let tok = TextTokenizer::Gpt2;
+        let tok = TextTokenizer::gpt2();
         let cases: [(&str, &[u32]); 9] = [
             ("hello world", &[31373, 995][..]),
             ("Hello world", &[15496, 995]),
@@ -339,7 +455,7 @@ mod tests {
     #[test]
     fn gpt2_round_trips_the_full_tiny_shakespeare() {
         let text = shakespeare();
-        let tok = TextTokenizer::Gpt2;
+        let tok = TextTokenizer::gpt2();
         let ids = tok.encode(&text).unwrap();
         // About 3.4 characters per token on Shakespeare's English (nanoGPT's
         // shakespeare prepare.py reports 338,025 tokens in all).
@@ -349,7 +465,7 @@ mod tests {
 
     #[test]
     fn streamed_bytes_join_cut_characters() {
-        let tok = TextTokenizer::Gpt2;
+        let tok = TextTokenizer::gpt2();
         let text = "naïve café — 日本語 🎉";
         let ids = tok.encode(text).unwrap();
         let mut stream = Utf8Stream::default();
@@ -370,7 +486,7 @@ mod tests {
 
     #[test]
     fn tokenizer_files_old_and_new() {
-        let char_tok = TextTokenizer::Char(CharTokenizer::from_text("ab"));
+        let char_tok = TextTokenizer::char(CharTokenizer::from_text("ab"));
         let json = serde_json::to_string(&char_tok).unwrap();
         assert_eq!(json, r#"{"kind":"char","chars":["a","b"]}"#);
         assert_eq!(
@@ -382,13 +498,45 @@ mod tests {
             serde_json::from_str::<TextTokenizer>(legacy).unwrap(),
             char_tok
         );
-        let gpt2 = serde_json::to_string(&TextTokenizer::Gpt2).unwrap();
+        let gpt2 = serde_json::to_string(&TextTokenizer::gpt2()).unwrap();
         assert_eq!(gpt2, r#"{"kind":"gpt2"}"#);
         assert_eq!(
             serde_json::from_str::<TextTokenizer>(&gpt2).unwrap(),
-            TextTokenizer::Gpt2
+            TextTokenizer::gpt2()
         );
         assert!(serde_json::from_str::<TextTokenizer>(r#"{"kind":"bpe"}"#).is_err());
+        assert!(serde_json::from_str::<TextTokenizer>(r#"{"kind":"char","chars":["b","a"]}"#).is_err());
+        assert!(serde_json::from_str::<TextTokenizer>(r#"{"kind":"gpt2","chars":[]}"#).is_err());
+    }
+
+    #[test]
+    fn chat_tokens_follow_the_base_vocabulary_and_never_come_from_text() {
+        for base in [
+            TextTokenizer::char(CharTokenizer::from_text("<|>_abdefginorstu")),
+            TextTokenizer::gpt2(),
+        ] {
+            let n = base.vocab_size();
+            assert_eq!(base.special_id(Special::Bos), None);
+            let chat = base.clone().with_chat();
+            assert_eq!(chat.vocab_size(), n + Special::ALL.len());
+            assert_eq!(chat.base_vocab_size(), n);
+            for (i, special) in Special::ALL.into_iter().enumerate() {
+                let id = chat.special_id(special).unwrap();
+                assert_eq!(id as usize, n + i);
+                assert_eq!(chat.special(id), Some(special));
+                assert_eq!(chat.decode(&[id]).unwrap(), special.text());
+                // Typed as text, a chat token's name is plain text in the base vocabulary.
+                let typed = chat.encode(special.text()).unwrap();
+                assert_eq!(typed, base.encode(special.text()).unwrap());
+                assert!(typed.iter().all(|&t| chat.special(t).is_none()));
+            }
+            assert_eq!(chat.special(n as u32 - 1), None);
+            assert!(chat.decode(&[(n + Special::ALL.len()) as u32]).is_err());
+            assert_eq!(chat.clone().without_chat(), base);
+            let json = serde_json::to_string(&chat).unwrap();
+            assert!(json.ends_with(r#","chat":true}"#), "{json}");
+            assert_eq!(serde_json::from_str::<TextTokenizer>(&json).unwrap(), chat);
+        }
     }
 
     #[test]

@@ -90,6 +90,38 @@ impl<B: Backend> Gpt<B> {
         Ok(self)
     }
 
+    /// The same model with a vocabulary grown to `vocab_size` (a base run's tokens
+    /// followed by new ones, such as the chat tokens): `wte`'s rows and, untied,
+    /// `lm_head`'s columns and biases for the old tokens stay bit for bit, so the old
+    /// tokens' logits do not change. Each new row, column and bias starts as the mean of
+    /// the old ones (as Hugging Face's `resize_token_embeddings` does): a new token then
+    /// reads as an average token, and starts as likely as one, instead of as noise.
+    pub fn grow_vocab(mut self, vocab_size: usize) -> Result<Self> {
+        let old = self.wte.weight.dims()[0];
+        if vocab_size < old {
+            return Err(ModelError::InvalidConfig(format!(
+                "a vocabulary of {old} tokens cannot shrink to {vocab_size}"
+            )));
+        }
+        let new = vocab_size - old;
+        // Rows along `dim` of `t`, followed by `new` copies of their mean; detached, so the
+        // grown tensor is a new leaf, a parameter like any other.
+        fn grown<B: Backend, const D: usize>(t: Tensor<B, D>, dim: usize, new: usize) -> Tensor<B, D> {
+            let mean = t.clone().mean_dim(dim);
+            let mut dims = mean.dims();
+            dims[dim] = new;
+            Tensor::cat(vec![t, mean.expand(dims)], dim).detach()
+        }
+        self.wte.weight = self.wte.weight.clone().map(|w| grown(w, 0, new));
+        if let Some(head) = &mut self.lm_head {
+            head.weight = head.weight.clone().map(|w| grown(w, 1, new));
+            if let Some(bias) = &mut head.bias {
+                *bias = bias.clone().map(|b| grown(b, 0, new));
+            }
+        }
+        Ok(self)
+    }
+
     /// `idx` (B, T) token ids, 1 ≤ T ≤ block_size → logits (B, T, vocab_size).
     pub fn forward(&self, idx: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>> {
         let x = self.embed(idx, 0)?;
@@ -408,6 +440,42 @@ mod tests {
             let s = std(block.attn.c_attn.weight.val());
             assert!((s / 0.02 - 1.0).abs() < 0.1, "c_attn std {s}");
         }
+    }
+
+    /// Growing the vocabulary (a base run becoming a chat run) keeps every old row bit for
+    /// bit, so the old tokens' logits start as the base's; the new rows are the old mean.
+    #[test]
+    fn a_grown_vocabulary_keeps_the_old_tokens() {
+        let device = Default::default();
+        for tie_weights in [false, true] {
+            let config = GptConfig {
+                tie_weights,
+                ..small()
+            };
+            let base = Gpt::<B>::new(&config, &device).unwrap();
+            let grown = base.clone().grow_vocab(70).unwrap();
+            let rows = |m: &Gpt<B>| m.wte.weight.val().into_data().to_vec::<f32>().unwrap();
+            let (old, new) = (rows(&base), rows(&grown));
+            assert_eq!(new.len(), 70 * 32);
+            assert_eq!(old[..], new[..65 * 32]);
+            let mean = base.wte.weight.val().mean_dim(0).into_data().to_vec::<f32>().unwrap();
+            for row in new[65 * 32..].chunks(32) {
+                assert_eq!(row, &mean[..]);
+            }
+            let idx = random_ids::<B>([2, 16], 65, 3, &device);
+            let before = base.forward(idx.clone()).unwrap();
+            let after = grown.forward(idx).unwrap();
+            assert_eq!(after.dims(), [2, 16, 70]);
+            after
+                .slice([0..2, 0..16, 0..65])
+                .into_data()
+                .assert_approx_eq::<f32>(&before.into_data(), burn::tensor::Tolerance::absolute(1e-6));
+            assert_eq!(
+                grown.num_params() - base.num_params(),
+                5 * 32 + if tie_weights { 0 } else { 5 * 32 + 5 }
+            );
+        }
+        assert!(Gpt::<B>::new(&small(), &device).unwrap().grow_vocab(64).is_err());
     }
 
     /// Tied, the logits are the final stream times wteᵀ, and no lm_head exists.

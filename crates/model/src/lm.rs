@@ -42,6 +42,18 @@ impl<B: Backend> Model<B> {
         }
     }
 
+    /// The same model with its vocabulary grown to `vocab_size`, the old tokens' rows
+    /// untouched (see [`Gpt::grow_vocab`]). A bigram model's table is its vocabulary
+    /// squared: it cannot grow this way.
+    pub fn grow_vocab(self, vocab_size: usize) -> Result<Self> {
+        match self {
+            Model::Bigram(_) => Err(ModelError::InvalidConfig(
+                "a bigram model's vocabulary cannot grow: its whole table is the vocabulary".into(),
+            )),
+            Model::Gpt(m) => Ok(Model::Gpt(m.grow_vocab(vocab_size)?)),
+        }
+    }
+
     /// The GPT's attention weights for `idx` (B, T), one (B, n_head, T, T) tensor per
     /// layer: see [`Gpt::attention_maps`]. The bigram model has no attention: an error.
     pub fn attention_maps(&self, idx: Tensor<B, 2, Int>) -> Result<Vec<Tensor<B, 4>>> {

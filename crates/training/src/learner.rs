@@ -11,17 +11,18 @@ use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::{Dashboard, Iterations, PlainRenderer};
-use crate::run::{RunDir, RunWriter};
+use crate::run::RunWriter;
 use crate::schedule::NanoGptSchedule;
 use crate::step::{HostReads, NonFiniteWatch, OnNonFinite, StepPolicy, TrainingModel};
 use crate::train::{CTRL_C, MultiDevice, TrainOptions};
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
+use burn::module::Module;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining};
 use data::{Corpus, Split, mix_seed};
 use model::{Model, Precision};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The reason burn-train's dashboard gives when the user presses `q`.
@@ -74,14 +75,8 @@ pub(crate) fn launch<B: AutodiffBackend>(
     let model = match &origin.init_weights {
         // --init-from: the other run's weights (checked in `init_weights`), under this
         // run's config (its dropout); the optimizer and schedule start fresh.
-        Some(path) if path.extension().is_some_and(|e| e == "safetensors") => {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let gpt = model::hf::load_gpt2_as::<B>(dir, &config.model, device)
-                .map_err(|e| TrainError::Config(format!("--init-from {}: {e}", dir.display())))?;
-            Model::Gpt(burn::module::Module::map(gpt, &mut RequireGrad))
-        }
-        Some(path) => RunDir::new(path.parent().unwrap_or(Path::new(".")))
-            .load_model_file_as::<B>(path, &config.model, device)?,
+        Some(path) => crate::setup::load_init_weights::<B>(path, config, device)?
+            .map(&mut RequireGrad),
         None => Model::<B>::new(&config.model, device)?,
     };
     if let Some(dp) = dp {

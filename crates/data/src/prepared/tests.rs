@@ -50,7 +50,7 @@ fn pieces_encode_like_the_whole_text() {
         Outcome::Prepared(m) => m,
         Outcome::Unchanged(_) => panic!("a new directory is prepared"),
     };
-    let mut whole = TextTokenizer::Gpt2.encode(&text).unwrap();
+    let mut whole = TextTokenizer::gpt2().encode(&text).unwrap();
     whole.push(GPT2_EOT);
     let (_, store) = open(&out).unwrap();
     let (train, val) = all_ids(&store);
@@ -77,7 +77,7 @@ fn char_tail_split_matches_the_lecture() {
     .unwrap();
     let (meta, store) = open(&out).unwrap();
     let tok = CharTokenizer::from_text(&text);
-    assert_eq!(meta.tokenizer, TextTokenizer::Char(tok.clone()));
+    assert_eq!(meta.tokenizer, TextTokenizer::char(tok.clone()));
     let memory = TokenStore::new(&tok.encode(&text).unwrap(), tok.vocab_size());
     let (train, val) = all_ids(&store);
     let (mtrain, mval) = all_ids(&memory);
@@ -141,7 +141,7 @@ fn jsonl_documents_are_split_by_document_with_separators() {
     assert_eq!(eots(&train) + eots(&val), 401);
     // About a tenth of the documents went to val, each whole.
     assert!((20..70).contains(&eots(&val)), "{}", eots(&val));
-    let text = TextTokenizer::Gpt2.decode(&val).unwrap();
+    let text = TextTokenizer::gpt2().decode(&val).unwrap();
     for doc in text.split("<|endoftext|>").filter(|d| !d.is_empty()) {
         assert!(docs.iter().any(|d| d == doc), "{doc:?}");
     }

@@ -120,11 +120,11 @@ pub(super) fn prepare_with(
         val_fraction: f,
     };
     let (tokenizer, scanned) = match opts.tokenizer {
-        TokenizerKind::Gpt2 => (TextTokenizer::Gpt2, None),
+        TokenizerKind::Gpt2 => (TextTokenizer::gpt2(), None),
         TokenizerKind::Char => {
             progress.begin("scanning", total);
             let (chars, hashes) = scan_chars(reader(files.clone()), progress)?;
-            (TextTokenizer::Char(chars), Some(hashes))
+            (TextTokenizer::char(chars), Some(hashes))
         }
     };
     let vocab_size = tokenizer.vocab_size();

@@ -2,15 +2,67 @@
 //! (fresh optimizer and schedule), as nanoGPT's `init_from`; checked against the new
 //! run's architecture and tokenizer, and recorded in `run.json` so that a resume before
 //! the first checkpoint starts from the same file.
+//!
+//! A run on conversations from a base without chat tokens is a chat run of the base: its
+//! tokenizer is the base's followed by the chat tokens, and the base's weights grow to
+//! that vocabulary when they are loaded ([`model::Gpt::grow_vocab`]).
 
 use crate::run::marker::InitRecord;
 use crate::run::{RunDir, RunMarker};
 use crate::train::InitFrom;
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
-use data::{TextTokenizer, Tokenizer};
+use data::{BaseTokenizer, TextTokenizer, Tokenizer};
+use model::Model;
 use sha2::Digest;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The tokenizer of a chat run that starts from `init`: the base's, with the chat tokens
+/// (which a base that has them already keeps).
+pub(super) fn chat_tokenizer(init: &InitFrom) -> Result<TextTokenizer, TrainError> {
+    let base = if model::hf::is_hf_dir(&init.run) {
+        TextTokenizer::gpt2()
+    } else {
+        RunDir::open(&init.run)?.tokenizer()?
+    };
+    Ok(base.with_chat())
+}
+
+/// The weights at `path` (checked by [`init_weights`]) as a model of `config`: loaded in
+/// the shape they were saved in, then grown to this run's vocabulary when it adds the
+/// chat tokens.
+pub(crate) fn load_init_weights<B: burn::prelude::Backend>(
+    path: &Path,
+    config: &RunConfig,
+    device: &B::Device,
+) -> Result<Model<B>, TrainError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let hf = path.extension().is_some_and(|e| e == "safetensors");
+    let vocab_size = if hf {
+        model::hf::read_config(dir)
+            .map_err(|e| TrainError::Config(format!("--init-from {}: {e}", dir.display())))?
+            .vocab_size
+    } else {
+        RunDir::new(dir).config()?.model.vocab_size
+    };
+    let shape = model::GptConfig {
+        vocab_size,
+        ..config.model.clone()
+    };
+    let model = if hf {
+        let gpt = model::hf::load_gpt2_as::<B>(dir, &shape, device)
+            .map_err(|e| TrainError::Config(format!("--init-from {}: {e}", dir.display())))?;
+        Model::Gpt(gpt)
+    } else {
+        RunDir::new(dir).load_model_file_as::<B>(path, &shape, device)?
+    };
+    if vocab_size == config.model.vocab_size {
+        return Ok(model);
+    }
+    model
+        .grow_vocab(config.model.vocab_size)
+        .map_err(|e| TrainError::Config(format!("--init-from {}: {e}", dir.display())))
+}
 
 /// The weights file of `--init-from`, checked: the architecture (all of `[model]` but
 /// dropout and dtype) and the tokenizer must match, and the file must hold exactly the model's
@@ -27,9 +79,10 @@ pub(super) fn init_weights<B: AutodiffBackend>(
     let source = RunDir::open(&init.run)?;
     let name = source.path().display().to_string();
     let theirs = source.tokenizer()?;
-    if theirs != *tokenizer {
-        let detail = match (&theirs, tokenizer) {
-            (TextTokenizer::Char(a), TextTokenizer::Char(b)) => format!(
+    let grows = !theirs.is_chat() && theirs.clone().with_chat() == *tokenizer;
+    if theirs != *tokenizer && !grows {
+        let detail = match (theirs.base(), tokenizer.base()) {
+            (BaseTokenizer::Char(a), BaseTokenizer::Char(b)) => format!(
                 "character vocabularies differ ({} characters there, {} here{})",
                 a.vocab_size(),
                 b.vocab_size(),
@@ -50,8 +103,14 @@ pub(super) fn init_weights<B: AutodiffBackend>(
             "--init-from {name}: the tokenizer differs: {detail}"
         )));
     }
+    // The weights are compared in the shape they were saved in: a chat run's vocabulary
+    // grows from the base's.
+    let shape = model::GptConfig {
+        vocab_size: theirs.vocab_size(),
+        ..config.model.clone()
+    };
     let mut theirs = toml::Table::try_from(&source.config()?.model).expect("configs serialise");
-    let mut ours = toml::Table::try_from(&config.model).expect("configs serialise");
+    let mut ours = toml::Table::try_from(&shape).expect("configs serialise");
     // Dropout is a training choice, not part of the weights (nanoGPT overrides it too);
     // so is the dtype of the matmuls: the weights are float32 in every dtype.
     for key in ["dropout", "dtype"] {
@@ -95,7 +154,7 @@ pub(super) fn init_weights<B: AutodiffBackend>(
             }
         )));
     }
-    source.load_model_file_as::<B::InnerBackend>(&path, &config.model, device)?;
+    source.load_model_file_as::<B::InnerBackend>(&path, &shape, device)?;
     let bytes = std::fs::read(&path).map_err(|e| crate::run::io(&path, e))?;
     let rows = source.rows()?;
     let iter = if init.best {
@@ -128,7 +187,7 @@ fn init_hf_weights<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<(PathBuf, InitRecord), TrainError> {
     let name = init.run.display().to_string();
-    let gpt2_tokens = *tokenizer == TextTokenizer::Gpt2;
+    let gpt2_tokens = *tokenizer.base() == BaseTokenizer::Gpt2;
     let theirs = model::hf::read_config(&init.run)
         .map_err(|e| TrainError::Config(format!("--init-from {name}: {e}")))?;
     if (theirs.vocab_size == data::tokenizer::GPT2_VOCAB_SIZE) != gpt2_tokens {
@@ -137,7 +196,11 @@ fn init_hf_weights<B: AutodiffBackend>(
             tokenizer.describe()
         )));
     }
-    model::hf::load_gpt2_as::<B::InnerBackend>(&init.run, &config.model, device)
+    let shape = model::GptConfig {
+        vocab_size: theirs.vocab_size,
+        ..config.model.clone()
+    };
+    model::hf::load_gpt2_as::<B::InnerBackend>(&init.run, &shape, device)
         .map_err(|e| TrainError::Config(format!("--init-from {name}: {e}")))?;
     let path = init.run.join(model::hf::WEIGHTS_FILE);
     let bytes = std::fs::read(&path).map_err(|e| crate::run::io(&path, e))?;

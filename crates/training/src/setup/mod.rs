@@ -16,6 +16,7 @@ mod resume;
 mod run_data;
 
 pub(crate) use follower::follower;
+pub(crate) use init_from::load_init_weights;
 pub use run_data::{open_run_data, use_data_path};
 
 use crate::budget;

@@ -2,7 +2,7 @@
 //! config, the `--init-from` weights checked, and the run directory created.
 
 use super::RunSetup;
-use super::init_from::init_weights;
+use super::init_from::{chat_tokenizer, init_weights};
 use super::run_data::{open_dataset, use_data_path};
 use crate::log::History;
 use crate::run::{RunMarker, RunWriter};
@@ -27,11 +27,20 @@ pub(super) fn set_up<B: AutodiffBackend>(
     config.train.dataset = dataset
         .resolved()
         .map_err(|e| TrainError::Config(format!("dataset {dataset}: {e}")))?;
+    // Conversations from a base run: the base's tokens and the chat tokens.
+    let saved = match &opts.init_from {
+        Some(init) if config.train.dataset.is_conversations() => Some(chat_tokenizer(init)?),
+        _ => None,
+    };
     let OpenDataset {
         corpus,
         tokenizer,
         record,
-    } = open_dataset(&config, None)?;
+        notes,
+    } = open_dataset(&config, saved)?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
     config.model.vocab_size = tokenizer.vocab_size();
     config.model.validate()?;
     let init = opts
