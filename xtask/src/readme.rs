@@ -14,7 +14,8 @@
 //! `shell`), with `\` continuations joined and `#` comments dropped, split into words
 //! as a POSIX shell would (quotes, backslash escapes, leading `NAME=value` assignments).
 //! A command using other shell syntax (pipes, `;`, `&&`, redirections, `$` expansion) is
-//! listed as skipped, as is any command that is neither `cargo …` nor a `gpt` binary.
+//! listed as skipped, as is any command that is neither `cargo …`, a `gpt` binary nor a
+//! script of `experiments/` (`python3 experiments/….py …`).
 //! Commands a checkout cannot run (they need the Hugging Face hub, Open MPI, a corpus
 //! fetched with apt) belong in ```` ```text ```` blocks, which are not run. Every page's
 //! commands are written to run from the checkout's root.
@@ -38,6 +39,9 @@
 //!   wait for a second build of burn.
 //! - `./target/debug/gpt …` runs a copy of the dev flex binary, taken at the start so that
 //!   later builds of other backends cannot swap it.
+//! - `python3 experiments/….py …` runs as written (the `python3` on `PATH`, the checkout's
+//!   script): only the interpreter `python3`, only scripts under `experiments/`; other
+//!   Python commands are skipped.
 //! - `cargo build …` lines are skipped (the test built the binary); `cargo xtask ci` and
 //!   `cargo xtask readme` are skipped (they would recurse), and so are `cargo test`,
 //!   `clippy` and `fmt` (`ci` runs them). README's set-up command `cargo xtask train` does
@@ -72,7 +76,7 @@
 
 use crate::{GPT_COMMANDS, build_gpt, parse_info, root, split_forwarded, system, target_dir};
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -315,6 +319,8 @@ enum Plan {
     },
     /// The `gpt` binary with these arguments.
     Gpt(Vec<String>),
+    /// `python3 experiments/….py ARGS`: these words, run as written.
+    Script(Vec<String>),
 }
 
 /// A page's command, understood.
@@ -357,8 +363,25 @@ fn parse(words: Vec<String>) -> Result<Parsed> {
             gpt: words[1..].to_vec(),
         });
     }
+    if program == "python3" {
+        let script = words.get(1).map(Path::new);
+        let ours = script.is_some_and(|s| {
+            s.starts_with("experiments")
+                && s.extension().is_some_and(|e| e == "py")
+                && s.components().all(|c| matches!(c, Component::Normal(_)))
+        });
+        if !ours {
+            return Ok(skip("not a script of experiments/"));
+        }
+        return Ok(Parsed {
+            env,
+            plan: Plan::Script(words),
+            backend: "flex".into(),
+            gpt: Vec::new(),
+        });
+    }
     if program != "cargo" {
-        return Ok(skip("not a cargo or gpt command"));
+        return Ok(skip("not a cargo, gpt or python3 experiments/ command"));
     }
     let sub_at = words[1..]
         .iter()
@@ -719,6 +742,11 @@ impl Scratch {
                 cmd.args(args);
                 cmd
             }
+            Plan::Script(words) => {
+                let mut cmd = Command::new(&words[0]);
+                cmd.args(&words[1..]);
+                cmd
+            }
             Plan::Skip(_) => unreachable!("skipped before"),
         })
     }
@@ -1063,11 +1091,19 @@ mod tests {
         assert_eq!(p.env, [("BURNGPT_DATA_DIR".to_string(), "d".to_string())]);
         assert_eq!(p.plan, Plan::Gpt(words("eval --run r")));
 
+        let script = words("python3 experiments/chat/chatterbot.py --out data/c.jsonl");
+        let p = parse(script.clone()).unwrap();
+        assert_eq!(p.plan, Plan::Script(script));
+        assert!(p.gpt.is_empty());
+
         for skipped in [
             "cargo xtask ci",
             "cargo xtask readme",
             "cargo build -p cli",
             "python3 x.py",
+            "python3 experiments/../x.py",
+            "python3 -u experiments/chat/chatterbot.py",
+            "python experiments/chat/chatterbot.py",
             "cargo xtask bench --compare-torch python3",
         ] {
             assert!(

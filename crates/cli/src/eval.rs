@@ -15,7 +15,8 @@ use training::setup::open_run_data;
 pub struct Args {
     #[command(flatten)]
     run: RunArg,
-    /// Also the deterministic loss over every consecutive block_size window of val.
+    /// Also the deterministic loss over all of val: every consecutive block_size window
+    /// of a text, or every conversation of a chat run.
     #[arg(long)]
     full: bool,
     /// Print one JSON object instead of text.
@@ -67,8 +68,22 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         "train_loss": train_loss,
         "val_loss": val_loss,
     });
+    // A chat run learns, and is scored on, the assistant's replies only (an arithmetic
+    // run, its answers).
+    let chat = matches!(corpus, Corpus::Conversations(_));
+    json["loss_on"] = match corpus {
+        Corpus::Text(_) => "all_tokens",
+        Corpus::Conversations(_) => "assistant_tokens",
+        Corpus::Problems(_) => "answer_tokens",
+    }
+    .into();
     let mut lines = vec![format!(
-        "iter {iter}: train loss {train_loss:.4}, val loss {val_loss:.4}"
+        "iter {iter}: train loss {train_loss:.4}, val loss {val_loss:.4}{}",
+        if chat {
+            " (on the assistant's tokens)"
+        } else {
+            ""
+        }
     )];
     if let Some(task) = config.task() {
         let problems = held_out_set(task, args.problems, args.seed);
@@ -102,10 +117,17 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
                 c.total
             )
         }));
-    } else if let (Corpus::Text(store), true) = (&corpus, args.full) {
-        let val = store.split(Split::Val).clone();
-        let (loss, n) =
-            full_split_loss(&model, val, config.model.block_size, t.batch_size, &device);
+    } else if args.full {
+        let block_size = config.model.block_size;
+        let (loss, n) = full_split_loss(
+            &model,
+            &corpus,
+            Split::Val,
+            block_size,
+            t.batch_size,
+            &device,
+        )
+        .expect("a text or conversations");
         json["full_val_loss"] = loss.into();
         json["full_val_tokens"] = n.into();
         lines.push(format!("whole val split: loss {loss:.4} over {n} tokens"));

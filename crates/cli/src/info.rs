@@ -40,6 +40,7 @@ pub fn run(args: Args) -> Result<()> {
             "checkpoints": checkpoints,
             "data": data,
             "tokenizer": tokenizer.kind().name(),
+            "chat": tokenizer.is_chat(),
             "init_from": init_from,
             "tokens_per_iter": config.train.batch_size
                 * config.model.block_size
@@ -71,10 +72,18 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", step_line(step));
     }
     println!("checkpoints after evaluations: {checkpoints:?}");
+    let chat = if tokenizer.is_chat() {
+        format!(
+            " + {} chat tokens: a chat run (talk to it with gpt chat)",
+            data::Special::ALL.len()
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "tokenizer: {} ({} tokens); {} tokens per iteration (batch_size × block_size × gradient_accumulation_steps)",
+        "tokenizer: {} ({} tokens{chat}); {} tokens per iteration (batch_size × block_size × gradient_accumulation_steps)",
         tokenizer.kind().name(),
-        data::Tokenizer::vocab_size(&tokenizer),
+        tokenizer.base_vocab_size(),
         config.train.batch_size
             * config.model.block_size
             * config.train.gradient_accumulation_steps

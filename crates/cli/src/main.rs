@@ -9,6 +9,7 @@
 mod attention;
 mod backend;
 mod bench;
+mod chat;
 mod eval;
 mod export;
 mod fonts;
@@ -84,6 +85,9 @@ enum Command {
     Train(train::Args),
     /// Stream text from a trained run, or solve a problem with an arithmetic run.
     Sample(sample::Args),
+    /// Talk to a chat run (one finetuned on conversations): a REPL, or --message for
+    /// scripts.
+    Chat(chat::Args),
     /// Train/val loss of a trained run (random batches, or --full over the val split);
     /// exact match on held-out problems for an arithmetic run.
     Eval(eval::Args),
@@ -139,6 +143,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(a) => train::run(a, cli.device),
         Command::Sample(a) => sample::run(a, cli.device),
+        Command::Chat(a) => chat::run(a, cli.device),
         Command::Eval(a) => eval::run(a, cli.device),
         Command::Info(a) => info::run(a),
         Command::Plot(a) => plot::run(a),

@@ -1,6 +1,7 @@
-//! What generation starts from, and the run a command reads.
+//! What generation starts from, how it draws, and the run a command reads.
 
 use anyhow::{Context, Result, bail};
+use model::Sampling;
 use std::path::{Path, PathBuf};
 use training::RunDir;
 
@@ -59,5 +60,45 @@ impl RunArg {
                 run
             }
         })
+    }
+}
+
+/// How `gpt sample` and `gpt chat` draw tokens.
+#[derive(clap::Args)]
+pub struct SamplingArgs {
+    /// Tokens to generate (an arithmetic run writes its answer's length; a chat reply
+    /// also ends at its end token).
+    #[arg(long, default_value_t = 500)]
+    max_new_tokens: usize,
+    /// Below 1: more conservative; above 1: more surprising. Must be > 0; near 0 it is
+    /// greedy decoding.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Sample only among the K most likely tokens (1: greedy).
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, default_value_t = 1337)]
+    seed: u64,
+    /// Recompute the whole context for every token, as nanoGPT does (slower, same text).
+    #[arg(long)]
+    no_kv_cache: bool,
+}
+
+impl SamplingArgs {
+    /// The settings, refused before anything is printed when they cannot sample; the
+    /// seed advanced by `offset` (`--num-samples`' later samples).
+    pub fn sampling(&self, offset: u64) -> Result<Sampling> {
+        if self.max_new_tokens == 0 {
+            bail!("--max-new-tokens must be at least 1");
+        }
+        let sampling = Sampling {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_k: self.top_k,
+            seed: self.seed.wrapping_add(offset),
+            kv_cache: !self.no_kv_cache,
+        };
+        sampling.validate()?;
+        Ok(sampling)
     }
 }

@@ -1,7 +1,7 @@
 //! `gpt sample`: stream text from a trained run, or solve a problem with an arithmetic one.
 
 use crate::backend::{self, Inner};
-use crate::prompt::{Prompt, RunArg};
+use crate::prompt::{Prompt, RunArg, SamplingArgs};
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use data::{TaskConfig, Tokenizer, Utf8Stream};
@@ -22,23 +22,10 @@ pub struct Args {
     /// Read the text to continue from a file.
     #[arg(long)]
     prompt_file: Option<PathBuf>,
-    /// Tokens to generate (an arithmetic run writes its answer's length).
-    #[arg(long, default_value_t = 500)]
-    max_new_tokens: usize,
-    /// Below 1: more conservative; above 1: more surprising. Must be > 0; near 0 it is
-    /// greedy decoding.
-    #[arg(long, default_value_t = 1.0)]
-    temperature: f32,
-    /// Sample only among the K most likely tokens (1: greedy).
-    #[arg(long)]
-    top_k: Option<usize>,
-    #[arg(long, default_value_t = 1337)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     #[arg(long, default_value_t = 1)]
     num_samples: usize,
-    /// Recompute the whole context for every token, as nanoGPT does (slower, same text).
-    #[arg(long)]
-    no_kv_cache: bool,
     /// Which weights: the final model or the checkpoint with the best val loss.
     #[arg(long, value_parser = ["final", "best"], default_value = "final")]
     weights: String,
@@ -50,21 +37,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
-    if args.max_new_tokens == 0 {
-        bail!("--max-new-tokens must be at least 1");
-    }
     if args.num_samples == 0 {
         bail!("--num-samples must be at least 1");
     }
-    let sampling = |i: usize| Sampling {
-        max_new_tokens: args.max_new_tokens,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        seed: args.seed + i as u64,
-        kv_cache: !args.no_kv_cache,
-    };
     // Before anything is printed: a refused option prints no prompt.
-    sampling(0).validate()?;
+    args.sampling.sampling(0)?;
     let prompt = Prompt::from_args(args.prompt.as_deref(), args.prompt_file.as_deref())?;
     let (model, what, device) = match &args.init_from {
         Some(spec) => {
@@ -75,9 +52,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         None => {
             let run = args.run.open()?;
             let device = backend::device(device)?;
-            let weights = (args.weights == "best").then(|| run.best_path());
-            let (model, what) = load_run::<Inner>(&run, weights, &device)?;
-            (model, what, device)
+            let model = load_weights::<Inner>(&run, &args.weights, &device)?;
+            (model, decoding(&run)?, device)
         }
     };
     let mut out = Output::new();
@@ -89,7 +65,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         {
             return Ok(());
         }
-        let flow = what.write(&model, &prompt, &sampling(i), &device, &mut out)?;
+        let sampling = args.sampling.sampling(i as u64)?;
+        let flow = what.write(&model, &prompt, &sampling, &device, &mut out)?;
         if flow.is_break() || out.write("\n")?.is_break() {
             return Ok(());
         }
@@ -154,31 +131,38 @@ pub fn stream_sample<B: Backend>(
     sampling: &Sampling,
     device: &B::Device,
 ) -> Result<()> {
-    let (model, what) = load_run::<B>(run, None, device)?;
+    let model = run.load_model::<B>(device)?;
     // A reader that left early is no failure: nothing more to do either way.
-    let _ = what.write(&model, prompt, sampling, device, &mut Output::new())?;
+    let _ = decoding(run)?.write(&model, prompt, sampling, device, &mut Output::new())?;
     Ok(())
 }
 
-/// A run's model (`weights`, else its final or newest) and what it writes.
-fn load_run<B: Backend>(
+/// A run's model: `weights` `best` (the checkpoint with the best val loss), else its
+/// final or newest.
+pub fn load_weights<B: Backend>(
     run: &RunDir,
-    weights: Option<PathBuf>,
+    weights: &str,
     device: &B::Device,
-) -> Result<(Model<B>, Decoding)> {
-    let model = match weights {
-        Some(path) if path.exists() => run.load_model_file::<B>(&path, device)?,
-        Some(path) => bail!(
+) -> Result<Model<B>> {
+    if weights != "best" {
+        return Ok(run.load_model::<B>(device)?);
+    }
+    let path = run.best_path();
+    if !path.exists() {
+        bail!(
             "{} does not exist yet (no evaluation has finished)",
             path.display()
-        ),
-        None => run.load_model::<B>(device)?,
-    };
-    let what = match run.config()?.task() {
+        );
+    }
+    Ok(run.load_model_file::<B>(&path, device)?)
+}
+
+/// What a run's model writes: text, or an arithmetic run's answers.
+fn decoding(run: &RunDir) -> Result<Decoding> {
+    Ok(match run.config()?.task() {
         Some(task) => Decoding::Answers(task.clone()),
         None => Decoding::Text(run.tokenizer()?),
-    };
-    Ok((model, what))
+    })
 }
 
 /// Prints the prompt, then each token `model` draws after it, as text completes.

@@ -168,7 +168,10 @@ pub fn run(mut args: Args, device: Option<usize>) -> Result<()> {
             report.run.path().display()
         );
     }
-    if args.sample_tokens > 0 {
+    if report.run.tokenizer()?.is_chat() {
+        // A chat run answers messages rather than continuing text.
+        println!("talk to it: gpt chat --run {}", report.run.path().display());
+    } else if args.sample_tokens > 0 {
         println!("--- sample ---");
         let sampling = Sampling {
             max_new_tokens: args.sample_tokens,

@@ -176,7 +176,12 @@ pub fn parse(ids: &[u32], tokenizer: &TextTokenizer) -> Result<Vec<Message>> {
         match closed {
             Some(Some(s)) if s == end => at += len + 2,
             None if role == Role::Assistant => at += len + 1,
-            _ => return Err(bad(format!("the {role:?} turn at token {} is not closed", at + 1))),
+            _ => {
+                return Err(bad(format!(
+                    "the {role:?} turn at token {} is not closed",
+                    at + 1
+                )));
+            }
         }
         messages.push(Message {
             role,
@@ -315,7 +320,10 @@ mod tests {
         let tok = chat_tokenizer();
         let cases = [
             (vec![], "no messages"),
-            (vec![Message::assistant("hi")], "message 1 is from Assistant"),
+            (
+                vec![Message::assistant("hi")],
+                "message 1 is from Assistant",
+            ),
             (
                 vec![Message::user("a"), Message::user("b")],
                 "message 2 is from User",
@@ -336,9 +344,11 @@ mod tests {
 
     #[test]
     fn bad_lines_name_the_file_and_line() {
-        let dir = std::env::temp_dir().join(format!("burngpt-conversations-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("burngpt-conversations-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let good = r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#;
+        let good =
+            r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}]}"#;
         let cases = [
             ("{not json", "line 2: key must be a string"),
             (

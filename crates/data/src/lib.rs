@@ -41,7 +41,8 @@ pub use dataset::{DataRecord, Dataset, OpenDataset};
 pub use problem::{Op, Problem};
 pub use source::{TextSource, load_text};
 pub use tokenizer::{
-    BaseTokenizer, CharTokenizer, GPT2_EOT, GPT2_VOCAB_SIZE, Special, TextTokenizer, Tokenizer, TokenizerKind, Utf8Stream,
+    BaseTokenizer, CharTokenizer, GPT2_EOT, GPT2_VOCAB_SIZE, Special, TextTokenizer, Tokenizer,
+    TokenizerKind, Utf8Stream,
 };
 pub use tokens::{Split, TokenStore, Tokens};
 

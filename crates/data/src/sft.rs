@@ -252,7 +252,11 @@ mod tests {
     }
 
     fn conversation(i: usize) -> Conversation {
-        let word = |n: usize| ((b'a' + (n % 26) as u8) as char).to_string().repeat(1 + n % 5);
+        let word = |n: usize| {
+            ((b'a' + (n % 26) as u8) as char)
+                .to_string()
+                .repeat(1 + n % 5)
+        };
         Conversation {
             messages: vec![Message::user(word(i)), Message::assistant(word(i + 7))],
         }
@@ -303,7 +307,10 @@ mod tests {
     fn long_conversations_are_cut_and_counted_and_val_is_never_empty() {
         let tok = tokenizer();
         let long = Conversation {
-            messages: vec![Message::user("a".repeat(4)), Message::assistant("b".repeat(40))],
+            messages: vec![
+                Message::user("a".repeat(4)),
+                Message::assistant("b".repeat(40)),
+            ],
         };
         let too_long_to_answer = Conversation {
             messages: vec![Message::user("a".repeat(40)), Message::assistant("b")],
@@ -311,8 +318,16 @@ mod tests {
         let (store, notes) =
             ConversationStore::new(&[long.clone(), too_long_to_answer], &tok, 16).unwrap();
         assert_eq!(notes.len(), 3, "{notes:?}");
-        assert!(notes[0].contains("1 of 2 conversations have no reply"), "{}", notes[0]);
-        assert!(notes[1].contains("1 of 2 conversations are longer"), "{}", notes[1]);
+        assert!(
+            notes[0].contains("1 of 2 conversations have no reply"),
+            "{}",
+            notes[0]
+        );
+        assert!(
+            notes[1].contains("1 of 2 conversations are longer"),
+            "{}",
+            notes[1]
+        );
         assert!(notes[2].contains("val is the train set"), "{}", notes[2]);
         assert_eq!(store.split(Split::Val).len(), 1);
         let chunk = store.each(Split::Val, 16).get(0).unwrap();
@@ -331,7 +346,8 @@ mod tests {
         };
         let (_, notes) = ConversationStore::new(&[conversation(1), odd], &tok, 32).unwrap();
         assert!(
-            notes[0].contains("1 of 2 conversations use characters outside") && notes[0].contains("'4'"),
+            notes[0].contains("1 of 2 conversations use characters outside")
+                && notes[0].contains("'4'"),
             "{notes:?}"
         );
         let err = ConversationStore::new(&[conversation(0)], &tok.clone().without_chat(), 32);

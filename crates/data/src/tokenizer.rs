@@ -287,7 +287,9 @@ impl TextTokenizer {
     /// The chat token `id` is, if it is one.
     pub fn special(&self, id: u32) -> Option<Special> {
         let index = (id as usize).checked_sub(self.base_vocab_size())?;
-        self.chat.then(|| Special::ALL.get(index).copied()).flatten()
+        self.chat
+            .then(|| Special::ALL.get(index).copied())
+            .flatten()
     }
 
     /// The tokenizer in words, for errors: `the gpt2 tokenizer (50257 tokens)`.
@@ -505,7 +507,9 @@ mod tests {
             TextTokenizer::gpt2()
         );
         assert!(serde_json::from_str::<TextTokenizer>(r#"{"kind":"bpe"}"#).is_err());
-        assert!(serde_json::from_str::<TextTokenizer>(r#"{"kind":"char","chars":["b","a"]}"#).is_err());
+        assert!(
+            serde_json::from_str::<TextTokenizer>(r#"{"kind":"char","chars":["b","a"]}"#).is_err()
+        );
         assert!(serde_json::from_str::<TextTokenizer>(r#"{"kind":"gpt2","chars":[]}"#).is_err());
     }
 

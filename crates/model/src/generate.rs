@@ -78,36 +78,108 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
     prompt: &[u32],
     sampling: &Sampling,
     device: &B::Device,
-    mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+    on_token: impl FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Vec<u32>> {
+    let mut decoder = Decoder::new(sampling.kv_cache);
+    let mut rng = StdRng::seed_from_u64(sampling.seed);
+    let mut idx = prompt.to_vec();
+    extend(
+        model,
+        &mut decoder,
+        &mut idx,
+        sampling,
+        &mut rng,
+        device,
+        on_token,
+    )?;
+    Ok(idx.split_off(prompt.len()))
+}
+
+/// [`generate`]'s loop on a context that lives on: `idx` grows by up to
+/// `sampling.max_new_tokens` tokens drawn with `rng` (its seed is not used), and `decoder`
+/// keeps what the model has read, so that a later call on a context that extends this
+/// one (a chat's next turn) feeds only what is new.
+pub fn extend<B: Backend, M: LanguageModel<B>>(
+    model: &M,
+    decoder: &mut Decoder<B>,
+    idx: &mut Vec<u32>,
+    sampling: &Sampling,
+    rng: &mut StdRng,
+    device: &B::Device,
+    mut on_token: impl FnMut(u32) -> ControlFlow<()>,
+) -> Result<()> {
     sampling.validate()?;
-    if prompt.is_empty() {
+    if idx.is_empty() {
         return Err(ModelError::EmptyPrompt);
     }
-    let mut rng = StdRng::seed_from_u64(sampling.seed);
-    let mut cache = KvCache::new();
-    let mut idx = prompt.to_vec();
-    let tensor = |ids: &[u32]| {
-        let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
-        let t = ids.len();
-        Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, t]).convert::<B::IntElem>(), device)
-    };
     for _ in 0..sampling.max_new_tokens {
+        let last = decoder.next_logits(model, idx, device)?;
+        let next = sample_next(&last, sampling.temperature, sampling.top_k, rng);
+        idx.push(next);
+        if on_token(next).is_break() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What the model has read of a context: the KV cache and the tokens in it.
+pub struct Decoder<B: Backend> {
+    cache: KvCache<B>,
+    /// The tokens whose keys and values `cache` holds, in order.
+    read: Vec<u32>,
+    kv_cache: bool,
+}
+
+impl<B: Backend> Decoder<B> {
+    /// With `kv_cache` false every call recomputes the window, as nanoGPT does.
+    pub fn new(kv_cache: bool) -> Self {
+        Self {
+            cache: KvCache::new(),
+            read: Vec::new(),
+            kv_cache,
+        }
+    }
+
+    /// The logits of the token that follows `context`. The model reads only the tokens
+    /// after the part of `context` it has read already; a context that does not begin
+    /// with that part (a chat that dropped its oldest turn) starts the cache afresh, and
+    /// one longer than `block_size` is cropped and recomputed (see the module docs).
+    pub fn next_logits<M: LanguageModel<B>>(
+        &mut self,
+        model: &M,
+        context: &[u32],
+        device: &B::Device,
+    ) -> Result<Vec<f32>> {
+        let tensor = |ids: &[u32]| {
+            let ids: Vec<i64> = ids.iter().map(|&id| id as i64).collect();
+            let t = ids.len();
+            Tensor::<B, 2, Int>::from_data(
+                TensorData::new(ids, [1, t]).convert::<B::IntElem>(),
+                device,
+            )
+        };
         let logits = match model.context_size() {
-            // Feed what the cache has not seen: the whole prompt first, then one token.
-            Some(block_size) if sampling.kv_cache && idx.len() <= block_size => {
-                model.logits_cached(tensor(&idx[cache.len()..]), &mut cache)?
+            Some(block_size) if self.kv_cache && context.len() <= block_size => {
+                if !context.starts_with(&self.read) || context.len() == self.read.len() {
+                    self.forget();
+                }
+                let logits =
+                    model.logits_cached(tensor(&context[self.read.len()..]), &mut self.cache)?;
+                self.read = context.to_vec();
+                logits
             }
             // Recompute the window; a bigram model reads only the last token.
-            context => {
-                let window = context.unwrap_or(1);
-                model.logits(tensor(&idx[idx.len().saturating_sub(window)..]))?
+            context_size => {
+                self.forget();
+                let window = context_size.unwrap_or(1);
+                model.logits(tensor(&context[context.len().saturating_sub(window)..]))?
             }
         }; // (1, T, V)
-        let t = logits.dims()[1];
-        let vocab = logits.dims()[2];
-        let last = logits.slice([0..1, t - 1..t]).reshape([vocab]); // (V,)
-        let last: Vec<f32> = last
+        let [_, t, vocab] = logits.dims();
+        let last: Vec<f32> = logits
+            .slice([0..1, t - 1..t])
+            .reshape([vocab])
             .into_data()
             .convert::<f32>()
             .to_vec()
@@ -115,13 +187,13 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
         if !last.iter().all(|l| l.is_finite()) {
             return Err(ModelError::NonFiniteLogits);
         }
-        let next = sample_next(&last, sampling.temperature, sampling.top_k, &mut rng);
-        idx.push(next);
-        if on_token(next).is_break() {
-            break;
-        }
+        Ok(last)
     }
-    Ok(idx.split_off(prompt.len()))
+
+    fn forget(&mut self) {
+        self.cache = KvCache::new();
+        self.read.clear();
+    }
 }
 
 /// Draws one token id from `logits` scaled by `temperature`, restricted to the `top_k`
@@ -222,6 +294,48 @@ mod tests {
         for m in [model(), Model::new(&modern, &Default::default()).unwrap()] {
             assert_eq!(run(&m, &with(true)), run(&m, &with(false)));
         }
+    }
+
+    /// A context that lives on (a chat): each call feeds the cache only what is new, a
+    /// context that no longer begins with what was read starts it afresh, and the tokens
+    /// equal recomputing the whole context every time.
+    #[test]
+    fn a_growing_context_through_the_cache_equals_recomputing_it() {
+        let config = GptConfig {
+            block_size: 24,
+            ..config()
+        };
+        let m = Model::<B>::new(&config, &Default::default()).unwrap();
+        let s = Sampling {
+            max_new_tokens: 4,
+            ..Sampling::default()
+        };
+        let turns = |kv_cache| {
+            let mut decoder = Decoder::new(kv_cache);
+            let mut rng = StdRng::seed_from_u64(3);
+            let mut idx = vec![1, 2, 3];
+            let mut seen = Vec::new();
+            for turn in 0..4u32 {
+                idx.extend([5 + turn, 6]);
+                if turn == 3 {
+                    // The oldest turn dropped: the context no longer begins as before.
+                    idx.drain(..6);
+                }
+                extend(
+                    &m,
+                    &mut decoder,
+                    &mut idx,
+                    &s,
+                    &mut rng,
+                    &Default::default(),
+                    |_| ControlFlow::Continue(()),
+                )
+                .unwrap();
+                seen.push(idx.clone());
+            }
+            seen
+        };
+        assert_eq!(turns(true), turns(false));
     }
 
     #[test]

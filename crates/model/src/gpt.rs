@@ -106,7 +106,11 @@ impl<B: Backend> Gpt<B> {
         let new = vocab_size - old;
         // Rows along `dim` of `t`, followed by `new` copies of their mean; detached, so the
         // grown tensor is a new leaf, a parameter like any other.
-        fn grown<B: Backend, const D: usize>(t: Tensor<B, D>, dim: usize, new: usize) -> Tensor<B, D> {
+        fn grown<B: Backend, const D: usize>(
+            t: Tensor<B, D>,
+            dim: usize,
+            new: usize,
+        ) -> Tensor<B, D> {
             let mean = t.clone().mean_dim(dim);
             let mut dims = mean.dims();
             dims[dim] = new;
@@ -458,7 +462,14 @@ mod tests {
             let (old, new) = (rows(&base), rows(&grown));
             assert_eq!(new.len(), 70 * 32);
             assert_eq!(old[..], new[..65 * 32]);
-            let mean = base.wte.weight.val().mean_dim(0).into_data().to_vec::<f32>().unwrap();
+            let mean = base
+                .wte
+                .weight
+                .val()
+                .mean_dim(0)
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap();
             for row in new[65 * 32..].chunks(32) {
                 assert_eq!(row, &mean[..]);
             }
@@ -469,13 +480,21 @@ mod tests {
             after
                 .slice([0..2, 0..16, 0..65])
                 .into_data()
-                .assert_approx_eq::<f32>(&before.into_data(), burn::tensor::Tolerance::absolute(1e-6));
+                .assert_approx_eq::<f32>(
+                    &before.into_data(),
+                    burn::tensor::Tolerance::absolute(1e-6),
+                );
             assert_eq!(
                 grown.num_params() - base.num_params(),
                 5 * 32 + if tie_weights { 0 } else { 5 * 32 + 5 }
             );
         }
-        assert!(Gpt::<B>::new(&small(), &device).unwrap().grow_vocab(64).is_err());
+        assert!(
+            Gpt::<B>::new(&small(), &device)
+                .unwrap()
+                .grow_vocab(64)
+                .is_err()
+        );
     }
 
     /// Tied, the logits are the final stream times wteᵀ, and no lm_head exists.

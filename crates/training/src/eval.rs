@@ -1,14 +1,13 @@
 //! Measuring a trained model: the lecture's `estimate_loss` (mean over random batches)
-//! and the deterministic loss over every consecutive window of a split. (Arithmetic runs
+//! and the deterministic loss over all of a split. (Arithmetic runs
 //! are also scored by exact match: see `exact`.)
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use data::{Chunk, ConsecutiveWindows, Corpus, LmBatch, LmBatcher, Split, Tokens, mix_seed};
+use data::{Chunk, Corpus, LmBatch, LmBatcher, Split, mix_seed};
 use model::loss::masked_cross_entropy;
 use model::{LanguageModel, Model};
-use std::sync::Arc;
 
 /// Mean loss over `eval_iters` random batches of `split` (`estimate_loss` for one split).
 pub fn estimate_loss<B: Backend>(
@@ -28,21 +27,19 @@ pub fn estimate_loss<B: Backend>(
     mean_loss(model, &*chunks, batch_size, device).0
 }
 
-/// Mean next-token loss over every consecutive, non-overlapping `block_size` window of
-/// `tokens` (the last partial window dropped), and the number of tokens scored.
+/// Mean loss over all of `split` once ([`Corpus::whole_split`]: a text's consecutive
+/// `block_size` windows, or each conversation, scored on its replies), and the number of
+/// targets scored; `None` for generated problems.
 pub fn full_split_loss<B: Backend>(
     model: &Model<B>,
-    tokens: Arc<Tokens>,
+    corpus: &Corpus,
+    split: Split,
     block_size: usize,
     batch_size: usize,
     device: &B::Device,
-) -> (f64, usize) {
-    mean_loss(
-        model,
-        &ConsecutiveWindows::new(tokens, block_size),
-        batch_size,
-        device,
-    )
+) -> Option<(f64, usize)> {
+    let chunks = corpus.whole_split(split, block_size)?;
+    Some(mean_loss(model, &*chunks, batch_size, device))
 }
 
 /// Mean loss per scored target over a dataset of chunks, in batches.

@@ -16,8 +16,8 @@ use crate::schedule::NanoGptSchedule;
 use crate::step::{HostReads, NonFiniteWatch, OnNonFinite, StepPolicy, TrainingModel};
 use crate::train::{CTRL_C, MultiDevice, TrainOptions};
 use crate::{RunConfig, TrainError};
-use burn::tensor::backend::AutodiffBackend;
 use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
 use burn::train::metric::LearningRateMetric;
 use burn::train::{Learner, SupervisedTraining};
 use data::{Corpus, Split, mix_seed};
@@ -75,8 +75,9 @@ pub(crate) fn launch<B: AutodiffBackend>(
     let model = match &origin.init_weights {
         // --init-from: the other run's weights (checked in `init_weights`), under this
         // run's config (its dropout); the optimizer and schedule start fresh.
-        Some(path) => crate::setup::load_init_weights::<B>(path, config, device)?
-            .map(&mut RequireGrad),
+        Some(path) => {
+            crate::setup::load_init_weights::<B>(path, config, device)?.map(&mut RequireGrad)
+        }
         None => Model::<B>::new(&config.model, device)?,
     };
     if let Some(dp) = dp {
