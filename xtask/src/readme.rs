@@ -23,10 +23,11 @@
 //! **Where it runs.** In a scratch directory, `$CARGO_TARGET_DIR/readme/` (emptied first,
 //! kept afterwards for inspection), holding a symlink to every top-level entry of the
 //! repository (`Cargo.toml`, `crates/`, `docs/`, `experiments/`, `datasets/`, …) except
-//! `runs/` and `target/`, and a real, empty `runs/`. The commands' relative paths
+//! `runs/`, `target/`, `data/` and `hf/`, and a real, empty `runs/`. The commands' relative paths
 //! (`--config experiments/…`, `--run runs/…`) so resolve as in a checkout, while the runs
 //! they make land in the scratch `runs/`: a user's real `runs/` is never read or written.
-//! Directories the commands create (`data/`, `hf/`) are real ones in the scratch directory.
+//! Directories the commands create (`data/`, `hf/`) are real ones in the scratch directory,
+//! even when the checkout has its own.
 //!
 //! **How each command runs.** In page order and, within a page, top to bottom, so later
 //! commands find the runs earlier ones made:
@@ -614,7 +615,9 @@ impl Scratch {
         for entry in std::fs::read_dir(root())? {
             let entry = entry?;
             let name = entry.file_name();
-            if name == "runs" || name == "target" {
+            // What the commands write (runs, fetched or prepared data, exports) stays in
+            // the scratch directory, never a checkout's own folders of that name.
+            if ["runs", "target", "data", "hf"].iter().any(|n| name == *n) {
                 continue;
             }
             symlink(&entry.path(), &dir.join(&name))?;

@@ -10,7 +10,7 @@
 use crate::backend::{self, Inner};
 use crate::prompt::RunArg;
 use anyhow::{Context, Result, bail};
-use data::BaseTokenizer;
+use data::{BaseTokenizer, GPT2_EOT, Special, TextTokenizer};
 use model::Model;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -41,31 +41,32 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     }
     EXPORT.check(&args.out).map_err(anyhow::Error::msg)?;
     let device = backend::device(device)?;
-    let model = if args.weights == "best" {
-        let path = run.best_path();
-        if !path.exists() {
-            bail!(
-                "{} does not exist yet (no evaluation has finished)",
-                path.display()
-            );
-        }
-        run.load_model_file::<Inner>(&path, &device)?
-    } else {
-        run.load_model::<Inner>(&device)?
-    };
+    let model = crate::sample::load_weights::<Inner>(&run, &args.weights, &device)?;
     let Model::Gpt(gpt) = model else {
         bail!("model = \"bigram\" cannot be written as GPT-2")
     };
     let tokenizer = run.tokenizer()?;
     let gpt2 = *tokenizer.base() == BaseTokenizer::Gpt2;
-    let ids = match tokenizer.base() {
-        BaseTokenizer::Gpt2 => serde_json::json!({"bos_token_id": 50256, "eos_token_id": 50256}),
+    // A chat model's text begins at <|bos|> and a reply ends at <|assistant_end|>, where
+    // `generate` should stop.
+    let chat = |s| tokenizer.special_id(s);
+    let ids = match (
+        chat(Special::Bos),
+        chat(Special::AssistantEnd),
+        tokenizer.base(),
+    ) {
+        (Some(bos), Some(eos), _) => serde_json::json!({"bos_token_id": bos, "eos_token_id": eos}),
+        (_, _, BaseTokenizer::Gpt2) => {
+            serde_json::json!({"bos_token_id": GPT2_EOT, "eos_token_id": GPT2_EOT})
+        }
         // No end-of-text token in a character vocabulary.
-        BaseTokenizer::Char(_) => serde_json::json!({"bos_token_id": null, "eos_token_id": null}),
+        (_, _, BaseTokenizer::Char(_)) => {
+            serde_json::json!({"bos_token_id": null, "eos_token_id": null})
+        }
     };
     let mut files = model::hf::gpt2_files(&gpt, &config.model, ids)?.to_vec();
     if gpt2 {
-        files.extend(gpt2_tokenizer_files(config.model.block_size)?);
+        files.extend(gpt2_tokenizer_files(&tokenizer, config.model.block_size)?);
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -129,8 +130,13 @@ fn bytes_to_unicode() -> [char; 256] {
 
 /// The files `transformers`' GPT-2 tokenizers read, by name, derived from the r50k ranks:
 /// each token's id is its rank, and each merge is the pair BPE joins to make that token
-/// (found by running BPE on the token's bytes with the lower ranks only).
-pub fn gpt2_tokenizer_files(block_size: usize) -> Result<Vec<(&'static str, Vec<u8>)>> {
+/// (found by running BPE on the token's bytes with the lower ranks only). A chat run's
+/// tokenizer also gets its chat tokens (as added special tokens) and the chat template
+/// (as a Jinja `chat_template`, for `apply_chat_template`).
+pub fn gpt2_tokenizer_files(
+    tokenizer: &TextTokenizer,
+    block_size: usize,
+) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let bpe = data::tokenizer::gpt2_bpe();
     let eot = data::tokenizer::GPT2_EOT;
     let tokens: Vec<Vec<u8>> = (0..eot)
@@ -177,16 +183,39 @@ pub fn gpt2_tokenizer_files(block_size: usize) -> Result<Vec<(&'static str, Vec<
         ("vocab.json", serde_json::to_string(&vocab)?.into_bytes()),
         ("merges.txt", merges.into_bytes()),
     ];
-    let special = serde_json::json!({
-        "bos_token": "<|endoftext|>",
-        "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>",
-    });
+    let special = if tokenizer.is_chat() {
+        serde_json::json!({
+            "bos_token": Special::Bos.text(),
+            "eos_token": Special::AssistantEnd.text(),
+            "unk_token": "<|endoftext|>",
+        })
+    } else {
+        serde_json::json!({
+            "bos_token": "<|endoftext|>",
+            "eos_token": "<|endoftext|>",
+            "unk_token": "<|endoftext|>",
+        })
+    };
     let mut config = special.clone();
     let map = config.as_object_mut().expect("an object");
     map.insert("model_max_length".into(), block_size.into());
     map.insert("add_prefix_space".into(), false.into());
     map.insert("tokenizer_class".into(), "GPT2Tokenizer".into());
+    if tokenizer.is_chat() {
+        let added: serde_json::Map<String, serde_json::Value> = Special::ALL
+            .iter()
+            .map(|&s| {
+                let id = tokenizer.special_id(s).expect("a chat tokenizer");
+                let token = serde_json::json!({
+                    "content": s.text(), "special": true, "normalized": false,
+                    "lstrip": false, "rstrip": false, "single_word": false,
+                });
+                (id.to_string(), token)
+            })
+            .collect();
+        map.insert("added_tokens_decoder".into(), added.into());
+        map.insert("chat_template".into(), CHAT_TEMPLATE.into());
+    }
     files.push((
         "tokenizer_config.json",
         serde_json::to_string_pretty(&config)?.into_bytes(),
@@ -197,6 +226,14 @@ pub fn gpt2_tokenizer_files(block_size: usize) -> Result<Vec<(&'static str, Vec<
     ));
     Ok(files)
 }
+
+/// `data::conversation::render` in Jinja: the same tokens for the same messages, with
+/// `add_generation_prompt` for the open reply that render adds after a user message.
+const CHAT_TEMPLATE: &str = "{{ '<|bos|>' }}{% set ns = namespace(system='') %}\
+{% for m in messages %}{% if m['role'] == 'system' %}{% set ns.system = m['content'] + '\n\n' %}\
+{% elif m['role'] == 'user' %}{{ '<|user_start|>' + ns.system + m['content'] + '<|user_end|>' }}\
+{% set ns.system = '' %}{% else %}{{ '<|assistant_start|>' + m['content'] + '<|assistant_end|>' }}\
+{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant_start|>' }}{% endif %}";
 
 /// Where part `i` of `parts` (consecutive slices of one token) starts in the token.
 fn offset(parts: &[&[u8]], i: usize) -> usize {
@@ -211,8 +248,10 @@ mod tests {
     /// order (its first merges are "Ġ t", "Ġ a", "h e"; "Ġ" is the space byte).
     #[test]
     fn gpt2_tokenizer_files_have_gpt2s_vocabulary_and_merges() {
-        let files: HashMap<&str, Vec<u8>> =
-            gpt2_tokenizer_files(1024).unwrap().into_iter().collect();
+        let files: HashMap<&str, Vec<u8>> = gpt2_tokenizer_files(&TextTokenizer::gpt2(), 1024)
+            .unwrap()
+            .into_iter()
+            .collect();
         let merges = String::from_utf8(files["merges.txt"].clone()).unwrap();
         let lines: Vec<&str> = merges.lines().collect();
         assert_eq!(lines.len(), 1 + 50_000);

@@ -235,6 +235,140 @@ fn sample_and_train_init_from_hugging_face_weights() {
     check_one_error_line(&args, &gpt(&args), "GPT-2's BPE tokens");
 }
 
+/// GPT-2's weights become a chat model: the BPE vocabulary grows by the chat tokens (old
+/// rows kept), the export carries them and the chat template, and the export itself is a
+/// base a chat run can start from again. With `BURNGPT_TRANSFORMERS_PYTHON`, transformers'
+/// tokenizer loaded from the export renders a conversation to our ids.
+#[test]
+fn gpt2_weights_grow_into_a_chat_model_and_export_as_one() {
+    let dir = tmp("chat-gpt2");
+    let hf = dir.join("hf");
+    tiny_gpt2_dir(&hf);
+    let data = dir.join("chat.jsonl");
+    let conversation = serde_json::json!({"messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello, who are you?"},
+        {"role": "assistant", "content": "A tiny GPT."},
+    ]});
+    std::fs::write(&data, format!("{conversation}\n").repeat(4)).unwrap();
+    let chat_args = |run: &Path, from: &Path| {
+        let o = train_tiny(
+            run,
+            &[
+                "--data",
+                data.to_str().unwrap(),
+                "--init-from",
+                from.to_str().unwrap(),
+                "--set",
+                "block_size=32",
+                "--set",
+                "max_iters=10",
+            ],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let run = dir.join("run");
+    chat_args(&run, &hf);
+    let info = json(&ok(&["info", "--run", run.to_str().unwrap(), "--json"]));
+    assert_eq!(info["chat"], true);
+    assert_eq!(info["tokenizer"], "gpt2");
+    assert_eq!(info["config"]["model"]["vocab_size"], 50262);
+    ok(&[
+        "chat",
+        "--run",
+        run.to_str().unwrap(),
+        "--message",
+        "Hi",
+        "--max-new-tokens",
+        "5",
+    ]);
+
+    let out = dir.join("export");
+    ok(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(name)).unwrap()).unwrap()
+    };
+    let config = read("config.json");
+    assert_eq!(config["vocab_size"], 50262);
+    assert_eq!(
+        (
+            config["bos_token_id"].clone(),
+            config["eos_token_id"].clone()
+        ),
+        (50257.into(), 50261.into())
+    );
+    let tokenizer = read("tokenizer_config.json");
+    assert_eq!(
+        tokenizer["added_tokens_decoder"]["50260"]["content"],
+        "<|assistant_start|>"
+    );
+    assert_eq!(tokenizer["eos_token"], "<|assistant_end|>");
+    assert!(
+        tokenizer["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("add_generation_prompt")
+    );
+
+    // The export is a chat base: it trains on conversations again, not on text.
+    chat_args(&dir.join("again"), &out);
+    let text = dir.join("text.txt");
+    std::fs::write(&text, "plain text ".repeat(100)).unwrap();
+    let args = [
+        "train",
+        "--out-dir",
+        dir.join("text-run").to_str().unwrap().to_owned().leak(),
+        "--data",
+        text.to_str().unwrap().to_owned().leak(),
+        "--init-from",
+        out.to_str().unwrap().to_owned().leak(),
+    ];
+    check_one_error_line(&args, &gpt(&args), "finetune it on conversations");
+
+    if let Ok(python) = std::env::var("BURNGPT_TRANSFORMERS_PYTHON") {
+        let ours = {
+            let tok = data::TextTokenizer::gpt2().with_chat();
+            let c: data::conversation::Conversation = serde_json::from_value(conversation).unwrap();
+            data::conversation::render(&c.messages, &tok).unwrap().ids
+        };
+        let script = r#"
+import json, sys
+from transformers import AutoTokenizer
+t = AutoTokenizer.from_pretrained(sys.argv[1])
+c = json.loads(sys.argv[2])
+print(json.dumps(t.apply_chat_template(c["messages"], tokenize=True, return_dict=True)["input_ids"]))
+"#;
+        let o = std::process::Command::new(python)
+            .args([
+                "-c",
+                script,
+                out.to_str().unwrap(),
+                &conversation_line(&data),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let theirs: Vec<u32> = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(theirs, ours);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn conversation_line(data: &Path) -> String {
+    std::fs::read_to_string(data)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 /// Offline, a published name fails at once, saying how to use a local copy instead, and
 /// leaves nothing in the cache.
 #[test]

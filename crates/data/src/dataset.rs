@@ -152,11 +152,12 @@ impl Dataset {
         matches!(self, Dataset::Conversations(_))
     }
 
-    /// The form a new run records: a prepared directory as an absolute path, so that
-    /// resume and eval find it from any working directory.
+    /// The form a new run records: a prepared directory or a conversations file as an
+    /// absolute path, so that resume and eval find it from any working directory.
     pub fn resolved(&self) -> std::io::Result<Self> {
         match self {
             Dataset::Prepared(dir) => Ok(Dataset::Prepared(std::path::absolute(dir)?)),
+            Dataset::Conversations(f) => Ok(Dataset::Conversations(std::path::absolute(f)?)),
             other => Ok(other.clone()),
         }
     }

@@ -12,6 +12,7 @@ use crate::run::{RunDir, RunMarker};
 use crate::train::InitFrom;
 use crate::{RunConfig, TrainError};
 use burn::tensor::backend::AutodiffBackend;
+use data::tokenizer::GPT2_VOCAB_SIZE;
 use data::{BaseTokenizer, TextTokenizer, Tokenizer};
 use model::Model;
 use sha2::Digest;
@@ -190,7 +191,15 @@ fn init_hf_weights<B: AutodiffBackend>(
     let gpt2_tokens = *tokenizer.base() == BaseTokenizer::Gpt2;
     let theirs = model::hf::read_config(&init.run)
         .map_err(|e| TrainError::Config(format!("--init-from {name}: {e}")))?;
-    if (theirs.vocab_size == data::tokenizer::GPT2_VOCAB_SIZE) != gpt2_tokens {
+    // GPT-2's tokens, or a chat export's (GPT-2's and the chat tokens), are this run's
+    // or grow into them.
+    let fits = [tokenizer.base_vocab_size(), tokenizer.vocab_size()].contains(&theirs.vocab_size);
+    if theirs.vocab_size == GPT2_VOCAB_SIZE + data::Special::ALL.len() && !tokenizer.is_chat() {
+        return Err(TrainError::Config(format!(
+            "--init-from {name}: these weights have GPT-2's and the chat tokens, and this run's data is text: finetune it on conversations (a .jsonl file)"
+        )));
+    }
+    if !(gpt2_tokens && fits) {
         return Err(TrainError::Config(format!(
             "--init-from {name}: GPT-2's weights need GPT-2's BPE tokens, and this run's data uses {} (prepare the text with `gpt prepare --tokenizer gpt2`)",
             tokenizer.describe()
