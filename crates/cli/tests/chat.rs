@@ -134,6 +134,10 @@ fn a_tiny_sft_answers_the_conversation_it_learned() {
         format!("{GREETING_REPLY}\n{GREETING_REPLY}\n{QUESTION_REPLY}\n")
     );
 
+    // On a terminal: a prompt, line editing and history, Ctrl-C clears the line, Ctrl-D
+    // leaves with success.
+    repl(&run);
+
     // `gpt eval` scores the replies.
     let eval = json(&ok(&[
         "eval",
@@ -285,4 +289,36 @@ fn chat_needs_a_chat_run() {
         check_one_error_line(&args, &gpt(&args), why);
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn repl(run: &Path) {
+    let gpt = env!("CARGO_BIN_EXE_gpt");
+    let command = format!("{gpt} chat --run {} --top-k 1", run.display());
+    let mut p = rexpect::spawn(&command, Some(60_000)).unwrap();
+    p.exp_string("/quit (or Ctrl-D) leaves").unwrap();
+    p.exp_string("> ").unwrap();
+    p.send_line(GREETING).unwrap();
+    p.exp_string(GREETING_REPLY).unwrap();
+    p.exp_string("> ").unwrap();
+    // A line typed, then Ctrl-C: cleared, not sent.
+    p.send("what").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("> ").unwrap();
+    // The conversation goes on from the first turn; after /reset, Up (three times)
+    // recalls the first message, which starts the conversation again.
+    p.send_line(QUESTION).unwrap();
+    p.exp_string(QUESTION_REPLY).unwrap();
+    p.send_line("/reset").unwrap();
+    p.exp_string("(a new conversation)").unwrap();
+    p.send("\x1b[A\x1b[A\x1b[A").unwrap();
+    p.send_line("").unwrap();
+    p.exp_string(GREETING_REPLY).unwrap();
+    p.send_line("/nonsense").unwrap();
+    p.exp_string("error: unknown command").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+    match p.process().wait().unwrap() {
+        rexpect::process::WaitStatus::Exited(_, 0) => {}
+        other => panic!("gpt chat ended with {other:?}"),
+    }
 }
