@@ -1,6 +1,6 @@
 //! `cargo xtask …`: the project's build recipes, written in Rust so they run wherever cargo does.
 //!
-//! - `cargo xtask train|sample|chat|eval|info|plot|attention|lecture|bench|prepare|export
+//! - `cargo xtask train|sample|chat|serve|eval|info|plot|attention|lecture|bench|prepare|export
 //!   [--backend B] [--] [gpt args…]` (the subcommands of `GPT_COMMANDS`) builds
 //!   the `gpt` binary (the dev profile, which `cargo run -p cli` uses too) with backend B's
 //!   cargo feature (default flex) and runs that
@@ -31,7 +31,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const USAGE: &str = "usage: cargo xtask <train|sample|chat|eval|info|plot|attention|lecture|bench|prepare|export> [--backend flex|ndarray|wgpu|cuda] [--] [gpt args…]
+const USAGE: &str = "usage: cargo xtask <train|sample|chat|serve|eval|info|plot|attention|lecture|bench|prepare|export> [--backend flex|ndarray|wgpu|cuda] [--] [gpt args…]
        cargo xtask bench [--backend B] --compare-torch PYTHON [--rounds N] [--torch-sdpa 0|1] [--] [gpt bench args…]
        cargo xtask ci [--no-gpu-checks] [--require-system-packages]
        cargo xtask readme [--no-gpu-checks] [--require-system-packages]
@@ -43,6 +43,7 @@ const GPT_COMMANDS: &[&str] = &[
     "train",
     "sample",
     "chat",
+    "serve",
     "eval",
     "info",
     "plot",

@@ -40,6 +40,7 @@ mod preset;
 mod pretrained;
 mod prompt;
 mod sample;
+mod serve;
 mod solve;
 mod train;
 
@@ -88,6 +89,8 @@ enum Command {
     /// Talk to a chat run (one finetuned on conversations): a REPL, or --message for
     /// scripts.
     Chat(chat::Args),
+    /// Serve a run over an OpenAI-compatible HTTP API, with a web page at /.
+    Serve(serve::Args),
     /// Train/val loss of a trained run (random batches, or --full over the val split);
     /// exact match on held-out problems for an arithmetic run.
     Eval(eval::Args),
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::run(a, cli.device),
         Command::Sample(a) => sample::run(a, cli.device),
         Command::Chat(a) => chat::run(a, cli.device),
+        Command::Serve(a) => serve::run(a, cli.device),
         Command::Eval(a) => eval::run(a, cli.device),
         Command::Info(a) => info::run(a),
         Command::Plot(a) => plot::run(a),

@@ -207,9 +207,15 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Conversation>> {
         let c: Conversation = serde_json::from_str(line).map_err(|e| {
             // serde_json's position is within the line; the line number is the file's.
             let why = e.to_string();
-            at(why
+            let mut why = why
                 .rsplit_once(" at line ")
-                .map_or(why.clone(), |(w, _)| w.to_string()))
+                .map_or(why.clone(), |(w, _)| w.to_string());
+            if why.contains("missing field `messages`") {
+                why.push_str(
+                    " (a .jsonl file is read as conversations; documents {\"text\": …} are prepared with `gpt prepare --input FILE`)",
+                );
+            }
+            at(why)
         })?;
         check_turns(&c.messages).map_err(at)?;
         if !c.messages.iter().any(|m| m.role == Role::Assistant) {

@@ -24,6 +24,10 @@ pub struct RunMarker {
     /// `None` when the marker has no `tokenizer`: such runs are character-level.
     #[serde(default)]
     pub tokenizer: Option<TokenizerKind>,
+    /// Whether the tokenizer has the chat tokens (a chat run; `tokenizer.json` lists
+    /// them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chat_tokens: bool,
     /// Where the weights came from when the run started from another run's
     /// (`--init-from`); `None` for a run from random weights.
     #[serde(default)]
@@ -60,6 +64,7 @@ impl RunMarker {
             data,
             resumes: Vec::new(),
             tokenizer: None,
+            chat_tokens: false,
             init_from: None,
         }
     }

@@ -52,6 +52,7 @@ pub(super) fn set_up<B: AutodiffBackend>(
     let writer = RunWriter::create(&opts.out_dir, overwrite)?;
     let mut marker = RunMarker::new(record);
     marker.tokenizer = Some(tokenizer.kind());
+    marker.chat_tokens = tokenizer.is_chat();
     let (init_weights, init_record) = init.unzip();
     marker.init_from = init_record;
     writer.begin(&marker, &config, &tokenizer)?;
