@@ -143,6 +143,10 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     };
     let cached = sample_rate(true)?;
     let uncached = sample_rate(false)?;
+    let batched = (args.sample_tokens > 0)
+        .then(|| batched_decode_rate(&sampler, &prompt, DECODE_BATCH, args.sample_tokens, &device))
+        .transpose()?
+        .flatten();
     let rss = peak_rss_mib();
 
     if args.json {
@@ -174,6 +178,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "prompt_len": prompt.len(),
             "sample_tokens_per_s_cached": cached,
             "sample_tokens_per_s_uncached": uncached,
+            "decode_batch": DECODE_BATCH,
+            "sample_tokens_per_s_cached_batched": batched,
         });
         // The model's shape and every switch, as the config names them.
         let shape = serde_json::to_value(m)?;
@@ -239,10 +245,67 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             c / u
         );
     }
+    if let (Some(c), Some(batched)) = (cached, batched) {
+        println!(
+            "decoding {DECODE_BATCH} sequences as one batch: {batched:.0} tokens/s in all ({:.1}× one sequence's)",
+            batched / c
+        );
+    }
     if let Some(rss) = rss {
         println!("peak RSS: {rss:.0} MiB");
     }
     Ok(())
+}
+
+/// Sequences decoded together in the batched decoding measurement: what a server with
+/// this many concurrent requests could run as one batch.
+const DECODE_BATCH: usize = 8;
+
+/// Tokens per second, all rows together, of `rows` copies of `prompt` decoded as one
+/// batch through the KV cache (greedy, read on the host each step as sampling does):
+/// whether batching concurrent requests' decode steps would pay. `None` for the bigram
+/// model, or when the prompt and the tokens do not fit the context.
+fn batched_decode_rate(
+    model: &Model<Inner>,
+    prompt: &[u32],
+    rows: usize,
+    steps: usize,
+    device: &backend::Dev,
+) -> Result<Option<f64>> {
+    use model::{KvCache, LanguageModel};
+    if model
+        .context_size()
+        .is_none_or(|c| prompt.len() + steps > c)
+    {
+        return Ok(None);
+    }
+    let ids = |ids: Vec<i64>, t: usize| {
+        Tensor::<Inner, 2, Int>::from_data(TensorData::new(ids, [rows, t]), device)
+    };
+    let mut cache = KvCache::new();
+    let start = Instant::now();
+    let first: Vec<i64> = prompt.iter().map(|&id| i64::from(id)).collect();
+    let mut input = ids(first.repeat(rows), prompt.len());
+    for _ in 0..steps {
+        let logits = model.logits_cached(input, &mut cache)?; // (rows, t, V)
+        let [_, t, v] = logits.dims();
+        let last: Vec<f32> = logits
+            .slice([0..rows, t - 1..t])
+            .reshape([rows, v])
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .expect("converted to f32");
+        let next: Vec<i64> = last
+            .chunks(v)
+            .map(|row| {
+                let best = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
+                best.map_or(0, |(i, _)| i as i64)
+            })
+            .collect();
+        input = ids(next, 1);
+    }
+    Ok(Some((rows * steps) as f64 / start.elapsed().as_secs_f64()))
 }
 
 /// The largest difference between the logits of the model's inference forward pass
