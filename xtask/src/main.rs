@@ -19,7 +19,10 @@
 //!   `readme.rs`).
 //!
 //! Environment: `CARGO_TARGET_DIR` (the one target directory), `CI=true` implies
-//! `--require-system-packages`.
+//! `--require-system-packages`, which `ci` hands its tests as
+//! `BURNGPT_REQUIRE_SYSTEM_PACKAGES=1`; `BURNGPT_CLIENTS_PYTHON` (a Python with
+//! `crates/cli/tests/clients/requirements.txt`) and Debian's `chromium chromium-driver` for
+//! the tests that drive `gpt serve` with real clients.
 
 /// The font list `gpt plot` searches, the very file.
 #[path = "../../crates/cli/src/fonts.rs"]
@@ -353,10 +356,14 @@ fn set_data_dir() -> Result<()> {
 }
 
 /// `require`: the system packages of the runtime checks (Mesa's Vulkan for the wgpu smoke
-/// run, a font for `gpt plot`) must be present; without it a missing one skips its runtime
-/// check with a line naming what to install.
+/// run, a font for `gpt plot`, Open MPI, the serve tests' browser and Python clients) must
+/// be present; without it a missing one skips its runtime check with a line naming what to
+/// install.
 fn ci(gpu_checks: bool, require: bool) -> Result<()> {
     set_data_dir()?;
+    // The serve tests' clients, checked first: when required, a missing one fails here
+    // rather than after the build.
+    system::clients(require)?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -370,7 +377,13 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
     // run uses the very `gpt` binary the tests built: burn is compiled once for both.
     // (Building one package alone, `-p cli`, unifies features differently and would
     // recompile burn.)
-    run(cargo().args(["test", "--workspace"]))?;
+    let mut test = cargo();
+    test.args(["test", "--workspace"]);
+    if require {
+        // The tests that need system packages (the serve clients) fail without them.
+        test.env(system::REQUIRE_ENV, "1");
+    }
+    run(&mut test)?;
     let gpt = target_dir().join("debug/gpt");
     smoke(
         &gpt,

@@ -2,14 +2,25 @@
 //! Vulkan driver and loader for the wgpu smoke run (`mesa-vulkan-drivers libvulkan1`), a
 //! TrueType font for `gpt plot` (`fonts-dejavu-core`), and Open MPI with the headers the
 //! `mpi` feature's bindings are generated from (`openmpi-bin libopenmpi-dev libclang-dev`)
-//! for the data-parallel tests. `.ci/run` installs them.
+//! for the data-parallel tests; and the real clients `crates/cli/tests/serve_clients.rs`
+//! drives `gpt serve` with: Debian's headless browser (`chromium chromium-driver`) and a
+//! Python with the `openai` client and Selenium (`BURNGPT_CLIENTS_PYTHON`, a venv made
+//! from `crates/cli/tests/clients/requirements.txt`). `.ci/run` installs them all.
 //!
 //! Without them a check that needs one is skipped with one line naming what to install;
 //! when they are required (`--require-system-packages`, or `CI=true` in the environment)
-//! their absence is an error instead.
+//! their absence is an error instead. The tests learn that they are required from
+//! [`REQUIRE_ENV`], which `cargo xtask ci` sets for them then.
 
 use anyhow::{Result, bail};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Set to `1` on the tests' environment when the system packages are required: a test
+/// that needs one (tests/serve_clients.rs) fails without it instead of skipping.
+pub const REQUIRE_ENV: &str = "BURNGPT_REQUIRE_SYSTEM_PACKAGES";
+
+/// The clients' Python, the variable tests/serve_clients.rs reads.
+const CLIENTS_PYTHON_ENV: &str = "BURNGPT_CLIENTS_PYTHON";
 
 /// Whether the environment alone requires the system packages: `CI=true` (or `CI=1`), as
 /// CI services set it.
@@ -86,17 +97,59 @@ pub fn mpi(require: bool) -> Result<bool> {
     )
 }
 
+/// Whether the serve tests' clients are here: Chromium and its driver where the tests
+/// look (`BURNGPT_CHROMIUM`, `BURNGPT_CHROMEDRIVER`, else Debian's /usr/bin paths), and
+/// `BURNGPT_CLIENTS_PYTHON`, a Python that imports `openai` and `selenium`.
+pub fn clients(require: bool) -> Result<bool> {
+    let path = |var: &str, default: &str| {
+        std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+    };
+    let browser = path("BURNGPT_CHROMIUM", "/usr/bin/chromium").is_file()
+        && path("BURNGPT_CHROMEDRIVER", "/usr/bin/chromedriver").is_file();
+    let browser = present(
+        browser,
+        require,
+        "the serve page test needs headless Chromium and its driver",
+        "chromium chromium-driver",
+    )?;
+    let python = std::env::var_os(CLIENTS_PYTHON_ENV).is_some_and(|python| {
+        std::process::Command::new(python)
+            .args(["-c", "import openai, selenium"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let python = present_or(
+        python,
+        require,
+        "the serve client tests need a Python with the openai client and Selenium",
+        &format!(
+            "setting {CLIENTS_PYTHON_ENV} to the python of a venv with `pip install -r \
+             crates/cli/tests/clients/requirements.txt`"
+        ),
+    )?;
+    Ok(browser && python)
+}
+
 fn present(found: bool, require: bool, what: &str, packages: &str) -> Result<bool> {
+    present_or(
+        found,
+        require,
+        what,
+        &format!("`apt-get install {packages}`"),
+    )
+}
+
+/// `found`, else an error (`require`) or one line saying what is skipped; `remedy` says
+/// what provides it.
+fn present_or(found: bool, require: bool, what: &str, remedy: &str) -> Result<bool> {
     match (found, require) {
         (true, _) => Ok(true),
         (false, true) => bail!(
-            "{what}, and it is missing: `apt-get install {packages}` (required under CI=true \
-             or --require-system-packages)"
+            "{what}, and it is missing: {remedy} (required under CI=true or \
+             --require-system-packages)"
         ),
         (false, false) => {
-            eprintln!(
-                "xtask: skipped: {what}, not installed here; `apt-get install {packages}` runs it"
-            );
+            eprintln!("xtask: skipped: {what}, not installed here; {remedy} runs it");
             Ok(false)
         }
     }
@@ -123,4 +176,27 @@ fn shared_library_exists(name: &str) -> bool {
         ]
         .iter()
         .any(|dir| Path::new(dir).join(name).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    /// `.ci/run` provides what [`super::clients`] asks for: the browser with the other
+    /// packages, the venv from the pinned requirements, and the variable pointing at it.
+    #[test]
+    fn ci_provides_the_serve_clients() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let run = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        for needed in [
+            "chromium chromium-driver",
+            "crates/cli/tests/clients/requirements.txt",
+            "export BURNGPT_CLIENTS_PYTHON=",
+        ] {
+            assert!(run.contains(needed), ".ci/run lacks {needed:?}");
+        }
+        let pins = std::fs::read_to_string(root.join("crates/cli/tests/clients/requirements.txt"))
+            .unwrap();
+        for package in ["openai==", "selenium=="] {
+            assert!(pins.contains(package), "requirements.txt pins no {package}");
+        }
+    }
 }
