@@ -77,6 +77,14 @@ struct Common {
     stream: bool,
     stream_options: Option<StreamOptions>,
     n: Option<i64>,
+    /// OpenAI's, not done here: accepted only at their neutral values.
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    best_of: Option<i64>,
+    echo: Option<bool>,
+    logprobs: Option<Value>,
+    logit_bias: Option<serde_json::Map<String, Value>>,
+    suffix: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +195,35 @@ fn checked(
     if c.n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid("n must be 1", Some("n")));
     }
+    let unsupported = [
+        (
+            "frequency_penalty",
+            c.frequency_penalty.is_some_and(|p| p != 0.0),
+        ),
+        (
+            "presence_penalty",
+            c.presence_penalty.is_some_and(|p| p != 0.0),
+        ),
+        ("best_of", c.best_of.is_some_and(|n| n != 1)),
+        ("echo", c.echo == Some(true)),
+        (
+            "logprobs",
+            c.logprobs
+                .as_ref()
+                .is_some_and(|v| !(v.is_null() || *v == json!(false) || *v == json!(0))),
+        ),
+        (
+            "logit_bias",
+            c.logit_bias.as_ref().is_some_and(|b| !b.is_empty()),
+        ),
+        ("suffix", c.suffix.as_ref().is_some_and(|s| !s.is_empty())),
+    ];
+    if let Some(&(name, _)) = unsupported.iter().find(|(_, asked)| *asked) {
+        return Err(ApiError::invalid(
+            format!("{name} is not supported by this server (only its default)"),
+            Some(name),
+        ));
+    }
     if c.top_p.is_some_and(|p| p != 1.0) {
         return Err(ApiError::invalid(
             "top_p is not supported (only 1); use top_k",
@@ -220,7 +257,8 @@ fn checked(
                 Some("temperature"),
             ));
         }
-        Some(0.0) => None,
+        // Also a temperature too small for an f32: greedy, as 0 is.
+        Some(t) if t as f32 == 0.0 => None,
         Some(t) => Some(t as f32),
     };
     let top_k = match c.top_k {

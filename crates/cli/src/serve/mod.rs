@@ -11,7 +11,7 @@
 //!   503 with `Retry-After`. A client that disconnects stops its generation.
 //! - Loopback by default; a key (`--api-key`) makes every `/v1/` request need
 //!   `Authorization: Bearer KEY`. SIGTERM or Ctrl-C stops accepting, lets the requests in
-//!   flight finish, and exits 0.
+//!   flight finish, and exits 0 (a connection still sending its request does not hold it).
 
 mod api;
 mod worker;
@@ -23,7 +23,7 @@ use api::{ApiError, Input, Limits, Shape};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,7 +35,7 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 use training::RunDir;
 use worker::{Event, Job, Queue};
@@ -145,12 +145,16 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/attention", post(attention))
         .fallback(|| async { error(&not_found()) })
+        .method_not_allowed_fallback(
+            |method: Method| async move { error(&method_not_allowed(&method)) },
+        )
         .layer(DefaultBodyLimit::disable())
         .with_state((served.clone(), args.max_body_bytes));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let pending = served.queue.pending();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
@@ -160,18 +164,48 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "serving {} on http://{addr}/ (OpenAI API under /v1/; Ctrl-C stops)",
             run.path().display()
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving")
+        // Stopping, the server waits for the answers in flight, which are the model's
+        // jobs: once none is left, a connection still sending its request does not hold
+        // the exit.
+        let (drained_tx, drained) = tokio::sync::oneshot::channel::<()>();
+        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown().await;
+            std::thread::spawn(move || {
+                wait_drained(&pending);
+                let _ = drained_tx.send(());
+            });
+        });
+        tokio::select! {
+            served = serving => served.context("serving"),
+            _ = drained => Ok(()),
+        }
     })?;
-    // The HTTP side is done: the workers finish their jobs and end with the queue.
+    // The HTTP side is done (dropping the runtime closes the connections still open):
+    // the workers finish their jobs and end with the queue.
+    drop(runtime);
     drop(served);
     for w in workers {
         let _ = w.join();
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// Returns once no job has been pending for a second (time for the last answers to be
+/// written).
+fn wait_drained(pending: &AtomicUsize) {
+    let mut quiet_since = None;
+    loop {
+        if pending.load(Ordering::SeqCst) == 0 {
+            let since = *quiet_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= std::time::Duration::from_secs(1) {
+                return;
+            }
+        } else {
+            quiet_since = None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -203,6 +237,16 @@ fn not_found() -> ApiError {
         message:
             "no such endpoint: see GET /v1/models, POST /v1/completions, POST /v1/chat/completions"
                 .into(),
+        kind: "invalid_request_error",
+        param: None,
+    }
+}
+
+/// A known path asked with a method it does not take (axum adds the `Allow` header).
+fn method_not_allowed(method: &Method) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("this endpoint does not take {method} requests: see its Allow header"),
         kind: "invalid_request_error",
         param: None,
     }

@@ -8,7 +8,8 @@ use anyhow::Result;
 use data::{TextTokenizer, Utf8Stream};
 use model::{Model, Sampling, generate};
 use std::ops::ControlFlow;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -52,15 +53,27 @@ impl FinishReason {
 
 /// The queue's sending end; clones share it.
 #[derive(Clone)]
-pub struct Queue(SyncSender<Job>);
+pub struct Queue {
+    jobs: SyncSender<Job>,
+    /// Jobs queued or being generated.
+    pending: Arc<AtomicUsize>,
+}
 
 impl Queue {
     /// Queues `job`; `false` when the queue is full (the caller answers 503).
     pub fn offer(&self, job: Job) -> bool {
-        match self.0.try_send(job) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let queued = self.jobs.try_send(job).is_ok();
+        if !queued {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
         }
+        queued
+    }
+
+    /// How many jobs are queued or being generated, as it changes (it holds no end of
+    /// the queue).
+    pub fn pending(&self) -> Arc<AtomicUsize> {
+        self.pending.clone()
     }
 }
 
@@ -77,24 +90,27 @@ pub fn start(
 ) -> Result<(Queue, Vec<std::thread::JoinHandle<()>>)> {
     let (tx, rx) = sync_channel::<Job>(depth);
     let rx = Arc::new(Mutex::new(rx));
+    let pending = Arc::new(AtomicUsize::new(0));
     let load = Arc::new(load);
     let mut handles = Vec::with_capacity(workers);
     for i in 0..workers {
         // Loaded before serving, so that a model that cannot load fails the start.
         let model = load()?;
         let (rx, tokenizer, device) = (rx.clone(), tokenizer.clone(), device.clone());
+        let pending = pending.clone();
         let handle = std::thread::Builder::new()
             .name(format!("model-worker-{i}"))
-            .spawn(move || serve_jobs(&model, &tokenizer, &rx, &device))?;
+            .spawn(move || serve_jobs(&model, &tokenizer, &rx, &pending, &device))?;
         handles.push(handle);
     }
-    Ok((Queue(tx), handles))
+    Ok((Queue { jobs: tx, pending }, handles))
 }
 
 fn serve_jobs(
     model: &Model<Inner>,
     tokenizer: &TextTokenizer,
     rx: &Mutex<Receiver<Job>>,
+    pending: &AtomicUsize,
     device: &crate::backend::Dev,
 ) {
     loop {
@@ -107,6 +123,7 @@ fn serve_jobs(
             Err(_) => return,
         };
         run(model, tokenizer, job, device);
+        pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
