@@ -9,64 +9,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
-const GREETING: &str = "hello there";
-const GREETING_REPLY: &str = "Hi! I am a tiny bot.";
-const QUESTION: &str = "what is your name?";
-const QUESTION_REPLY: &str = "My name is burngpt.";
-
-/// One fixed two-turn conversation, `copies` times.
-fn write_conversations(path: &Path, copies: usize) {
-    let line = serde_json::json!({"messages": [
-        {"role": "user", "content": GREETING},
-        {"role": "assistant", "content": GREETING_REPLY},
-        {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": QUESTION_REPLY},
-    ]});
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, format!("{line}\n").repeat(copies)).unwrap();
-}
-
-/// A model just big enough to learn the conversation by heart, with room for both turns.
-const SFT: &[&str] = &[
-    "--set",
-    "n_layer=2",
-    "--set",
-    "n_head=2",
-    "--set",
-    "n_embd=32",
-    "--set",
-    "block_size=128",
-    "--set",
-    "batch_size=8",
-    "--set",
-    "eval_iters=2",
-    "--set",
-    "eval_interval=100",
-    "--set",
-    "learning_rate=3e-3",
-    "--set",
-    "warmup_iters=10",
-    "--sample-tokens",
-    "0",
-];
-
-fn sft(out: &Path, data: &Path, iters: &str, extra: &[&str]) {
-    let max_iters = format!("max_iters={iters}");
-    let mut args = vec![
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out-dir",
-        out.to_str().unwrap(),
-        "--set",
-        &max_iters,
-    ];
-    args.extend_from_slice(SFT);
-    args.extend_from_slice(extra);
-    let stdout = ok(&args);
-    assert!(stdout.contains("talk to it: gpt chat --run"), "{stdout}");
-}
-
 fn chat(run: &Path, extra: &[&str]) -> String {
     let mut args = vec!["chat", "--run", run.to_str().unwrap()];
     args.extend_from_slice(extra);
@@ -79,10 +21,7 @@ fn chat(run: &Path, extra: &[&str]) -> String {
 #[test]
 fn a_tiny_sft_answers_the_conversation_it_learned() {
     let dir = tmp("chat-overfit");
-    let data = dir.join("chat.jsonl");
-    write_conversations(&data, 8);
-    let run = dir.join("run");
-    sft(&run, &data, "300", &[]);
+    let run = train_chat(&dir);
     let info = json(&ok(&["info", "--run", run.to_str().unwrap(), "--json"]));
     assert_eq!(info["chat"], true);
 

@@ -7,12 +7,9 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The tiny model, trained on Tiny Shakespeare long enough that its text varies.
@@ -26,102 +23,8 @@ fn text_run(dir: &Path) -> PathBuf {
     run
 }
 
-const GREETING: &str = "hello there";
-const GREETING_REPLY: &str = "Hi! I am a tiny bot.";
-const QUESTION: &str = "what is your name?";
-
-/// A chat run trained from scratch on one two-turn conversation, as tests/chat.rs does.
-fn chat_run(dir: &Path) -> PathBuf {
-    let line = json!({"messages": [
-        {"role": "user", "content": GREETING},
-        {"role": "assistant", "content": GREETING_REPLY},
-        {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": "My name is burngpt."},
-    ]});
-    std::fs::create_dir_all(dir).unwrap();
-    let data = dir.join("chat.jsonl");
-    std::fs::write(&data, format!("{line}\n").repeat(8)).unwrap();
-    let run = dir.join("chat");
-    #[rustfmt::skip]
-    let args = [
-        "train", "--data", data.to_str().unwrap(), "--out-dir", run.to_str().unwrap(),
-        "--sample-tokens", "0", "--set", "max_iters=300",
-        "--set", "n_layer=2", "--set", "n_head=2", "--set", "n_embd=32",
-        "--set", "block_size=128", "--set", "batch_size=8", "--set", "eval_iters=2",
-        "--set", "eval_interval=300", "--set", "learning_rate=3e-3", "--set", "warmup_iters=10",
-    ];
-    ok(&args);
-    run
-}
-
-/// A running `gpt serve`, killed when dropped; its stderr collected as it comes.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
+/// Requests to a running server.
 impl Server {
-    /// `gpt serve --run RUN --addr 127.0.0.1:0 extra…`, once it listens.
-    fn start(run: &Path, extra: &[&str]) -> Self {
-        let mut args = vec![
-            "serve",
-            "--run",
-            run.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ];
-        args.extend_from_slice(extra);
-        let mut child = gpt_command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gpt serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let reader = {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    // "serving RUN on http://127.0.0.1:PORT/ (…)"
-                    if line.starts_with("serving ")
-                        && let Some(addr) = line
-                            .split_once(" on http://")
-                            .and_then(|(_, rest)| rest.split_once('/'))
-                            .and_then(|(addr, _)| addr.parse::<SocketAddr>().ok())
-                    {
-                        let _ = tx.send(addr);
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            })
-        };
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            log,
-            reader: Some(reader),
-        };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => server.addr = addr,
-            Err(_) => panic!("gpt serve did not start:\n{}", server.log()),
-        }
-        server
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
     fn get(&self, path: &str) -> Reply {
         Reply::from(agent().get(self.url(path)).call())
     }
@@ -147,36 +50,6 @@ impl Server {
         let r = post_with(&agent, &self.url("/v1/completions"), &request, key);
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.json()["usage"]["completion_tokens"], 8, "{}", r.body);
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    /// Waits for the process to end by itself, then for the rest of its stderr.
-    fn wait(&mut self, timeout: Duration) -> ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                if let Some(reader) = self.reader.take() {
-                    let _ = reader.join();
-                }
-                return status;
-            }
-            assert!(
-                start.elapsed() < timeout,
-                "gpt serve did not exit within {timeout:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -677,7 +550,7 @@ fn completions_are_what_gpt_sample_prints() {
 #[test]
 fn chat_completions_are_what_gpt_chat_prints() {
     let dir = tmp("serve-chat");
-    let run = chat_run(&dir);
+    let run = train_chat(&dir);
     let server = Server::start(&run, &[]);
     let r = run.to_str().unwrap();
     let models = server.get("/v1/models").json();

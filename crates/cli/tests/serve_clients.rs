@@ -16,16 +16,9 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-const GREETING: &str = "hello there";
-const GREETING_REPLY: &str = "Hi! I am a tiny bot.";
-const QUESTION: &str = "what is your name?";
-const QUESTION_REPLY: &str = "My name is burngpt.";
 const PROMPT: &str = "ROMEO:";
 const MAX_TOKENS: usize = 40;
 
@@ -116,72 +109,6 @@ fn python(clients: &Clients, script: &str, spec: &Value) -> Value {
         .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{stdout}\n{stderr}"))
 }
 
-/// A `gpt serve` on a free loopback port, stopped when dropped.
-struct Server {
-    child: Child,
-    /// `http://127.0.0.1:PORT/`
-    url: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(run: &Path, extra: &[&str]) -> Server {
-        let mut args = vec![
-            "serve",
-            "--run",
-            run.to_str().unwrap(),
-            "--addr",
-            "127.0.0.1:0",
-        ];
-        args.extend_from_slice(extra);
-        let mut child = gpt_command(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("gpt serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let kept = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                // "serving RUN on http://127.0.0.1:PORT/ (…)"
-                if let Some((_, rest)) = line.split_once(" on http://")
-                    && let Some((addr, _)) = rest.split_once('/')
-                {
-                    let _ = tx.send(format!("http://{addr}/"));
-                }
-                let mut log = kept.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(120))
-            .unwrap_or_else(|_| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("gpt serve printed no address:\n{}", log.lock().unwrap())
-            });
-        Server { child, url, log }
-    }
-
-    fn api(&self) -> String {
-        format!("{}v1", self.url)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("gpt serve's log:\n{}", self.log.lock().unwrap());
-        }
-    }
-}
-
 /// A tiny character-level run on Tiny Shakespeare: greedy text to continue.
 fn train_text(dir: &Path) -> PathBuf {
     let run = dir.join("text");
@@ -207,51 +134,6 @@ fn train_text(dir: &Path) -> PathBuf {
         "eval_interval=300",
         "--set",
         "max_iters=300",
-        "--set",
-        "learning_rate=3e-3",
-        "--set",
-        "warmup_iters=10",
-    ]);
-    run
-}
-
-/// A chat run that learned one two-turn conversation by heart (as tests/chat.rs trains
-/// it): 2 layers of 2 heads.
-fn train_chat(dir: &Path) -> PathBuf {
-    let data = dir.join("chat.jsonl");
-    let line = json!({"messages": [
-        {"role": "user", "content": GREETING},
-        {"role": "assistant", "content": GREETING_REPLY},
-        {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": QUESTION_REPLY},
-    ]});
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(&data, format!("{line}\n").repeat(8)).unwrap();
-    let run = dir.join("chat");
-    ok(&[
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--out-dir",
-        run.to_str().unwrap(),
-        "--sample-tokens",
-        "0",
-        "--set",
-        "max_iters=300",
-        "--set",
-        "n_layer=2",
-        "--set",
-        "n_head=2",
-        "--set",
-        "n_embd=32",
-        "--set",
-        "block_size=128",
-        "--set",
-        "batch_size=8",
-        "--set",
-        "eval_iters=2",
-        "--set",
-        "eval_interval=300",
         "--set",
         "learning_rate=3e-3",
         "--set",
@@ -321,7 +203,7 @@ fn the_openai_client_gets_what_gpt_sample_and_gpt_chat_print() {
         &clients,
         "openai_client.py",
         &json!({
-            "base_url": server.api(),
+            "base_url": server.url("/v1"),
             "api_key": "sesame",
             "completion": {"prompt": PROMPT, "max_tokens": MAX_TOKENS},
             "chat": null,
@@ -365,7 +247,7 @@ fn the_openai_client_gets_what_gpt_sample_and_gpt_chat_print() {
         &clients,
         "openai_client.py",
         &json!({
-            "base_url": server.api(),
+            "base_url": server.url("/v1"),
             "api_key": null,
             "completion": null,
             "chat": conversations,
@@ -424,7 +306,7 @@ fn the_page_streams_text_chats_and_shows_attention_in_chromium() {
         &clients,
         "page.py",
         &json!({
-            "url": server.url,
+            "url": server.url("/"),
             "chromium": clients.chromium,
             "chromedriver": clients.chromedriver,
             "screenshot": shot,
@@ -470,7 +352,7 @@ fn the_page_streams_text_chats_and_shows_attention_in_chromium() {
         &clients,
         "page.py",
         &json!({
-            "url": server.url,
+            "url": server.url("/"),
             "chromium": clients.chromium,
             "chromedriver": clients.chromedriver,
             "screenshot": shot,
