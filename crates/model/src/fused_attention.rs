@@ -466,7 +466,11 @@ fn forward_row(
 /// place: softmax over keys 0..=i (the causal mask: later keys get weight 0), then the
 /// dropout factor `keep(j)`. Returns the log-sum-exp of the visible scores, all the
 /// backward pass needs to recompute the softmax.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn softmax_row(row: &mut [f32], i: usize, keep: impl Fn(usize) -> f32) -> f32 {
     let (seen, unseen) = row.split_at_mut(i + 1);
     unseen.fill(0.0);
@@ -576,7 +580,11 @@ fn backward_row(row: Row, dqkv: &mut [f32], bi: usize, s: Shape, dropout: Option
 /// Query i's row: `weights` holds its scaled scores and `grads` dL/dD; on return `weights`
 /// holds D (the weights after softmax and dropout factor `keep(j)`) and `grads`
 /// dL/dS·scale, both 0 past key i.
-#[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+#[multiversion(targets(
+    "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma",
+    "x86_64+avx2+fma",
+    "aarch64+neon"
+))]
 fn score_grad_row(
     weights: &mut [f32],
     grads: &mut [f32],

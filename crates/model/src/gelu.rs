@@ -105,14 +105,22 @@ mod kernel {
         SQRT_2_OVER_PI * (x + A * x * x * x)
     }
 
-    #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+    #[multiversion(targets(
+        "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma",
+        "x86_64+avx2+fma",
+        "aarch64+neon"
+    ))]
     fn forward_chunk(x: &[f32], y: &mut [f32]) {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = 0.5 * x * (1.0 + tanh(inner(x)));
         }
     }
 
-    #[multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
+    #[multiversion(targets(
+        "x86_64+avx512f+avx512bw+avx512cd+avx512dq+avx512vl+avx2+fma",
+        "x86_64+avx2+fma",
+        "aarch64+neon"
+    ))]
     fn backward_chunk(x: &[f32], dy: &[f32], dx: &mut [f32]) {
         for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
             let t = tanh(inner(x));
