@@ -41,6 +41,7 @@ Output: a log, then one last line `RESULT {json}`; xtask reads `median_ms_per_it
 Set-up: `python3 -m pip install torch` (PyPI's default wheel runs on the CPU).
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -94,6 +95,7 @@ FLAGS = [
     ("train_frac", float, 0.9, "share of the text used for training"),
     ("seed", int, 1337, "torch.manual_seed"),
     ("sdpa", int, 0, "1: F.scaled_dot_product_attention instead of explicit attention"),
+    ("dtype", str, "float32", "float32, or bfloat16: the forward pass under torch.autocast"),
     ("threads", int, 2, "torch.set_num_threads (0: PyTorch's default)"),
     ("log_interval", int, 10, "steps between log lines"),
     ("timing_warmup", int, 5, "first steps left out of the timing statistics"),
@@ -318,6 +320,18 @@ def loss_of(model, x, y):
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
 
+def autocast(a):
+    """PyTorch's mixed precision as its docs recommend: the forward pass (and the loss) under
+    autocast, which runs matmuls in bfloat16 (oneDNN's AMX / AVX512-BF16 kernels on the CPU),
+    keeps norms, softmax and the loss in float32; the backward pass follows the forward's
+    dtypes; the parameters and AdamW stay float32."""
+    if a.dtype == "float32":
+        return contextlib.nullcontext()
+    if a.dtype != "bfloat16":
+        sys.exit(f"error: --dtype {a.dtype}: use float32 or bfloat16")
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
 # ----------------------------------------------------------------------------- training
 
 def lr_at(it, a):
@@ -411,7 +425,7 @@ def main(argv=None):
     tokens_per_iter = a.batch_size * a.block_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}")
     print(f"{a.model}: {n_params} parameters, vocab {a.vocab_size}, {tokens_per_iter} tokens per step, "
-          f"attention {'sdpa' if a.sdpa else 'explicit'}", flush=True)
+          f"attention {'sdpa' if a.sdpa else 'explicit'}, {a.dtype}", flush=True)
 
     evals, step_ms = [], []
     for it in range(a.max_iters):
@@ -423,7 +437,8 @@ def main(argv=None):
         lr = lr_at(it, a)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = loss_of(model, *text.batch("train", a.batch_size, a.block_size))
+        with autocast(a):
+            loss = loss_of(model, *text.batch("train", a.batch_size, a.block_size))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if a.grad_clip > 0:

@@ -198,6 +198,7 @@ fn compare_torch(
                 .args(["--activation", b["activation"].as_str().unwrap_or("relu")])
                 .args(["--layer_norm_eps", &get("layer_norm_eps")])
                 .args(["--sdpa", sdpa])
+                .args(["--dtype", b["dtype"].as_str().unwrap_or("float32")])
                 .args([
                     "--max_iters",
                     &steps.to_string(),
@@ -391,6 +392,9 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
         &["max_iters=300", "eval_interval=150"],
         Some(2.6),
     )?;
+    if let Some(qemu) = system::qemu(require)? {
+        without_avx512(&gpt, qemu)?;
+    }
     // The other CPU backend must keep compiling too.
     run(&mut cargo_cli(&["check"], "ndarray"))?;
     if gpu_checks {
@@ -584,6 +588,95 @@ fn killed_resumes(gpt: &Path, tiny: &[&str]) -> Result<()> {
         "xtask: killed-wgpu ok (SIGKILL after the second checkpoint, resumed to {} iterations, val loss {:.4})",
         info.iter, info.val_loss
     );
+    Ok(())
+}
+
+/// One binary for every x86-64 CPU: the same tiny run natively and under qemu's user-mode
+/// emulator, whose `max` CPU has AVX2 and FMA but no AVX-512, AVX512-BF16 or AMX, so that
+/// gemm, the `multiversion` loops and flex's elementwise kernels take their AVX2 paths.
+/// The losses agree to rounding (the kernels sum in other orders), `gpt info` names the
+/// matmul kernels each took, and bfloat16 there computes in float32 after one notice line.
+fn without_avx512(gpt: &Path, qemu: &str) -> Result<()> {
+    let tiny = [
+        "max_iters=20",
+        "eval_interval=10",
+        "eval_iters=2",
+        "batch_size=4",
+        "n_layer=1",
+        "n_head=2",
+        "n_embd=32",
+        "block_size=16",
+    ];
+    let train = |name: &str, emulated: bool, dtype: &str| -> Result<(Info, serde_json::Value)> {
+        let dir = target_dir().join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let command = |args: &[&str]| {
+            let mut cmd = if emulated {
+                let mut cmd = Command::new(qemu);
+                cmd.args(["-cpu", "max"]).arg(gpt);
+                cmd
+            } else {
+                Command::new(gpt)
+            };
+            cmd.args(args);
+            cmd
+        };
+        let mut cmd = command(&["train", "--sample-tokens", "0", "--out-dir"]);
+        cmd.arg(&dir);
+        for kv in tiny
+            .iter()
+            .copied()
+            .chain([format!("dtype={dtype}").as_str()])
+        {
+            cmd.args(["--set", kv]);
+        }
+        eprintln!("xtask: {cmd:?}");
+        let out = cmd.output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            bail!("{name}: gpt train failed ({}):\n{stderr}", out.status);
+        }
+        let notice = stderr
+            .lines()
+            .filter(|l| l.contains("computes in float32"))
+            .count();
+        if notice != usize::from(emulated && dtype == "bfloat16") {
+            bail!("{name}: {notice} notices that bfloat16 computes in float32:\n{stderr}");
+        }
+        let mut cmd = command(&["info", "--json", "--run"]);
+        let out = cmd.arg(&dir).output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .with_context(|| format!("{name}: parsing `gpt info --json` output {stdout:?}"))?;
+        Ok((parse_info(&stdout)?, json))
+    };
+    let (native, native_json) = train("no-avx512-native", false, "float32")?;
+    let (emulated, emulated_json) = train("no-avx512-emulated", true, "float32")?;
+    let (emulated_bf16, _) = train("no-avx512-emulated-bf16", true, "bfloat16")?;
+    let isa = |json: &serde_json::Value| json["matmul_isa"].as_str().unwrap_or("?").to_string();
+    eprintln!(
+        "xtask: natively on {}: train {:.5} val {:.5}; under {qemu} -cpu max on {}: train {:.5} val {:.5}, bfloat16 train {:.5} val {:.5}",
+        isa(&native_json),
+        native.train_loss,
+        native.val_loss,
+        isa(&emulated_json),
+        emulated.train_loss,
+        emulated.val_loss,
+        emulated_bf16.train_loss,
+        emulated_bf16.val_loss
+    );
+    if !isa(&emulated_json).starts_with("avx2") || !emulated_json["bf16_isa"].is_null() {
+        bail!("under {qemu} -cpu max gpt info reports {emulated_json}, not AVX2 kernels");
+    }
+    for (what, other) in [("float32", &emulated), ("bfloat16", &emulated_bf16)] {
+        if (native.train_loss - other.train_loss).abs() > 1e-3
+            || (native.val_loss - other.val_loss).abs() > 1e-3
+        {
+            bail!(
+                "the emulated CPU's {what} losses are more than 1e-3 from the native float32 ones"
+            );
+        }
+    }
     Ok(())
 }
 

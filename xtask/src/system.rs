@@ -2,7 +2,8 @@
 //! Vulkan driver and loader for the wgpu smoke run (`mesa-vulkan-drivers libvulkan1`), a
 //! TrueType font for `gpt plot` (`fonts-dejavu-core`), and Open MPI with the headers the
 //! `mpi` feature's bindings are generated from (`openmpi-bin libopenmpi-dev libclang-dev`)
-//! for the data-parallel tests; and the real clients `crates/cli/tests/serve_clients.rs`
+//! for the data-parallel tests; qemu's user-mode emulator (`qemu-user`) to run the binary
+//! on a CPU without AVX-512; and the real clients `crates/cli/tests/serve_clients.rs`
 //! drives `gpt serve` with: Debian's headless browser (`chromium chromium-driver`) and a
 //! Python with the `openai` client and Selenium (`BURNGPT_CLIENTS_PYTHON`, a venv made
 //! from `crates/cli/tests/clients/requirements.txt`). `.ci/run` installs them all.
@@ -74,13 +75,31 @@ pub fn font(require: bool) -> Result<bool> {
     )
 }
 
+/// Whether `program` is a file in one of `PATH`'s directories.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// Whether qemu's user-mode emulator is here, to run the x86-64 binary on an emulated CPU
+/// without AVX-512 (`qemu-user`). Only x86-64 Linux builds have that check.
+pub fn qemu(require: bool) -> Result<Option<&'static str>> {
+    const QEMU: &str = "qemu-x86_64";
+    if !(cfg!(target_os = "linux") && cfg!(target_arch = "x86_64")) {
+        return Ok(None);
+    }
+    let found = present(
+        on_path(QEMU),
+        require,
+        "the check that one binary runs on a CPU without AVX-512 needs qemu's user-mode emulator",
+        "qemu-user",
+    )?;
+    Ok(found.then_some(QEMU))
+}
+
 /// Whether Open MPI (its launcher and the compiler wrapper the bindings' build asks for
 /// flags) and libclang (which generates the bindings) are installed.
 pub fn mpi(require: bool) -> Result<bool> {
-    let on_path = |program: &str| {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-    };
     let libclang = [
         "libclang.so",
         "libclang-14.so",

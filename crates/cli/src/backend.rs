@@ -35,6 +35,28 @@ pub const NAME: &str = if cfg!(feature = "cuda") {
 /// to the host waits for the queue (the CPU backends compute eagerly).
 pub const GPU: bool = cfg!(any(feature = "cuda", feature = "wgpu"));
 
+/// The instructions the matmuls run on, as the CPU backends pick them at run time (see
+/// `model::cpu`); `None` on the GPU builds.
+pub fn matmul_isa() -> Option<&'static str> {
+    (!GPU).then(model::cpu::matmul_isa)
+}
+
+/// The instructions `dtype = "bfloat16"`'s products run on (flex only); `None` where they
+/// run in f32 (no AMX or AVX512-BF16) or on a GPU.
+pub fn bf16_isa() -> Option<&'static str> {
+    (NAME == "flex").then(model::cpu::bf16_isa).flatten()
+}
+
+/// `, matmuls: avx512 (x86-64-v4), bfloat16 products: amx-bf16` on the CPU backends
+/// (empty on the GPU builds): the end of the line that says what a build runs on.
+pub fn isa_note() -> String {
+    let Some(matmul) = matmul_isa() else {
+        return String::new();
+    };
+    let bf16 = bf16_isa().unwrap_or("none (bfloat16 computes in float32)");
+    format!(", matmuls: {matmul}, bfloat16 products: {bf16}")
+}
+
 /// The device `--device INDEX` names, checked to exist before the runtime is asked for
 /// it: a GPU runtime without a GPU or driver panics, so this asks the driver first.
 pub fn device(index: Option<usize>) -> Result<Dev> {

@@ -156,6 +156,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "dtype": m.dtype,
             "attention": model::attention_path::<Train>(),
             "attention_inference": model::attention_path::<Inner>(),
+            "matmul_isa": backend::matmul_isa(),
+            "bf16_isa": backend::bf16_isa(),
             "attention_max_abs_diff": attention_check,
             "batch_size": b,
             "params": n_params,
@@ -192,12 +194,13 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{} backend{} in {} ({} attention; {} for inference): {}L/{}H/{} (block {t}, batch {b}), {:.2} M parameters",
+        "{} backend{} in {} ({} attention; {} for inference{}): {}L/{}H/{} (block {t}, batch {b}), {:.2} M parameters",
         backend::NAME,
         device_name.map(|n| format!(" on {n}")).unwrap_or_default(),
         m.dtype,
         model::attention_path::<Train>(),
         model::attention_path::<Inner>(),
+        backend::isa_note(),
         m.n_layer,
         m.n_head,
         m.n_embd,

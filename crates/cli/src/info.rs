@@ -47,6 +47,8 @@ pub fn run(args: Args) -> Result<()> {
                 * config.train.gradient_accumulation_steps,
             "backend": crate::backend::NAME,
             "attention": attention,
+            "matmul_isa": crate::backend::matmul_isa(),
+            "bf16_isa": crate::backend::bf16_isa(),
             "config": config,
         });
         println!("{json}");
@@ -94,7 +96,11 @@ pub fn run(args: Args) -> Result<()> {
             init.run, init.weights, init.iter, init.sha256
         );
     }
-    println!("backend: {}, attention: {attention}", crate::backend::NAME);
+    println!(
+        "backend: {}, attention: {attention}{}",
+        crate::backend::NAME,
+        crate::backend::isa_note()
+    );
     if let Some(d) = &data {
         println!(
             "data: {} ({} bytes, sha256 {})",

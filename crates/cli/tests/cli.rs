@@ -56,9 +56,19 @@ fn info_eval_and_plot_read_the_run() {
     let info = json(&ok(&["info", "--run", run, "--json"]));
     assert_eq!(info["iter"], 20);
     assert_eq!(info["config"]["model"]["n_embd"], 16);
-    // The default CPU build runs attention as the fused kernel, and says so.
+    // The default CPU build runs attention as the fused kernel, and says so, and names
+    // the kernels its matmuls picked on this CPU (AVX-512 ones where it has AVX-512).
     if info["backend"] == "flex" {
         assert_eq!(info["attention"], "fused-cpu");
+        let isa = info["matmul_isa"].as_str().unwrap();
+        assert_eq!(isa, model::cpu::matmul_isa());
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            isa.starts_with("avx512"),
+            std::arch::is_x86_feature_detected!("avx512f"),
+            "{isa}"
+        );
+        assert_eq!(info["bf16_isa"].as_str(), model::cpu::bf16_isa());
     }
     let eval = json(&ok(&["eval", "--run", run, "--json", "--full"]));
     assert_eq!(eval["iter"], 20);

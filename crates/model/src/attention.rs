@@ -12,7 +12,7 @@ use crate::init::{linear, linear_params, linear_std, residual_std};
 use crate::kv_cache::LayerKv;
 use crate::norm::rms_norm;
 use crate::per_token::per_token;
-use crate::precision::{norm_in_f32, to_stream};
+use crate::precision::{Precision, norm_in_f32, to_stream};
 use crate::rope::Rope;
 use burn::nn::{Dropout, DropoutConfig, Linear, RmsNorm};
 use burn::prelude::*;
@@ -132,6 +132,9 @@ pub struct CausalSelfAttention<B: Backend> {
     /// [q | k | v]: q's and k's heads turned, v's left alone; cos/sin tables per
     /// position up to block_size (constants, not parameters).
     rope: Option<Rope<B>>,
+    /// The projections' precision (`dtype`, see [`crate::precision`]).
+    #[module(skip)]
+    precision: Precision,
 }
 
 impl<B: Backend> CausalSelfAttention<B> {
@@ -151,6 +154,7 @@ impl<B: Backend> CausalSelfAttention<B> {
                 let heads = [config.n_head + kv, kv]; // q and k turned, v plain
                 Rope::new(config.block_size, heads, hs, config.rope_theta, device)
             }),
+            precision: config.dtype,
         }
     }
 
@@ -191,7 +195,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             .as_ref()
             .and_then(|p| p.as_ref())
             .map_or(0, |p| p.k.dims()[2]);
-        let qkv = self.position_qk(per_token(&self.c_attn, x), start); // (B, T, C + 2·n_kv·hs)
+        let qkv = self.position_qk(per_token(&self.c_attn, x, self.precision), start); // (B, T, C + 2·n_kv·hs)
         let t = qkv.dims()[1];
         let call = match (&past, &record) {
             (Some(_), _) => Call::Cached {
@@ -203,7 +207,11 @@ impl<B: Backend> CausalSelfAttention<B> {
         };
         let path = AttentionPath::pick::<B>(&qkv.device(), qkv.dtype(), call);
         let y = self.attention(path, qkv, past, record);
-        (self.resid_dropout.forward(per_token(&self.c_proj, y)), path)
+        (
+            self.resid_dropout
+                .forward(per_token(&self.c_proj, y, self.precision)),
+            path,
+        )
     }
 
     /// Positioned `qkv` (B, T, C + 2·n_kv·hs) → the heads' outputs side by side (B, T, C),
@@ -673,7 +681,7 @@ mod tests {
         assert_eq!(weights.len(), 1);
         assert_eq!(weights[0].dims(), [b, n_head, t, t]);
 
-        let qkv = per_token(&attn.c_attn, x.clone());
+        let qkv = per_token(&attn.c_attn, x.clone(), attn.precision);
         let (_, _, v) = attn.heads(qkv.clone());
         let from_weights = merge_heads(weights[0].clone().matmul(v));
         let fused = fused_attention::causal_self_attention(qkv, n_head, n_head, 0.0);

@@ -5,7 +5,7 @@ use crate::block::{self, Block};
 use crate::init::{embedding, linear, linear_params};
 use crate::norm::{self, NormLayer};
 use crate::per_token::per_token;
-use crate::precision::{Precision, to_stream};
+use crate::precision::{self, Precision, to_stream};
 use crate::{GptConfig, KvCache, ModelError, Result};
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
@@ -202,15 +202,14 @@ impl<B: Backend> Gpt<B> {
     fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.precision.compute(self.ln_f.forward(x));
         let logits = match &self.lm_head {
-            Some(lm_head) => per_token(lm_head, x),
+            Some(lm_head) => per_token(lm_head, x, self.precision),
             // Tied: each logit is the dot product of the stream with a token's embedding.
             // Autodiff sums the gradients of both uses into wte's one matrix.
             None => {
                 let [b, t, c] = x.dims();
-                let wte = self.wte.weight.val().cast(self.precision.float_dtype()); // (V, C)
+                let wte = self.wte.weight.val(); // (V, C)
                 let v = wte.dims()[0];
-                x.reshape([b * t, c])
-                    .matmul(wte.transpose()) // (B·T, V)
+                precision::matmul(x.reshape([b * t, c]), wte.transpose(), self.precision) // (B·T, V)
                     .reshape([b, t, v])
             }
         };

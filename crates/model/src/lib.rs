@@ -5,9 +5,14 @@
 //! [`gpt`], then [`loss`] and [`generate`]. [`config`] holds the hyperparameters.
 
 pub mod attention;
+#[cfg(feature = "fused")]
+mod autocast;
+#[cfg(feature = "fused")]
+mod bf16_gemm;
 pub mod bigram;
 pub mod block;
 pub mod config;
+pub mod cpu;
 #[cfg(feature = "fused")]
 mod fused_attention;
 mod gelu;
@@ -83,6 +88,21 @@ mod fused_attention {
         _dropout: f64,
     ) -> Tensor<B, 3> {
         unreachable!("without the `fused` feature the kernel is never picked")
+    }
+}
+
+/// Built without the `fused` feature: no bf16 CPU products, bfloat16 casts as on a GPU.
+#[cfg(not(feature = "fused"))]
+mod autocast {
+    use burn::prelude::*;
+    use burn::tensor::DType;
+
+    pub(crate) fn keeps_f32<B: Backend>(_dtype: DType) -> bool {
+        false
+    }
+
+    pub(crate) fn matmul<B: Backend>(_x: Tensor<B, 2>, _w: Tensor<B, 2>) -> Tensor<B, 2> {
+        unreachable!("without the `fused` feature the CPU backend casts as every other")
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::gelu::gelu_tanh;
 use crate::init::{STD, linear, linear_params, linear_std, residual_std, zero_bias};
 use crate::per_token::{by_rows, per_token};
-use crate::precision;
+use crate::precision::{self, Precision};
 use crate::{Activation, GptConfig};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, SwiGlu, SwiGluConfig};
 use burn::prelude::*;
@@ -23,6 +23,9 @@ pub struct Mlp<B: Backend> {
     pub(crate) c_proj: Linear<B>,
     dropout: Dropout,
     activation: Activation,
+    /// The projections' precision (`dtype`, see [`crate::precision`]).
+    #[module(skip)]
+    precision: Precision,
 }
 
 /// The projection up: one linear layer (GPT-2's `c_fc`), or SwiGLU's gate and up
@@ -59,20 +62,23 @@ impl<B: Backend> Mlp<B> {
             c_proj: linear_std(hidden, c, config.bias, residual_std(config), device),
             dropout: DropoutConfig::new(config.dropout).init(),
             activation: config.activation,
+            precision: config.dtype,
         }
     }
 
     /// `x` (B, T, C) → (B, T, C), applied to every position independently.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let h = match &self.c_fc {
-            Up::Linear(c_fc) => nonlinearity(self.activation, per_token(c_fc, x)), // (B, T, 4C)
+            Up::Linear(c_fc) => nonlinearity(self.activation, per_token(c_fc, x, self.precision)), // (B, T, 4C)
             // Burn's `SwiGlu::forward`, with its two projections in `x`'s dtype.
             Up::Gated(swiglu) => by_rows(x, |rows| {
-                let gate = precision::linear(&swiglu.linear_inner, rows.clone());
-                nonlinearity(self.activation, gate) * precision::linear(&swiglu.linear_outer, rows)
+                let gate = precision::linear(&swiglu.linear_inner, rows.clone(), self.precision);
+                nonlinearity(self.activation, gate)
+                    * precision::linear(&swiglu.linear_outer, rows, self.precision)
             }),
         };
-        self.dropout.forward(per_token(&self.c_proj, h))
+        self.dropout
+            .forward(per_token(&self.c_proj, h, self.precision))
     }
 }
 

@@ -16,6 +16,7 @@
 //! In float32 every cast is to the tensor's own dtype, which Burn skips: the lecture's
 //! model runs exactly as it would without them.
 
+use crate::autocast;
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
@@ -61,8 +62,13 @@ impl Precision {
         B::supports_dtype(device, DType::from(self.float_dtype()))
     }
 
-    /// `x` cast down to the compute precision (a branch's input, after its norm).
+    /// `x` cast down to the compute precision (a branch's input, after its norm); in
+    /// bfloat16 on the CPU backend `x` stays f32 and the matmuls round inside
+    /// ([`crate::autocast`]).
     pub(crate) fn compute<const D: usize, B: Backend>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if autocasts::<B>(self, x.dtype()) {
+            return x;
+        }
         x.cast(self.float_dtype())
     }
 }
@@ -79,17 +85,46 @@ pub(crate) fn to_stream<const D: usize, B: Backend>(x: Tensor<B, D>) -> Tensor<B
     x.cast(FloatDType::F32)
 }
 
-/// `layer` applied to `x` in `x`'s dtype: its f32 weight and bias are cast on use.
-pub(crate) fn linear<const D: usize, B: Backend>(
+/// `layer` applied to the rows of `x` (N, C_in) in `precision`: on the CPU backend through
+/// [`crate::autocast`]'s bf16 products, elsewhere in `x`'s dtype, with the f32 weight and
+/// bias cast on use.
+pub(crate) fn linear<B: Backend>(
     layer: &Linear<B>,
-    x: Tensor<B, D>,
-) -> Tensor<B, D> {
+    x: Tensor<B, 2>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    if autocasts::<B>(precision, x.dtype()) {
+        let y = autocast::matmul(x, layer.weight.val());
+        return match &layer.bias {
+            Some(b) => y + b.val().unsqueeze(),
+            None => y,
+        };
+    }
     let dtype: FloatDType = x.dtype().into();
     burn::tensor::module::linear(
         x,
         layer.weight.val().cast(dtype),
         layer.bias.as_ref().map(|b| b.val().cast(dtype)),
     )
+}
+
+/// `x` (N, K) · `w` (K, M) in `precision`, `w` (f32) cast to `x`'s dtype on use, or through
+/// [`crate::autocast`] on the CPU backend.
+pub(crate) fn matmul<B: Backend>(
+    x: Tensor<B, 2>,
+    w: Tensor<B, 2>,
+    precision: Precision,
+) -> Tensor<B, 2> {
+    if autocasts::<B>(precision, x.dtype()) {
+        return autocast::matmul(x, w);
+    }
+    let dtype: FloatDType = x.dtype().into();
+    x.matmul(w.cast(dtype))
+}
+
+/// Whether a matmul of `B` on `dtype` data in `precision` goes through [`crate::autocast`].
+fn autocasts<B: Backend>(precision: Precision, dtype: DType) -> bool {
+    precision == Precision::BFloat16 && autocast::keeps_f32::<B>(dtype)
 }
 
 /// `norm` (f32 parameters: LayerNorm, RMSNorm) on `x` in f32, its result back in `x`'s
