@@ -14,7 +14,9 @@
 //!   for the mask and the softmax, and the logits go up to f32 before the loss.
 //!
 //! In float32 every cast is to the tensor's own dtype, which Burn skips: the lecture's
-//! model runs exactly as it would without them.
+//! model runs exactly as it would without them. bfloat16 on the CPU backend casts nothing:
+//! the activations stay f32 and the linear layers' products round inside the matmul
+//! ([`crate::autocast`]), the one place a CPU gains from bf16.
 
 use crate::autocast;
 use burn::nn::Linear;
