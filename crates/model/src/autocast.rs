@@ -123,13 +123,7 @@ fn product(isa: Bf16Isa, a: &FlexTensor, a_t: bool, b: &FlexTensor, b_t: bool) -
     let (a, av) = view(a, a_t);
     let (b, bv) = view(b, b_t);
     let mut out = vec![0.0f32; av.rows * bv.cols];
-    let ov = View {
-        offset: 0,
-        rows: av.rows,
-        cols: bv.cols,
-        rs: bv.cols,
-        cs: 1,
-    };
+    let ov = View::dense(av.rows, bv.cols);
     bf16_gemm::gemm(
         isa,
         (&mut out, ov),
@@ -158,18 +152,7 @@ fn view(x: &FlexTensor, t: bool) -> (FlexTensor, View) {
         rs,
         cs,
     };
-    let v = if t {
-        View {
-            rows: cols,
-            cols: rows,
-            rs: cs,
-            cs: rs,
-            ..v
-        }
-    } else {
-        v
-    };
-    (x, v)
+    (x, if t { v.t() } else { v })
 }
 
 #[cfg(test)]

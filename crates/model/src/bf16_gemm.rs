@@ -78,6 +78,7 @@
 //! data is 8 KiB of per-thread state): [`bf16_isa`] asks once, with
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM)`, before it reports AMX.
 
+pub(crate) use crate::view::View;
 use std::sync::OnceLock;
 
 /// The instruction set the bf16 products run on.
@@ -145,54 +146,6 @@ pub(crate) fn bf16_isa() -> Option<Bf16Isa> {
         Some(Bf16Isa::Avx512Bf16)
     } else {
         None
-    }
-}
-
-/// A strided matrix view into a slice: element (i, j) is at `offset + i·rs + j·cs` (a
-/// transposed view has `rs = 1`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct View {
-    pub offset: usize,
-    pub rows: usize,
-    pub cols: usize,
-    pub rs: usize,
-    pub cs: usize,
-}
-
-impl View {
-    /// The index of element (i, j) in the slice.
-    fn at(&self, i: usize, j: usize) -> usize {
-        self.offset + i * self.rs + j * self.cs
-    }
-
-    /// Whether every element lies inside a slice of `len` values (strides are
-    /// non-negative, so the last element is the farthest).
-    fn fits(&self, len: usize) -> bool {
-        if self.rows == 0 || self.cols == 0 {
-            return true;
-        }
-        let last = (self.rows - 1)
-            .checked_mul(self.rs)
-            .and_then(|r| r.checked_add((self.cols - 1).checked_mul(self.cs)?))
-            .and_then(|o| o.checked_add(self.offset));
-        last.is_some_and(|last| last < len)
-    }
-
-    /// Whether distinct (i, j) are distinct elements, which the parallel write-back needs:
-    /// either the rows or the columns must not interleave.
-    fn distinct(&self) -> bool {
-        if self.rows == 0 || self.cols == 0 {
-            return true;
-        }
-        match (self.rows > 1, self.cols > 1) {
-            (false, false) => true,
-            (true, false) => self.rs > 0,
-            (false, true) => self.cs > 0,
-            (true, true) => {
-                (self.cs > 0 && self.rs >= self.cs.saturating_mul(self.cols))
-                    || (self.rs > 0 && self.cs >= self.rs.saturating_mul(self.rows))
-            }
-        }
     }
 }
 

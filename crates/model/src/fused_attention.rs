@@ -56,6 +56,7 @@
 //! the compiler's word that the kernel runs; [`crate::attention_path`], the stderr notice
 //! and the cli's test that the default build trains through the kernel stand in for it.
 
+use crate::view::View;
 use burn::backend::Autodiff;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
 use burn::backend::autodiff::grads::Gradients;
@@ -287,30 +288,9 @@ impl Backward<Flex, 1> for FusedAttention {
 /// most of the masked upper triangle.
 const QUERY_BLOCK: usize = 64;
 
-/// Where a (rows × cols) matrix lies in a row-major slice: element (r, c) at
-/// `offset + r·rs + c·cs`. Heads are read and written in place inside qkv (T, 3C) and
-/// y (T, C) through such views, without copies.
-#[derive(Debug, Clone, Copy)]
-struct View {
-    offset: usize,
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
+/// Heads are read and written in place inside qkv (T, 3C) and y (T, C) through views,
+/// without copies.
 impl View {
-    /// A contiguous (rows × cols) matrix at the start of its slice.
-    fn dense(rows: usize, cols: usize) -> Self {
-        Self {
-            offset: 0,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
     /// The (T, hs) matrix at column `offset` of a (T, `width`) batch row.
     fn head(s: Shape, width: usize, offset: usize) -> Self {
         Self {
@@ -338,35 +318,6 @@ impl View {
     fn y(s: Shape, h: usize) -> Self {
         Self::head(s, s.c, h * s.hs)
     }
-
-    /// Rows `from..to` of this matrix.
-    fn rows(self, from: usize, to: usize) -> Self {
-        Self {
-            offset: self.offset + from * self.rs,
-            rows: to - from,
-            ..self
-        }
-    }
-
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-
-    /// Panics unless every element lies inside a slice of `len`.
-    fn check(&self, len: usize) {
-        let last =
-            self.offset + (self.rows.max(1) - 1) * self.rs + (self.cols.max(1) - 1) * self.cs;
-        assert!(
-            self.rows == 0 || self.cols == 0 || last < len,
-            "view outside its slice"
-        );
-    }
 }
 
 /// `out = scale·a·b`, or `out += scale·a·b` when `accumulate`: one single-threaded call of
@@ -380,9 +331,10 @@ fn matmul(
 ) {
     let ((out, o), (a, av), (b, bv)) = (out, a, b);
     assert!(av.cols == bv.rows && o.rows == av.rows && o.cols == bv.cols);
-    o.check(out.len());
-    av.check(a.len());
-    bv.check(b.len());
+    assert!(
+        o.fits(out.len()) && av.fits(a.len()) && bv.fits(b.len()),
+        "view outside its slice"
+    );
     // SAFETY: the views were checked to lie inside their slices, `out` is borrowed
     // mutably so it overlaps neither input, and gemm reads and writes only within the views.
     unsafe {

@@ -29,6 +29,8 @@ pub mod norm;
 mod per_token;
 pub mod precision;
 pub mod rope;
+#[cfg(feature = "fused")]
+mod view;
 
 pub use attention::{AttentionPath, attention_path};
 pub use bigram::BigramLanguageModel;
