@@ -406,21 +406,11 @@ fn ci(gpu_checks: bool, require: bool) -> Result<()> {
         // wgpu (with kernel fusion): a tiny real run on Mesa's software Vulkan (lavapipe),
         // a checkpoint every 5 iterations (fusion once lost tensors the checkpointer read).
         run(&mut cargo_cli(&["build"], "wgpu"))?;
-        let tiny = [
-            "max_iters=20",
-            "eval_interval=5",
-            "eval_iters=2",
-            "batch_size=4",
-            "n_layer=1",
-            "n_head=2",
-            "n_embd=32",
-            "block_size=16",
-        ];
         if system::vulkan(require)? {
-            smoke(&gpt, "smoke-wgpu", &tiny, None)?;
-            killed_resumes(&gpt, &tiny)?;
-            mixed_precision(&gpt, &tiny)?;
-            gpu_attention(&gpt, &tiny)?;
+            smoke(&gpt, "smoke-wgpu", &TINY, None)?;
+            killed_resumes(&gpt, &TINY)?;
+            mixed_precision(&gpt, &TINY)?;
+            gpu_attention(&gpt, &TINY)?;
         }
         no_gpu_is_one_error_line(&gpt)?;
     }
@@ -591,22 +581,25 @@ fn killed_resumes(gpt: &Path, tiny: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// A model and run small enough for seconds of training, even emulated: the wgpu checks
+/// and the one without AVX-512 (a checkpoint every 5 iterations).
+const TINY: [&str; 8] = [
+    "max_iters=20",
+    "eval_interval=5",
+    "eval_iters=2",
+    "batch_size=4",
+    "n_layer=1",
+    "n_head=2",
+    "n_embd=32",
+    "block_size=16",
+];
+
 /// One binary for every x86-64 CPU: the same tiny run natively and under qemu's user-mode
 /// emulator, whose `max` CPU has AVX2 and FMA but no AVX-512, AVX512-BF16 or AMX, so that
 /// gemm, the `multiversion` loops and flex's elementwise kernels take their AVX2 paths.
 /// The losses agree to rounding (the kernels sum in other orders), `gpt info` names the
 /// matmul kernels each took, and bfloat16 there computes in float32 after one notice line.
 fn without_avx512(gpt: &Path, qemu: &str) -> Result<()> {
-    let tiny = [
-        "max_iters=20",
-        "eval_interval=10",
-        "eval_iters=2",
-        "batch_size=4",
-        "n_layer=1",
-        "n_head=2",
-        "n_embd=32",
-        "block_size=16",
-    ];
     let train = |name: &str, emulated: bool, dtype: &str| -> Result<(Info, serde_json::Value)> {
         let dir = target_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
@@ -623,7 +616,7 @@ fn without_avx512(gpt: &Path, qemu: &str) -> Result<()> {
         };
         let mut cmd = command(&["train", "--sample-tokens", "0", "--out-dir"]);
         cmd.arg(&dir);
-        for kv in tiny
+        for kv in TINY
             .iter()
             .copied()
             .chain([format!("dtype={dtype}").as_str()])
