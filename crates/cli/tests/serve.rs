@@ -746,6 +746,7 @@ fn bad_requests_are_openai_errors_and_the_server_serves_on() {
             ("POST", c),
             ("POST", "/v1/chat/completions"),
             ("GET", "/v1/models"),
+            ("GET", "/v1/no-such-endpoint"),
         ] {
             let reply = raw(server.addr, method, path, &headers, good.as_bytes());
             let message = reply.error(401, "authentication_error");

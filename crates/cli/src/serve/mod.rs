@@ -23,7 +23,7 @@ use api::{ApiError, Input, Limits, Shape};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -144,7 +144,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/attention", post(attention))
-        .fallback(|| async { error(&not_found()) })
+        .fallback(unknown)
         .method_not_allowed_fallback(
             |method: Method| async move { error(&method_not_allowed(&method)) },
         )
@@ -283,6 +283,22 @@ async fn admit(
             kind: "invalid_request_error",
             param: None,
         })
+}
+
+/// A path no route serves: 404, after the key check under `/v1/`, so that a client without
+/// the key learns nothing of which endpoints exist there.
+async fn unknown(
+    State((served, limit)): AppState,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if uri.path().starts_with("/v1/")
+        && let Err(e) = admit(&served, limit, &headers, body).await
+    {
+        return error(&e);
+    }
+    error(&not_found())
 }
 
 async fn models(State((served, limit)): AppState, headers: HeaderMap, body: Body) -> Response {
