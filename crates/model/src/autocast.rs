@@ -19,8 +19,9 @@
 //! decoding) stay in f32: converting the weight for one row costs more than the product.
 //! A CPU with neither AMX nor AVX512-BF16 computes in f32 and says so once on stderr.
 
-use crate::bf16_gemm::{self, Bf16Isa, View};
+use crate::bf16_gemm::{self, Bf16Isa};
 use crate::fused_attention::{AutodiffFlexTensor, Kernel, downcast, kernel, upcast};
+use crate::view::View;
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::NoCheckpointing};
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};

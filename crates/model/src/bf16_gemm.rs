@@ -78,7 +78,7 @@
 //! data is 8 KiB of per-thread state): [`bf16_isa`] asks once, with
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM)`, before it reports AMX.
 
-pub(crate) use crate::view::View;
+use crate::view::View;
 use std::sync::OnceLock;
 
 /// The instruction set the bf16 products run on.
