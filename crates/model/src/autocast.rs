@@ -159,8 +159,8 @@ fn view(x: &FlexTensor, t: bool) -> (FlexTensor, View) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::{TestAutodiff, TestBackend as B};
-    use burn::tensor::{Distribution, FloatDType, Tolerance};
+    use crate::test_util::{TestAutodiff, TestBackend as B, nearest_bf16};
+    use burn::tensor::{Distribution, TensorData, Tolerance};
 
     fn random<BB: Backend>(shape: [usize; 2]) -> Tensor<BB, 2> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
@@ -168,7 +168,9 @@ mod tests {
 
     /// `x` rounded to the nearest bfloat16, held in f32.
     fn rounded<BB: Backend>(x: Tensor<BB, 2>) -> Tensor<BB, 2> {
-        x.cast(FloatDType::BF16).cast(FloatDType::F32)
+        let data = x.to_data();
+        let values: Vec<f32> = data.iter::<f32>().map(nearest_bf16).collect();
+        Tensor::from_data(TensorData::new(values, data.shape), &x.device())
     }
 
     /// Runs `test` where this CPU has bf16 products; says so where it does not.

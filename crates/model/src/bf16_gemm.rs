@@ -1018,6 +1018,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::nearest_bf16;
     use rand::{Rng, SeedableRng};
 
     /// The ISAs this machine can run, each tested on its own.
@@ -1035,15 +1036,9 @@ mod tests {
         found
     }
 
-    /// The value of the bf16 nearest `x`, written independently of the kernel's rounding:
-    /// compare the dropped half with one half, ties to the even kept half.
+    /// The value of the bf16 nearest `x`, for the f64 reference.
     fn bf16(x: f32) -> f64 {
-        if x.is_nan() {
-            return f64::NAN;
-        }
-        let (kept, dropped) = (x.to_bits() >> 16, x.to_bits() & 0xffff);
-        let up = dropped > 0x8000 || (dropped == 0x8000 && kept & 1 == 1);
-        f64::from(f32::from_bits((kept + u32::from(up)) << 16))
+        f64::from(nearest_bf16(x))
     }
 
     /// How a test matrix lies in its slice.

@@ -116,6 +116,19 @@ pub(crate) mod test_util {
     pub type TestBackend = Flex;
     pub type TestAutodiff = Autodiff<Flex>;
 
+    /// The bf16 nearest `x`, held in an f32, written independently of the kernels' rounding:
+    /// compare the dropped half with one half, ties to the even kept half. Burn's own cast
+    /// is no reference: flex casts through f64 with `half::bf16::from_f64`, which forgets
+    /// the f32's lowest three bits and so rounds some values just above a tie down.
+    pub fn nearest_bf16(x: f32) -> f32 {
+        if x.is_nan() {
+            return f32::NAN;
+        }
+        let (kept, dropped) = (x.to_bits() >> 16, x.to_bits() & 0xffff);
+        let up = dropped > 0x8000 || (dropped == 0x8000 && kept & 1 == 1);
+        f32::from_bits((kept + u32::from(up)) << 16)
+    }
+
     /// Random token ids in `0..vocab`, reproducible from `seed`.
     pub fn random_ids<B: Backend>(
         shape: [usize; 2],
