@@ -182,7 +182,37 @@ impl<B: Backend> CausalSelfAttention<B> {
         self.forward_with(x, Some(past), None).0
     }
 
-    /// The one entry point of the three forwards: projects `x`, runs attention on the
+    /// One new token for each of several sequences, row i of `x` (B, 1, C) after the
+    /// tokens cached in `pasts[i]`, each sequence at its own position (a server's
+    /// concurrent requests, decoded together). The projections see all rows at once, one
+    /// matrix product instead of B; attention runs row by row, over each row's own keys,
+    /// and appends each row's key and value to its own cache.
+    pub fn forward_step(
+        &self,
+        x: Tensor<B, 3>,
+        pasts: &mut [&mut Option<LayerKv<B>>],
+    ) -> Tensor<B, 3> {
+        let qkv = per_token(&self.c_attn, x, self.precision); // (B, 1, C + 2·n_kv·hs)
+        let rows = qkv.chunk(pasts.len(), 0);
+        let y = rows
+            .into_iter()
+            .zip(pasts.iter_mut())
+            .map(|(qkv, past)| {
+                let start = past.as_ref().map_or(0, |p| p.k.dims()[2]);
+                let qkv = self.position_qk(qkv, start);
+                let call = Call::Cached {
+                    tq: 1,
+                    tk: start + 1,
+                };
+                let path = AttentionPath::pick::<B>(&qkv.device(), qkv.dtype(), call);
+                self.attention(path, qkv, Some(&mut **past), None)
+            })
+            .collect();
+        self.resid_dropout
+            .forward(per_token(&self.c_proj, Tensor::cat(y, 0), self.precision))
+    }
+
+    /// The entry point of the three whole-batch forwards: projects `x`, runs attention on the
     /// path [`AttentionPath::pick`] chooses for this call, mixes the heads back into the
     /// stream, and says which path ran.
     fn forward_with(

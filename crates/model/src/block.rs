@@ -56,6 +56,16 @@ impl<B: Backend> Block<B> {
         self.residuals(x, |x| self.attn.forward_cached(x, past))
     }
 
+    /// As [`forward_cached`](Self::forward_cached) for one new token per sequence, each
+    /// with its own cache (see [`CausalSelfAttention::forward_step`]).
+    pub fn forward_step(
+        &self,
+        x: Tensor<B, 3>,
+        pasts: &mut [&mut Option<LayerKv<B>>],
+    ) -> Tensor<B, 3> {
+        self.residuals(x, |x| self.attn.forward_step(x, pasts))
+    }
+
     /// The block's two residual branches, with `attend` as the attention. Each branch
     /// reads the normalised stream in the compute precision and adds back in f32 (see
     /// [`crate::precision`]; both casts do nothing in float32).

@@ -78,21 +78,156 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
     prompt: &[u32],
     sampling: &Sampling,
     device: &B::Device,
-    on_token: impl FnMut(u32) -> ControlFlow<()>,
+    mut on_token: impl FnMut(u32) -> ControlFlow<()>,
 ) -> Result<Vec<u32>> {
-    let mut decoder = Decoder::new(sampling.kv_cache);
-    let mut rng = StdRng::seed_from_u64(sampling.seed);
-    let mut idx = prompt.to_vec();
-    extend(
-        model,
-        &mut decoder,
-        &mut idx,
-        sampling,
-        &mut rng,
+    let mut sequence = Sequence::new(prompt, sampling.clone())?;
+    while !sequence.is_done() {
+        let next = step(model, &mut [&mut sequence], device)
+            .pop()
+            .expect("one token per sequence")?;
+        if on_token(next).is_break() {
+            break;
+        }
+    }
+    Ok(sequence.new_tokens().to_vec())
+}
+
+/// A prompt being extended one token at a time, with its own decoder and random
+/// generator: [`generate`]'s one sequence, or one of several that [`step`] decodes
+/// together (a server's concurrent requests).
+pub struct Sequence<B: Backend> {
+    decoder: Decoder<B>,
+    idx: Vec<u32>,
+    prompt_len: usize,
+    sampling: Sampling,
+    rng: StdRng,
+}
+
+impl<B: Backend> Sequence<B> {
+    /// Checks `sampling` and that the prompt has a token.
+    pub fn new(prompt: &[u32], sampling: Sampling) -> Result<Self> {
+        sampling.validate()?;
+        if prompt.is_empty() {
+            return Err(ModelError::EmptyPrompt);
+        }
+        Ok(Self {
+            decoder: Decoder::new(sampling.kv_cache),
+            idx: prompt.to_vec(),
+            prompt_len: prompt.len(),
+            rng: StdRng::seed_from_u64(sampling.seed),
+            sampling,
+        })
+    }
+
+    /// Whether `max_new_tokens` have been drawn.
+    pub fn is_done(&self) -> bool {
+        self.new_tokens().len() >= self.sampling.max_new_tokens
+    }
+
+    /// The tokens drawn so far.
+    pub fn new_tokens(&self) -> &[u32] {
+        &self.idx[self.prompt_len..]
+    }
+
+    fn draw(&mut self, logits: &[f32]) -> u32 {
+        let next = sample_next(
+            logits,
+            self.sampling.temperature,
+            self.sampling.top_k,
+            &mut self.rng,
+        );
+        self.idx.push(next);
+        next
+    }
+}
+
+/// Draws the next token of each of `sequences` (none done), in order.
+///
+/// Sequences whose decoder has read all of its context but the last token (every
+/// sequence after its first step, while it fits in `block_size`) run as one batch
+/// through [`LanguageModel::logits_step`]: one matrix product per layer for all of them,
+/// each attending over its own cache. The rest (a prompt not read yet, a context past
+/// `block_size`, no KV cache) and a batch of one take [`Decoder::next_logits`], so a
+/// lone sequence gives exactly [`generate`]'s tokens. In a batch, a row's logits can
+/// differ from its lone ones in the last bits (the products sum in another order), and
+/// so can a token drawn at a near tie.
+pub fn step<B: Backend, M: LanguageModel<B>>(
+    model: &M,
+    sequences: &mut [&mut Sequence<B>],
+    device: &B::Device,
+) -> Vec<Result<u32>> {
+    let batched: Vec<bool> = sequences
+        .iter()
+        .map(|s| s.decoder.reads_one_more(model, &s.idx))
+        .collect();
+    let together = batched.iter().filter(|&&b| b).count() >= 2;
+    let mut drawn = Vec::with_capacity(sequences.len());
+    let mut batch = Vec::new();
+    for (s, batched) in sequences.iter_mut().zip(batched) {
+        if batched && together {
+            batch.push(&mut **s);
+            drawn.push(None);
+        } else {
+            let logits = s.decoder.next_logits(model, &s.idx, device);
+            drawn.push(Some(logits.map(|logits| s.draw(&logits))));
+        }
+    }
+    let mut rows = last_token_logits(model, &mut batch, device).into_iter();
+    let mut batch = batch.into_iter();
+    drawn
+        .into_iter()
+        .map(|d| {
+            d.unwrap_or_else(|| {
+                let (s, logits) = (batch.next(), rows.next());
+                let s = s.expect("a batch row per batched sequence");
+                logits
+                    .expect("a logits row per batched sequence")
+                    .map(|logits| s.draw(&logits))
+            })
+        })
+        .collect()
+}
+
+/// The next-token logits of each of `batch`, whose decoders have read all but the
+/// last token of their contexts, as one [`LanguageModel::logits_step`].
+fn last_token_logits<B: Backend, M: LanguageModel<B>>(
+    model: &M,
+    batch: &mut [&mut Sequence<B>],
+    device: &B::Device,
+) -> Vec<Result<Vec<f32>>> {
+    if batch.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<i64> = batch
+        .iter()
+        .map(|s| *s.idx.last().expect("a prompt has a token") as i64)
+        .collect();
+    let b = ids.len();
+    let idx = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(ids, [b, 1]).convert::<B::IntElem>(),
         device,
-        on_token,
-    )?;
-    Ok(idx.split_off(prompt.len()))
+    );
+    let mut caches: Vec<_> = batch.iter_mut().map(|s| &mut s.decoder.cache).collect();
+    let logits = match model.logits_step(idx, &mut caches) {
+        Ok(logits) => logits, // (B, 1, V)
+        Err(e) => return vec![Err(e); b],
+    };
+    let vocab = logits.dims()[2];
+    let values: Vec<f32> = logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("converted to f32");
+    batch
+        .iter_mut()
+        .zip(values.chunks(vocab))
+        .map(|(s, row)| {
+            s.decoder
+                .read
+                .push(*s.idx.last().expect("a prompt has a token"));
+            finite(row.to_vec())
+        })
+        .collect()
 }
 
 /// [`generate`]'s loop on a context that lives on: `idx` grows by up to
@@ -184,15 +319,33 @@ impl<B: Backend> Decoder<B> {
             .convert::<f32>()
             .to_vec()
             .expect("converted to f32");
-        if !last.iter().all(|l| l.is_finite()) {
-            return Err(ModelError::NonFiniteLogits);
-        }
-        Ok(last)
+        finite(last)
+    }
+
+    /// Whether `context` is what this decoder has read plus one token that fits in the
+    /// model's window: then its cache can take that token in a batched step.
+    fn reads_one_more<M: LanguageModel<B>>(&self, model: &M, context: &[u32]) -> bool {
+        self.kv_cache
+            && !self.read.is_empty()
+            && context.len() == self.read.len() + 1
+            && model
+                .context_size()
+                .is_some_and(|size| context.len() <= size)
+            && context.starts_with(&self.read)
     }
 
     fn forget(&mut self) {
         self.cache = KvCache::new();
         self.read.clear();
+    }
+}
+
+/// `logits`, unless one is not a finite number (weights that hold NaN or infinity).
+fn finite(logits: Vec<f32>) -> Result<Vec<f32>> {
+    if logits.iter().all(|l| l.is_finite()) {
+        Ok(logits)
+    } else {
+        Err(ModelError::NonFiniteLogits)
     }
 }
 
@@ -293,6 +446,93 @@ mod tests {
         };
         for m in [model(), Model::new(&modern, &Default::default()).unwrap()] {
             assert_eq!(run(&m, &with(true)), run(&m, &with(false)));
+        }
+    }
+
+    /// Sequences decoded together by [`step`] draw the tokens each draws alone with
+    /// [`generate`]: prompts of different lengths, sampled and greedy, one without the KV
+    /// cache, all running past block_size (8), where they leave the batch to be cropped,
+    /// and each leaving when it has its tokens.
+    #[test]
+    fn sequences_decoded_together_draw_their_lone_tokens() {
+        let modern = GptConfig {
+            n_layer: 2,
+            n_kv_head: 1,
+            ..config().with_every_switch()
+        };
+        for m in [model(), Model::new(&modern, &Default::default()).unwrap()] {
+            let jobs: Vec<(Vec<u32>, Sampling)> = vec![
+                (
+                    vec![1],
+                    Sampling {
+                        max_new_tokens: 12,
+                        seed: 1,
+                        ..Sampling::default()
+                    },
+                ),
+                (
+                    vec![4, 5, 6],
+                    Sampling {
+                        max_new_tokens: 6,
+                        top_k: Some(1),
+                        ..Sampling::default()
+                    },
+                ),
+                (
+                    vec![7, 8, 9, 10, 11],
+                    Sampling {
+                        max_new_tokens: 9,
+                        seed: 3,
+                        ..Sampling::default()
+                    },
+                ),
+                (
+                    vec![2, 3],
+                    Sampling {
+                        max_new_tokens: 7,
+                        kv_cache: false,
+                        ..Sampling::default()
+                    },
+                ),
+                (
+                    vec![12, 13],
+                    Sampling {
+                        max_new_tokens: 10,
+                        temperature: 0.5,
+                        seed: 5,
+                        ..Sampling::default()
+                    },
+                ),
+            ];
+            let device = Default::default();
+            let mut sequences: Vec<_> = jobs
+                .iter()
+                .map(|(prompt, s)| Sequence::<B>::new(prompt, s.clone()).unwrap())
+                .collect();
+            let mut drawn = vec![Vec::new(); jobs.len()];
+            loop {
+                let mut active: Vec<(usize, &mut Sequence<B>)> = sequences
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(_, s)| !s.is_done())
+                    .collect();
+                if active.is_empty() {
+                    break;
+                }
+                let (which, mut batch): (Vec<usize>, Vec<&mut Sequence<B>>) =
+                    active.drain(..).unzip();
+                for (i, next) in which.into_iter().zip(step(&m, &mut batch, &device)) {
+                    drawn[i].push(next.unwrap());
+                }
+            }
+            for ((prompt, sampling), (sequence, drawn)) in
+                jobs.iter().zip(sequences.iter().zip(drawn))
+            {
+                let alone =
+                    generate(&m, prompt, sampling, &device, |_| ControlFlow::Continue(())).unwrap();
+                assert_eq!(drawn, alone, "{prompt:?} {sampling:?}");
+                assert_eq!(sequence.new_tokens(), alone);
+            }
         }
     }
 

@@ -177,6 +177,41 @@ impl<B: Backend> Gpt<B> {
         Ok(self.head(x))
     }
 
+    /// One new token per sequence, `idx` (B, 1), row i after the tokens in `caches[i]`
+    /// (sequences of different lengths decoded together) → logits (B, 1, vocab_size).
+    /// Each row's token is at its own position, and its keys and values go to its own
+    /// cache; the layers' matrix products run on all rows at once.
+    pub fn forward_step(
+        &self,
+        idx: Tensor<B, 2, Int>,
+        caches: &mut [&mut KvCache<B>],
+    ) -> Result<Tensor<B, 3>> {
+        let [b, t] = idx.dims();
+        assert_eq!((b, t), (caches.len(), 1), "one new token per cache");
+        if let Some(full) = caches.iter().find(|c| c.len() + 1 > self.block_size) {
+            return Err(ModelError::SequenceTooLong {
+                t: full.len() + 1,
+                block_size: self.block_size,
+            });
+        }
+        let positions: Vec<i64> = caches.iter().map(|c| c.len() as i64).collect();
+        let device = idx.device();
+        let pos = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(positions, [b]).convert::<B::IntElem>(),
+            &device,
+        )
+        .unsqueeze_dim::<2>(1); // (B, 1)
+        let mut x = self.with_positions(self.wte.forward(idx), pos);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let mut layer: Vec<_> = caches.iter_mut().map(|c| c.layer(i)).collect();
+            x = block.forward_step(x, &mut layer);
+        }
+        for cache in caches.iter_mut() {
+            cache.advance(1);
+        }
+        Ok(self.head(x))
+    }
+
     /// Token plus position embeddings (B, T, C) of `idx`, its first token at position
     /// `past` (token embeddings alone with RoPE, which adds positions inside attention).
     fn embed(&self, idx: Tensor<B, 2, Int>, past: usize) -> Result<Tensor<B, 3>> {
@@ -187,15 +222,18 @@ impl<B: Backend> Gpt<B> {
                 block_size: self.block_size,
             });
         }
-        let device = idx.device();
-        let tok_emb = self.wte.forward(idx); // (B, T, C)
-        let Some(wpe) = &self.wpe else {
-            return Ok(tok_emb);
-        };
         let positions = past as i64..(past + t) as i64;
-        let pos = Tensor::<B, 1, Int>::arange(positions, &device).unsqueeze::<2>(); // (1, T)
-        let pos_emb = wpe.forward(pos); // (1, T, C), broadcast over the batch
-        Ok(tok_emb + pos_emb)
+        let pos = Tensor::<B, 1, Int>::arange(positions, &idx.device()).unsqueeze::<2>(); // (1, T)
+        Ok(self.with_positions(self.wte.forward(idx), pos))
+    }
+
+    /// Token embeddings (B, T, C) plus the position embeddings of `pos` ((1, T) shared by
+    /// the batch, or (B, 1) a position per row); with RoPE, the token embeddings alone.
+    fn with_positions(&self, tok_emb: Tensor<B, 3>, pos: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        match &self.wpe {
+            Some(wpe) => tok_emb + wpe.forward(pos), // broadcast over the batch or time
+            None => tok_emb,
+        }
     }
 
     /// The residual stream (B, T, C) → next-token logits (B, T, vocab_size).
@@ -554,6 +592,60 @@ mod tests {
                 fed = end;
             }
         }
+    }
+
+    /// Sequences of different lengths decoded together: for every switch, each row of
+    /// a batched step has the logits of that sequence's own cached step, through several
+    /// steps, and each cache grows by one. A step past block_size is an error.
+    #[test]
+    fn a_batched_step_equals_each_sequence_alone() {
+        let device = Default::default();
+        for (i, config) in switch_configs().into_iter().enumerate() {
+            let model = Gpt::<B>::new(&config, &device).unwrap();
+            let ids = random_ids::<B>([1, 16], 65, 80 + i as u64, &device);
+            let token = |at: usize| ids.clone().slice([0..1, at..at + 1]);
+            let prompts = [1, 4, 9];
+            let (mut together, mut alone): (Vec<_>, Vec<_>) = prompts
+                .iter()
+                .map(|&len| {
+                    let mut cache = KvCache::new();
+                    model
+                        .forward_cached(ids.clone().slice([0..1, 0..len]), &mut cache)
+                        .unwrap();
+                    (cache.clone(), cache)
+                })
+                .unzip();
+            for step in 0..3 {
+                let batch = Tensor::cat(prompts.iter().map(|&p| token(p + step)).collect(), 0);
+                let mut caches: Vec<_> = together.iter_mut().collect();
+                let rows = model.forward_step(batch, &mut caches).unwrap(); // (3, 1, V)
+                for (row, (&p, cache)) in prompts.iter().zip(alone.iter_mut()).enumerate() {
+                    let lone = model.forward_cached(token(p + step), cache).unwrap();
+                    let diff: f32 = (rows.clone().narrow(0, row, 1) - lone)
+                        .abs()
+                        .max()
+                        .into_scalar();
+                    assert!(diff < 1e-5, "{config:?}: row {row} step {step}: {diff}");
+                    assert_eq!(together[row].len(), p + step + 1);
+                }
+            }
+        }
+        let model = Gpt::<B>::new(&small(), &device).unwrap();
+        let mut full = KvCache::new();
+        let ids = random_ids::<B>([1, 16], 65, 99, &device);
+        model.forward_cached(ids.clone(), &mut full).unwrap();
+        let (mut short, one) = (KvCache::new(), ids.slice([0..1, 0..1]));
+        let step = model.forward_step(
+            Tensor::cat(vec![one.clone(), one], 0),
+            &mut [&mut short, &mut full],
+        );
+        assert!(matches!(
+            step,
+            Err(ModelError::SequenceTooLong {
+                t: 17,
+                block_size: 16
+            })
+        ));
     }
 
     /// For every switch, training through the fused kernel and through the explicit path

@@ -11,6 +11,13 @@ pub trait LanguageModel<B: Backend> {
     /// Logits of the tokens that follow those already in `cache`, extending it.
     fn logits_cached(&self, idx: Tensor<B, 2, Int>, cache: &mut KvCache<B>)
     -> Result<Tensor<B, 3>>;
+    /// One new token per sequence, `idx` (B, 1), each after the tokens in its own cache
+    /// (see [`Gpt::forward_step`]) → logits (B, 1, vocab_size).
+    fn logits_step(
+        &self,
+        idx: Tensor<B, 2, Int>,
+        caches: &mut [&mut KvCache<B>],
+    ) -> Result<Tensor<B, 3>>;
     /// The longest context the model accepts; `None` when it looks at one token only.
     fn context_size(&self) -> Option<usize>;
 }
@@ -81,6 +88,17 @@ impl<B: Backend> LanguageModel<B> for Model<B> {
             // A bigram model looks at one token only: there is nothing to cache.
             Model::Bigram(m) => Ok(m.forward(idx)),
             Model::Gpt(m) => m.forward_cached(idx, cache),
+        }
+    }
+
+    fn logits_step(
+        &self,
+        idx: Tensor<B, 2, Int>,
+        caches: &mut [&mut KvCache<B>],
+    ) -> Result<Tensor<B, 3>> {
+        match self {
+            Model::Bigram(m) => Ok(m.forward(idx)),
+            Model::Gpt(m) => m.forward_step(idx, caches),
         }
     }
 
