@@ -232,9 +232,13 @@ fn whole(reply: &Reply, chat: bool, model: &str, prompt_tokens: usize) -> (Strin
         "{v}"
     );
     let reason = c["finish_reason"].as_str().unwrap().to_string();
-    // Char-level runs: a token is a character (a chat run's end token is not counted).
-    if reason == "length" || chat {
-        assert_eq!(completion, text.chars().count() as u64, "{v}");
+    // Char-level runs: a token is a character, and a chat reply that stops has drawn its
+    // end token too.
+    let chars = text.chars().count() as u64;
+    if reason == "length" {
+        assert_eq!(completion, chars, "{v}");
+    } else if chat {
+        assert_eq!(completion, chars + 1, "{v}");
     }
     (text.to_string(), reason)
 }
@@ -493,7 +497,12 @@ fn completions_are_what_gpt_sample_prints() {
     let run = text_run(&dir);
     let server = Server::start(&run, &[]);
     let r = run.to_str().unwrap();
-    for (prompt, n) in [("ROMEO:", 80), ("First Citizen:\nWe are", 50)] {
+    let mut greedy = Vec::new();
+    for (prompt, n) in [
+        ("ROMEO:", 80),
+        ("First Citizen:\nWe are", 50),
+        ("KING:", 70),
+    ] {
         let max = n.to_string();
         let expected = printed(
             &[
@@ -520,7 +529,27 @@ fn completions_are_what_gpt_sample_prints() {
         request["stream"] = json!(true);
         let (text, _, _) = streamed(&server.post("/v1/completions", &request), false);
         assert_eq!(text, expected, "greedy from {prompt:?}, streamed");
+        greedy.push((request, expected));
     }
+    // Sent at once, the requests are decoded together, each still its own text.
+    std::thread::scope(|s| {
+        let answers: Vec<_> = greedy
+            .iter()
+            .map(|(request, expected)| {
+                let server = &server;
+                s.spawn(move || {
+                    (
+                        streamed(&server.post("/v1/completions", request), false).0,
+                        expected,
+                    )
+                })
+            })
+            .collect();
+        for answer in answers {
+            let (text, expected) = answer.join().unwrap();
+            assert_eq!(&text, expected, "greedy, decoded together");
+        }
+    });
     let prompt = "KING:";
     let mut seen = Vec::new();
     for seed in [7u64, 1337] {
@@ -597,7 +626,8 @@ fn chat_completions_are_what_gpt_chat_prints() {
     request["stream_options"] = json!({"include_usage": true});
     let (text, reason, usage) = streamed(&server.post("/v1/chat/completions", &request), true);
     assert_eq!((text.as_str(), reason.as_str()), (alone.as_str(), "stop"));
-    let n = alone.chars().count();
+    // Every drawn token counts, the end of the reply too.
+    let n = alone.chars().count() + 1;
     assert_eq!(
         usage,
         Some(
@@ -776,7 +806,7 @@ fn a_full_queue_answers_503_with_retry_after() {
     let dir = tmp("serve-queue");
     let run = text_run(&dir);
     #[rustfmt::skip]
-    let server = Server::start(&run, &["--workers", "1", "--queue", "1", "--max-tokens", "100000000"]);
+    let server = Server::start(&run, &["--workers", "1", "--batch", "1", "--queue", "1", "--max-tokens", "100000000"]);
     // In flight: a stream that would take hours, not read on (so it waits on us).
     let mut slow = post_raw(
         server.addr,
@@ -811,6 +841,85 @@ fn a_full_queue_answers_503_with_retry_after() {
     let waited = finish_raw(waiting, Vec::new());
     let (text, _) = whole(&waited, false, "text", 6);
     assert_eq!(text.chars().count(), 10);
+    server.serves(None);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client that stops reading its stream holds up no one: its generation pauses once it
+/// is a few events behind, and the rest of its batch, and requests after it, go on.
+#[test]
+fn a_reader_that_falls_behind_holds_up_no_one() {
+    let dir = tmp("serve-behind");
+    let run = text_run(&dir);
+    #[rustfmt::skip]
+    let server = Server::start(&run, &["--workers", "1", "--batch", "2", "--max-tokens", "100000000"]);
+    let mut behind = post_raw(
+        server.addr,
+        &json!({"prompt": "ROMEO:", "max_tokens": 100_000_000, "stream": true}),
+    );
+    let mut seen = Vec::new();
+    read_chunks(&mut behind, &mut seen, 1);
+    // Time to fill the sockets' buffers and its events: then it is behind.
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..3 {
+        server.serves_within(None, Duration::from_secs(15));
+    }
+    // It reads on, and its stream goes on.
+    read_chunks(&mut behind, &mut seen, 200);
+    drop(behind);
+    server.serves_within(None, Duration::from_secs(15));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client that trickles its request in is cut off after `--read-timeout`: headers that
+/// never end close the connection, a body that never ends is a 408; an idle kept-alive
+/// connection is closed too. The server serves on.
+#[test]
+fn slow_clients_are_timed_out() {
+    let dir = tmp("serve-slow");
+    let run = text_run(&dir);
+    let server = Server::start(&run, &["--read-timeout", "1"]);
+    let cut_off = |mut s: TcpStream| {
+        let start = Instant::now();
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        let waited = start.elapsed();
+        assert!(
+            waited < Duration::from_secs(10),
+            "still open after {waited:?}"
+        );
+        got
+    };
+    // Headers that never end: closed without an answer, or with hyper's 408.
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let got = cut_off(s);
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+        "{got:?}"
+    );
+    // A body shorter than its Content-Length.
+    let body = br#"{"prompt": "ROMEO:", "max_tokens": 5, "#;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len() + 100
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let reply = parse_raw(&cut_off(s));
+    let message = reply.error(408, "invalid_request_error");
+    assert!(message.contains("did not arrive"), "{message}");
+    // A connection opened and left idle.
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    cut_off(s);
     server.serves(None);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -865,7 +974,9 @@ fn a_client_that_hangs_up_stops_its_generation() {
 fn sigterm_finishes_the_requests_in_flight_then_exits() {
     let dir = tmp("serve-sigterm");
     let run = text_run(&dir);
-    let mut server = Server::start(&run, &["--workers", "1", "--max-tokens", "100000"]);
+    // One request at a time, so that the second waits in the queue.
+    #[rustfmt::skip]
+    let mut server = Server::start(&run, &["--workers", "1", "--batch", "1", "--max-tokens", "100000"]);
     let n = 40_000;
     let mut streaming = post_raw(
         server.addr,

@@ -7,8 +7,9 @@
 //!   page's attention maps), `GET /` (the page, compiled in).
 //! - Answers in OpenAI's shapes, streamed as server-sent events with `stream: true`
 //!   (`data: [DONE]` last); errors are OpenAI error objects with their status.
-//! - Requests wait in a bounded queue for the model workers (`worker.rs`); a full queue is
-//!   503 with `Retry-After`. A client that disconnects stops its generation.
+//! - Requests wait in a bounded queue for the model workers (`worker.rs`), which decode up
+//!   to `--batch` of them together; a full queue is 503 with `Retry-After`. A client that
+//!   disconnects stops its generation.
 //! - Loopback by default; a key (`--api-key`) makes every `/v1/` request need
 //!   `Authorization: Bearer KEY`. SIGTERM or Ctrl-C stops accepting, lets the requests in
 //!   flight finish, and exits 0 (a connection still sending its request does not hold it).
@@ -36,6 +37,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use training::RunDir;
 use worker::{Event, Job, Queue};
@@ -56,13 +58,20 @@ pub struct Args {
     /// Requests that may wait for a worker; more are answered 503.
     #[arg(long, default_value_t = 16)]
     queue: usize,
-    /// Model workers, each generating for one request at a time with its own copy of
-    /// the model.
+    /// Model workers, each with its own copy of the model.
     #[arg(long, default_value_t = 1)]
     workers: usize,
+    /// Requests a worker decodes together, one token for each per step (1: one request
+    /// at a time).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
     /// The largest request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers, and then its body; a
+    /// connection kept open with no request is closed after as long.
+    #[arg(long, default_value_t = 30.0)]
+    read_timeout: f64,
     /// Which weights: the final model or the checkpoint with the best val loss.
     #[arg(long, value_parser = ["final", "best"], default_value = "final")]
     weights: String,
@@ -79,15 +88,26 @@ struct Served {
     model: std::sync::Mutex<model::Model<Inner>>,
     device: crate::backend::Dev,
     block_size: Option<usize>,
+    /// How long a request's body may take to arrive.
+    read_timeout: Duration,
     next_id: AtomicU64,
 }
 
 // The CPU backend's device is Copy, a GPU backend's is not.
 #[allow(clippy::clone_on_copy)]
 pub fn run(args: Args, device: Option<usize>) -> Result<()> {
-    if args.workers == 0 || args.queue == 0 || args.max_tokens == 0 {
-        bail!("--workers, --queue and --max-tokens must be at least 1");
+    if args.workers == 0 || args.batch == 0 || args.queue == 0 || args.max_tokens == 0 {
+        bail!("--workers, --batch, --queue and --max-tokens must be at least 1");
     }
+    let read_timeout = Duration::try_from_secs_f64(args.read_timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .with_context(|| {
+            format!(
+                "--read-timeout must be a number of seconds > 0, got {}",
+                args.read_timeout
+            )
+        })?;
     let run = args.run.open()?;
     let tokenizer = run.tokenizer()?;
     if run.config()?.task().is_some() {
@@ -106,6 +126,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let block_size = model::LanguageModel::<Inner>::context_size(&model);
     let (queue, workers) = worker::start(
         args.workers,
+        args.batch,
         args.queue,
         tokenizer.clone(),
         load,
@@ -126,6 +147,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         model: std::sync::Mutex::new(model),
         device,
         block_size,
+        read_timeout,
         next_id: AtomicU64::new(1),
     });
     if !args.addr.ip().is_loopback() && args.api_key.is_none() {
@@ -164,21 +186,12 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "serving {} on http://{addr}/ (OpenAI API under /v1/; Ctrl-C stops)",
             run.path().display()
         );
+        accept(listener, app, read_timeout, shutdown()).await;
         // Stopping, the server waits for the answers in flight, which are the model's
         // jobs: once none is left, a connection still sending its request does not hold
         // the exit.
-        let (drained_tx, drained) = tokio::sync::oneshot::channel::<()>();
-        let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
-            shutdown().await;
-            std::thread::spawn(move || {
-                wait_drained(&pending);
-                let _ = drained_tx.send(());
-            });
-        });
-        tokio::select! {
-            served = serving => served.context("serving"),
-            _ = drained => Ok(()),
-        }
+        tokio::task::spawn_blocking(move || wait_drained(&pending)).await?;
+        anyhow::Ok(())
     })?;
     // The HTTP side is done (dropping the runtime closes the connections still open):
     // the workers finish their jobs and end with the queue.
@@ -189,6 +202,51 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     }
     eprintln!("stopped");
     Ok(())
+}
+
+/// Serves the connections `listener` accepts until `stop` resolves, then accepts no
+/// more; the connections open finish the request they are on, then close. Each has
+/// `read_timeout` to send a request's headers (counted from the connection's start or
+/// the end of its last answer), so a client that trickles them in, or keeps an idle
+/// connection open, does not hold its socket for ever.
+async fn accept(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    read_timeout: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let (closing, _) = tokio::sync::watch::channel(());
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, or a connection reset before it was taken:
+                // the listener itself is fine.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut closed = closing.subscribe();
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(read_timeout);
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let mut connection = std::pin::pin!(http.serve_connection(io, service));
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closed.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+    }
+    // Dropping the sender tells every connection.
+    drop(closing);
 }
 
 /// Returns once no job has been pending for a second (time for the last answers to be
@@ -273,16 +331,24 @@ async fn admit(
             });
         }
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
+    let read = tokio::time::timeout(served.read_timeout, axum::body::to_bytes(body, limit));
+    let Ok(body) = read.await else {
+        return Err(ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
             message: format!(
-                "the request body is larger than this server's limit of {limit} bytes"
+                "the request body did not arrive within this server's {} s",
+                served.read_timeout.as_secs_f64()
             ),
             kind: "invalid_request_error",
             param: None,
-        })
+        });
+    };
+    body.map_err(|_| ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("the request body is larger than this server's limit of {limit} bytes"),
+        kind: "invalid_request_error",
+        param: None,
+    })
 }
 
 /// A path no route serves: 404, after the key check under `/v1/`, so that a client without
@@ -378,7 +444,7 @@ async fn respond(
         kv_cache: true,
     };
     let prompt_tokens = prompt.len();
-    let (events, mut rx) = mpsc::channel(64);
+    let (events, mut rx) = mpsc::channel(worker::EVENTS);
     let job = Job {
         prompt,
         sampling,
