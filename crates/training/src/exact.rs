@@ -14,7 +14,7 @@ use crate::TrainError;
 use burn::prelude::*;
 use data::arithmetic::TaskConfig;
 use data::{Op, Problem, Tokenizer};
-use model::{Model, Sampling, generate};
+use model::{Model, Sampling, Sequence};
 use std::collections::BTreeMap;
 
 /// The share of rows of a batch whose scored targets are all the argmax of `logits`
@@ -37,6 +37,9 @@ pub struct CaseScore {
     pub total: usize,
 }
 
+/// Problems whose answers [`greedy_answers`] decodes together.
+const BATCH: usize = 64;
+
 /// Greedy decoding of each problem's answer, scored by its final result; one score per
 /// (operator, digits), in that order.
 pub fn exact_match<B: Backend>(
@@ -45,18 +48,9 @@ pub fn exact_match<B: Backend>(
     problems: &[Problem],
     device: &B::Device,
 ) -> Result<Vec<CaseScore>, TrainError> {
-    let tokenizer = task.tokenizer();
+    let answers = greedy_answers(model, task, problems, device)?;
     let mut cases = BTreeMap::new();
-    for p in problems {
-        let sampling = Sampling {
-            max_new_tokens: task.answer_len(p.op),
-            top_k: Some(1),
-            ..Sampling::default()
-        };
-        let prompt = tokenizer.encode(&task.prompt(p))?;
-        let answer = tokenizer.decode(&generate(model, &prompt, &sampling, device, |_| {
-            std::ops::ControlFlow::Continue(())
-        })?)?;
+    for (p, answer) in problems.iter().zip(answers) {
         let (solved, total) = cases.entry((p.op, p.digits())).or_insert((0, 0));
         *solved += usize::from(task.is_exact(p, &answer));
         *total += 1;
@@ -72,10 +66,90 @@ pub fn exact_match<B: Backend>(
         .collect())
 }
 
+/// Each problem's answer (trace and result) as greedy decoding writes it, [`BATCH`]
+/// problems at a time: one token for each per step ([`model::step`]), the layers'
+/// products running on all of them at once, as a server's concurrent requests do.
+fn greedy_answers<B: Backend>(
+    model: &Model<B>,
+    task: &TaskConfig,
+    problems: &[Problem],
+    device: &B::Device,
+) -> Result<Vec<String>, TrainError> {
+    let tokenizer = task.tokenizer();
+    let mut answers = Vec::with_capacity(problems.len());
+    for batch in problems.chunks(BATCH) {
+        let mut sequences = batch
+            .iter()
+            .map(|p| {
+                let sampling = Sampling {
+                    max_new_tokens: task.answer_len(p.op),
+                    top_k: Some(1),
+                    ..Sampling::default()
+                };
+                let prompt = tokenizer.encode(&task.prompt(p))?;
+                Ok(Sequence::new(&prompt, sampling)?)
+            })
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        loop {
+            let mut unfinished: Vec<_> = sequences.iter_mut().filter(|s| !s.is_done()).collect();
+            if unfinished.is_empty() {
+                break;
+            }
+            for next in model::step(model, &mut unfinished, device) {
+                next?;
+            }
+        }
+        for sequence in &sequences {
+            answers.push(tokenizer.decode(sequence.new_tokens())?);
+        }
+    }
+    Ok(answers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::Flex;
+
+    /// Decoded together, each problem gets the answer it gets decoded alone: more
+    /// problems than a batch, of every operator, with traces (answers of different
+    /// lengths), on an untrained model whose answers are arbitrary strings.
+    #[test]
+    fn answers_decoded_together_are_the_lone_answers() {
+        let device = Default::default();
+        let task = TaskConfig {
+            n_digits: 2,
+            ops: vec![Op::Add, Op::Sub, Op::Mul, Op::Div],
+            trace: true,
+        };
+        let tokenizer = task.tokenizer();
+        let config = model::GptConfig {
+            vocab_size: tokenizer.vocab_size(),
+            block_size: task.example_len(),
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 32,
+            dropout: 0.0,
+            ..model::GptConfig::default()
+        };
+        let model = Model::<Flex>::new(&config, &device).unwrap();
+        let problems = data::generator::held_out_set(&task, BATCH + 20, 5);
+        let together = greedy_answers(&model, &task, &problems, &device).unwrap();
+        assert_eq!(together.len(), problems.len());
+        for (p, answer) in problems.iter().zip(&together) {
+            let sampling = Sampling {
+                max_new_tokens: task.answer_len(p.op),
+                top_k: Some(1),
+                ..Sampling::default()
+            };
+            let prompt = tokenizer.encode(&task.prompt(p)).unwrap();
+            let alone = model::generate(&model, &prompt, &sampling, &device, |_| {
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(answer, &tokenizer.decode(&alone).unwrap(), "{p}");
+        }
+    }
 
     #[test]
     fn a_row_is_solved_when_every_scored_argmax_is_right() {
