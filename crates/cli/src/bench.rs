@@ -266,7 +266,7 @@ const DECODE_BATCH: usize = 8;
 
 /// Tokens per second, all rows together, of `rows` copies of `prompt` decoded as one
 /// batch through the KV cache (greedy, read on the host each step as sampling does):
-/// whether batching concurrent requests' decode steps would pay. `None` for the bigram
+/// what a step for many sequences costs against one. `None` for the bigram
 /// model, or when the prompt and the tokens do not fit the context.
 fn batched_decode_rate(
     model: &Model<Inner>,
