@@ -10,6 +10,7 @@
 use crate::backend::{self, Inner};
 use crate::prompt::RunArg;
 use anyhow::{Context, Result, bail};
+use data::bpe::BpeTokenizer;
 use data::{BaseTokenizer, GPT2_EOT, Special, TextTokenizer};
 use model::Model;
 use std::collections::HashMap;
@@ -59,6 +60,9 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         (_, _, BaseTokenizer::Gpt2) => {
             serde_json::json!({"bos_token_id": GPT2_EOT, "eos_token_id": GPT2_EOT})
         }
+        (_, _, BaseTokenizer::Bpe(bpe)) => {
+            serde_json::json!({"bos_token_id": bpe.end_of_text(), "eos_token_id": bpe.end_of_text()})
+        }
         // No end-of-text token in a character vocabulary.
         (_, _, BaseTokenizer::Char(_)) => {
             serde_json::json!({"bos_token_id": null, "eos_token_id": null})
@@ -67,6 +71,9 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     let mut files = model::hf::gpt2_files(&gpt, &config.model, ids)?.to_vec();
     if gpt2 {
         files.extend(gpt2_tokenizer_files(&tokenizer, config.model.block_size)?);
+    }
+    if let BaseTokenizer::Bpe(bpe) = tokenizer.base() {
+        files.extend(bpe_tokenizer_files(bpe, config.model.block_size));
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -106,26 +113,25 @@ const EXPORT: data::files::Folder = data::files::Folder {
     hint: "export into an empty or new directory",
 };
 
-/// GPT-2's byte-to-character table (`bytes_to_unicode` in OpenAI's encoder.py): printable
-/// bytes stand for themselves, the others for characters from U+0100 on, so every token
-/// is a printable string in `vocab.json` and `merges.txt`.
-fn bytes_to_unicode() -> [char; 256] {
-    let printable = |b: u32| {
-        (u32::from('!')..=u32::from('~')).contains(&b)
-            || (0xA1..=0xAC).contains(&b)
-            || (0xAE..=0xFF).contains(&b)
-    };
-    let mut table = ['\0'; 256];
-    let mut next = 256;
-    for b in 0..256u32 {
-        table[b as usize] = if printable(b) {
-            char::from_u32(b).expect("a Latin-1 character")
-        } else {
-            next += 1;
-            char::from_u32(next - 1).expect("a character below U+0200")
-        };
-    }
-    table
+/// A trained BPE's files for `transformers`: its own `tokenizer.json`, as trained, and a
+/// `tokenizer_config.json` that names the fast tokenizer class and `<|endoftext|>`, and
+/// keeps a special's text in a prompt plain text, as `gpt` encodes it.
+fn bpe_tokenizer_files(bpe: &BpeTokenizer, block_size: usize) -> Vec<(&'static str, Vec<u8>)> {
+    let config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": data::bpe::END_OF_TEXT,
+        "eos_token": data::bpe::END_OF_TEXT,
+        "model_max_length": block_size,
+        "split_special_tokens": true,
+        "clean_up_tokenization_spaces": false,
+    });
+    vec![
+        ("tokenizer.json", bpe.json().as_bytes().to_vec()),
+        (
+            "tokenizer_config.json",
+            serde_json::to_vec_pretty(&config).expect("JSON values serialize"),
+        ),
+    ]
 }
 
 /// The files `transformers`' GPT-2 tokenizers read, by name, derived from the r50k ranks:
@@ -150,7 +156,7 @@ pub fn gpt2_tokenizer_files(
         .enumerate()
         .map(|(id, t)| (t.as_slice(), id as u32))
         .collect();
-    let table = bytes_to_unicode();
+    let table = data::bpe::bytes_to_unicode();
     let show = |bytes: &[u8]| -> String { bytes.iter().map(|&b| table[b as usize]).collect() };
     let mut merges = String::from("#version: 0.2\n");
     for (id, token) in tokens.iter().enumerate().filter(|(_, t)| t.len() > 1) {

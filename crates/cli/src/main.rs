@@ -42,6 +42,7 @@ mod prompt;
 mod sample;
 mod serve;
 mod solve;
+mod tokenizer;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -108,6 +109,9 @@ enum Command {
     Export(export::Args),
     /// Tokenize corpora (.txt, .jsonl, directories) into train.bin/val.bin + meta.json.
     Prepare(prepare::Args),
+    /// Train a byte-level BPE on your own corpus; encode, decode and inspect tokenizers.
+    #[command(subcommand)]
+    Tokenizer(tokenizer::Command),
 }
 
 /// Set when any thread panicked: the run cannot be trusted to have done its work.
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::run(a, cli.device),
         Command::Prepare(a) => prepare::run(a),
         Command::Export(a) => export::run(a, cli.device),
+        Command::Tokenizer(c) => tokenizer::run(c),
     };
     match result {
         Ok(()) if PANICKED.load(std::sync::atomic::Ordering::SeqCst) => ExitCode::FAILURE,

@@ -3,8 +3,7 @@
 //! per file otherwise.
 
 use anyhow::Result;
-use data::TokenizerKind;
-use data::prepared::{Outcome, PrepareOptions, Progress, prepare};
+use data::prepared::{Outcome, PrepareOptions, PrepareTokenizer, Progress, prepare};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,9 +13,10 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// `gpt2` (GPT-2's byte-level BPE, 50257 tokens) or `char` (one token per character).
+    /// `gpt2` (GPT-2's byte-level BPE, 50257 tokens), `char` (one token per character),
+    /// or a tokenizer.json that `gpt tokenizer train` wrote.
     #[arg(long, default_value = "gpt2")]
-    tokenizer: TokenizerKind,
+    tokenizer: String,
     /// `.txt` files (one document each), `.jsonl` files (a `text` field per line),
     /// directories of them, or a named dataset (`tinyshakespeare`). Repeatable; several
     /// paths may follow one --input.
@@ -115,7 +115,16 @@ pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let outcome = prepare(
         &PrepareOptions {
-            tokenizer: args.tokenizer,
+            tokenizer: match args.tokenizer.as_str() {
+                "gpt2" => PrepareTokenizer::Gpt2,
+                "char" => PrepareTokenizer::Char,
+                file if Path::new(file).is_file() => {
+                    PrepareTokenizer::Bpe(data::bpe::BpeTokenizer::load(Path::new(file))?)
+                }
+                other => anyhow::bail!(
+                    "--tokenizer {other:?}: use char, gpt2 or the path of a tokenizer.json (`gpt tokenizer train` writes one)"
+                ),
+            },
             inputs: args.input,
             out: args.out.clone(),
             val_fraction: args.val_fraction,

@@ -22,6 +22,7 @@
 
 pub mod arithmetic;
 pub mod batcher;
+pub mod bpe;
 pub mod conversation;
 pub mod corpus;
 pub mod dataset;
@@ -99,6 +100,8 @@ pub enum DataError {
     },
     #[error("{0}")]
     Prepared(String),
+    #[error("{0}")]
+    Tokenizer(String),
     #[error("{0}")]
     Conversation(String),
     #[error("invalid [task]: {0}")]

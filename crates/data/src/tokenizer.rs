@@ -1,7 +1,9 @@
 //! Tokenizers turn text into integer ids and back. The lecture's is the simplest one that
 //! works: every distinct character of the training text is one token. nanoGPT's larger
-//! runs use GPT-2's byte-level BPE; [`TextTokenizer`] is either.
+//! runs use GPT-2's byte-level BPE, and nanochat trains its own on its corpus
+//! ([`crate::bpe`]); [`TextTokenizer`] is any of them.
 
+use crate::bpe::BpeTokenizer;
 use crate::{DataError, Result};
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +91,8 @@ pub enum TokenizerKind {
     Char,
     /// GPT-2's byte-level BPE (`r50k_base`), 50,257 tokens.
     Gpt2,
+    /// A byte-level BPE trained by `gpt tokenizer train` (a Hugging Face tokenizer.json).
+    Bpe,
 }
 
 impl TokenizerKind {
@@ -96,6 +100,7 @@ impl TokenizerKind {
         match self {
             TokenizerKind::Char => "char",
             TokenizerKind::Gpt2 => "gpt2",
+            TokenizerKind::Bpe => "bpe",
         }
     }
 }
@@ -107,7 +112,8 @@ impl std::str::FromStr for TokenizerKind {
         match s {
             "char" => Ok(TokenizerKind::Char),
             "gpt2" => Ok(TokenizerKind::Gpt2),
-            _ => Err(format!("unknown tokenizer {s:?}: use char or gpt2")),
+            "bpe" => Ok(TokenizerKind::Bpe),
+            _ => Err(format!("unknown tokenizer {s:?}: use char, gpt2 or bpe")),
         }
     }
 }
@@ -119,6 +125,8 @@ impl std::str::FromStr for TokenizerKind {
 pub enum BaseTokenizer {
     Char(CharTokenizer),
     Gpt2,
+    /// Its ids before the chat tokens: the merged vocabulary and `<|endoftext|>`.
+    Bpe(BpeTokenizer),
 }
 
 /// The chat tokens (nanochat's set): they frame a conversation, so that a model finetuned
@@ -160,8 +168,9 @@ impl Special {
 /// The one tokenizer type a run uses: a [`BaseTokenizer`], and for a chat run the
 /// [`Special`] chat tokens after it.
 ///
-/// Saved as `{"kind": "char", "chars": [...]}` or `{"kind": "gpt2"}`, with `"chat": true`
-/// when it has the chat tokens; a bare `{"chars": [...]}`, which run directories may hold,
+/// Saved as `{"kind": "char", "chars": [...]}`, `{"kind": "gpt2"}` or `{"kind": "bpe",
+/// "bpe": "<the tokenizer.json's text>", "sha256": "…"}`, with `"chat": true` when it has
+/// the chat tokens; a bare `{"chars": [...]}`, which run directories may hold,
 /// reads as a character tokenizer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "SavedTokenizer", into = "SavedTokenizer")]
@@ -178,6 +187,12 @@ struct SavedTokenizer {
     kind: Option<TokenizerKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     chars: Option<Vec<char>>,
+    /// A BPE's Hugging Face tokenizer.json, its text exactly as trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bpe: Option<String>,
+    /// The SHA-256 of `bpe`, checked on reading: what pins a run to its tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     chat: bool,
 }
@@ -186,19 +201,33 @@ impl TryFrom<SavedTokenizer> for TextTokenizer {
     type Error = String;
 
     fn try_from(s: SavedTokenizer) -> std::result::Result<Self, String> {
-        let base = match (s.kind, s.chars) {
-            (None | Some(TokenizerKind::Char), Some(chars)) => {
+        let base = match (s.kind, s.chars, s.bpe) {
+            (None | Some(TokenizerKind::Char), Some(chars), None) => {
                 let tok = CharTokenizer::from_text(&chars.iter().collect::<String>());
                 if tok.chars != chars {
                     return Err("a character vocabulary must be sorted and without repeats".into());
                 }
                 BaseTokenizer::Char(tok)
             }
-            (Some(TokenizerKind::Gpt2), None) => BaseTokenizer::Gpt2,
-            (Some(TokenizerKind::Gpt2), Some(_)) => {
-                return Err("a gpt2 tokenizer has no \"chars\"".into());
+            (Some(TokenizerKind::Gpt2), None, None) => BaseTokenizer::Gpt2,
+            (Some(TokenizerKind::Bpe), None, Some(json)) => {
+                let bpe = BpeTokenizer::from_json(&json).map_err(|e| e.to_string())?;
+                if s.sha256.as_deref() != Some(bpe.sha256().as_str()) {
+                    return Err(
+                        "the bpe tokenizer's text does not match its sha256: the file was edited"
+                            .into(),
+                    );
+                }
+                BaseTokenizer::Bpe(bpe)
             }
-            (_, None) => return Err("a char tokenizer needs its \"chars\"".into()),
+            (Some(TokenizerKind::Bpe), _, _) => {
+                return Err("a bpe tokenizer needs its \"bpe\" text, and no \"chars\"".into());
+            }
+            (Some(TokenizerKind::Gpt2), _, _) => {
+                return Err("a gpt2 tokenizer has no \"chars\" and no \"bpe\"".into());
+            }
+            (_, None, _) => return Err("a char tokenizer needs its \"chars\"".into()),
+            (_, Some(_), Some(_)) => return Err("a char tokenizer has no \"bpe\"".into()),
         };
         Ok(TextTokenizer { base, chat: s.chat })
     }
@@ -207,13 +236,16 @@ impl TryFrom<SavedTokenizer> for TextTokenizer {
 impl From<TextTokenizer> for SavedTokenizer {
     fn from(t: TextTokenizer) -> Self {
         let kind = Some(t.kind());
-        let chars = match t.base {
-            BaseTokenizer::Char(c) => Some(c.chars),
-            BaseTokenizer::Gpt2 => None,
+        let (chars, bpe, sha256) = match t.base {
+            BaseTokenizer::Char(c) => (Some(c.chars), None, None),
+            BaseTokenizer::Gpt2 => (None, None, None),
+            BaseTokenizer::Bpe(b) => (None, Some(b.json().to_string()), Some(b.sha256())),
         };
         SavedTokenizer {
             kind,
             chars,
+            bpe,
+            sha256,
             chat: t.chat,
         }
     }
@@ -229,6 +261,14 @@ impl TextTokenizer {
     pub fn char(chars: CharTokenizer) -> Self {
         Self {
             base: BaseTokenizer::Char(chars),
+            chat: false,
+        }
+    }
+
+    /// A BPE trained by `gpt tokenizer train`.
+    pub fn bpe(bpe: BpeTokenizer) -> Self {
+        Self {
+            base: BaseTokenizer::Bpe(bpe),
             chat: false,
         }
     }
@@ -267,6 +307,7 @@ impl TextTokenizer {
         match self.base {
             BaseTokenizer::Char(_) => TokenizerKind::Char,
             BaseTokenizer::Gpt2 => TokenizerKind::Gpt2,
+            BaseTokenizer::Bpe(_) => TokenizerKind::Bpe,
         }
     }
 
@@ -275,6 +316,7 @@ impl TextTokenizer {
         match &self.base {
             BaseTokenizer::Char(c) => c.vocab_size(),
             BaseTokenizer::Gpt2 => GPT2_VOCAB_SIZE,
+            BaseTokenizer::Bpe(b) => b.base_vocab_size(),
         }
     }
 
@@ -292,11 +334,17 @@ impl TextTokenizer {
             .flatten()
     }
 
-    /// The tokenizer in words, for errors: `the gpt2 tokenizer (50257 tokens)`.
+    /// The tokenizer in words, for errors: `the gpt2 tokenizer (50257 tokens)`, `the bpe
+    /// 84ae1a605876 tokenizer (1024 tokens)`.
     pub fn describe(&self) -> String {
         let chat = if self.chat { " with chat tokens" } else { "" };
+        // Two trained BPEs differ by their file: name it by its hash.
+        let file = match &self.base {
+            BaseTokenizer::Bpe(b) => format!(" {}", &b.sha256()[..12]),
+            _ => String::new(),
+        };
         format!(
-            "the {} tokenizer{chat} ({} tokens)",
+            "the {}{file} tokenizer{chat} ({} tokens)",
             self.kind().name(),
             self.vocab_size()
         )
@@ -319,6 +367,13 @@ impl TextTokenizer {
                         id,
                         vocab_size: self.vocab_size(),
                     })
+            }
+            BaseTokenizer::Bpe(b) => {
+                self.check_id(id)?;
+                b.token_bytes(id).ok_or(DataError::UnknownToken {
+                    id,
+                    vocab_size: self.vocab_size(),
+                })
             }
         }
     }
@@ -347,6 +402,7 @@ impl Tokenizer for TextTokenizer {
         match &self.base {
             BaseTokenizer::Char(c) => c.encode(text),
             BaseTokenizer::Gpt2 => Ok(gpt2_bpe().encode_ordinary(text)),
+            BaseTokenizer::Bpe(b) => b.encode(text),
         }
     }
 

@@ -43,6 +43,7 @@ mod inputs;
 mod meta;
 mod open;
 mod reader;
+mod texts;
 mod token_file;
 mod up_to_date;
 mod write;
@@ -53,7 +54,8 @@ pub use meta::{
     read_meta_bytes,
 };
 pub use open::open;
-pub use write::{Outcome, PrepareOptions, Progress, Silent, prepare};
+pub use texts::{InputText, InputsRead, input_text};
+pub use write::{Outcome, PrepareOptions, PrepareTokenizer, Progress, Silent, prepare};
 
 use crate::DataError;
 use std::path::Path;

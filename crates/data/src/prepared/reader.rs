@@ -47,7 +47,7 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    fn run(self, tx: SyncSender<Result<Msg>>) {
+    pub(super) fn run(self, tx: SyncSender<Result<Msg>>) {
         let mut doc = 0u64;
         for (i, f) in self.files.iter().enumerate() {
             let sent = match f.format {

@@ -3,7 +3,7 @@
 use super::write::prepare_with;
 use super::*;
 use crate::source::tests::shakespeare;
-use crate::{CharTokenizer, GPT2_EOT, TextTokenizer, TokenStore, Tokenizer, TokenizerKind};
+use crate::{CharTokenizer, GPT2_EOT, TextTokenizer, TokenStore, Tokenizer};
 use std::path::PathBuf;
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -13,7 +13,7 @@ fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-fn opts(kind: TokenizerKind, inputs: Vec<PathBuf>, out: PathBuf, f: f64) -> PrepareOptions {
+fn opts(kind: PrepareTokenizer, inputs: Vec<PathBuf>, out: PathBuf, f: f64) -> PrepareOptions {
     PrepareOptions {
         tokenizer: kind,
         inputs,
@@ -41,7 +41,7 @@ fn pieces_encode_like_the_whole_text() {
     let out = dir.join("out");
     // Small pieces: hundreds of cuts.
     let meta = match prepare_with(
-        &opts(TokenizerKind::Gpt2, vec![input], out.clone(), 0.1),
+        &opts(PrepareTokenizer::Gpt2, vec![input], out.clone(), 0.1),
         &Silent,
         3000,
     )
@@ -70,7 +70,12 @@ fn char_tail_split_matches_the_lecture() {
     std::fs::write(&input, &text).unwrap();
     let out = dir.join("out");
     prepare_with(
-        &opts(TokenizerKind::Char, vec![input.clone()], out.clone(), 0.1),
+        &opts(
+            PrepareTokenizer::Char,
+            vec![input.clone()],
+            out.clone(),
+            0.1,
+        ),
         &Silent,
         5000,
     )
@@ -87,11 +92,21 @@ fn char_tail_split_matches_the_lecture() {
     assert_eq!(meta.inputs[0].bytes, text.len() as u64);
     // Again: nothing to do. Another fraction: refused without --force.
     let again = prepare(
-        &opts(TokenizerKind::Char, vec![input.clone()], out.clone(), 0.1),
+        &opts(
+            PrepareTokenizer::Char,
+            vec![input.clone()],
+            out.clone(),
+            0.1,
+        ),
         &Silent,
     );
     assert!(matches!(again, Ok(Outcome::Unchanged(_))));
-    let other = opts(TokenizerKind::Char, vec![input.clone()], out.clone(), 0.2);
+    let other = opts(
+        PrepareTokenizer::Char,
+        vec![input.clone()],
+        out.clone(),
+        0.2,
+    );
     let msg = prepare(&other, &Silent).unwrap_err().to_string();
     assert!(
         msg.contains("--force") && msg.contains("--val-fraction 0.1"),
@@ -124,7 +139,7 @@ fn jsonl_documents_are_split_by_document_with_separators() {
     let out = dir.join("out");
     prepare(
         &opts(
-            TokenizerKind::Gpt2,
+            PrepareTokenizer::Gpt2,
             vec![dir.join("corpus")],
             out.clone(),
             0.1,
@@ -154,7 +169,7 @@ fn bad_inputs_are_clear_errors() {
     let jsonl = dir.join("x.jsonl");
     std::fs::write(&jsonl, "{\"text\": \"ok\"}\n{\"body\": \"no text\"}\n").unwrap();
     let msg = prepare(
-        &opts(TokenizerKind::Gpt2, vec![jsonl], out.clone(), 0.5),
+        &opts(PrepareTokenizer::Gpt2, vec![jsonl], out.clone(), 0.5),
         &Silent,
     )
     .unwrap_err()
@@ -165,7 +180,7 @@ fn bad_inputs_are_clear_errors() {
     let csv = dir.join("x.csv");
     std::fs::write(&csv, "a,b").unwrap();
     let msg = prepare(
-        &opts(TokenizerKind::Gpt2, vec![csv], out.clone(), 0.5),
+        &opts(PrepareTokenizer::Gpt2, vec![csv], out.clone(), 0.5),
         &Silent,
     )
     .unwrap_err()
@@ -174,7 +189,7 @@ fn bad_inputs_are_clear_errors() {
     let bin = dir.join("y.txt");
     std::fs::write(&bin, [b'o', b'k', 0xff]).unwrap();
     let msg = prepare(
-        &opts(TokenizerKind::Char, vec![bin], out.clone(), 0.5),
+        &opts(PrepareTokenizer::Char, vec![bin], out.clone(), 0.5),
         &Silent,
     )
     .unwrap_err()
@@ -194,7 +209,7 @@ fn damaged_directories_are_refused() {
     std::fs::write(&input, "hello there, general kenobi. ".repeat(50)).unwrap();
     let out = dir.join("out");
     prepare(
-        &opts(TokenizerKind::Char, vec![input], out.clone(), 0.1),
+        &opts(PrepareTokenizer::Char, vec![input], out.clone(), 0.1),
         &Silent,
     )
     .unwrap();

@@ -34,7 +34,7 @@ pub(super) fn unchanged(
             out.display()
         )))
     };
-    if meta.tokenizer.kind() != opts.tokenizer {
+    if !opts.tokenizer.made(&meta.tokenizer) {
         return differs(format!(
             "with the {} tokenizer",
             meta.tokenizer.kind().name()

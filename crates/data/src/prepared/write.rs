@@ -8,16 +8,47 @@ use super::reader::{Msg, PIECE_BYTES, Reader, for_each_batch};
 use super::token_file::{TokenFile, to_bytes};
 use super::up_to_date::unchanged;
 use super::{LOCK, PARTIAL, PREPARED, TRAIN_BIN, VAL_BIN, bad, write_err};
+use crate::bpe::BpeTokenizer;
+use crate::tokenizer::BaseTokenizer;
 use crate::{GPT2_EOT, Result, TextTokenizer, Tokenizer, TokenizerKind};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// The tokenizer `gpt prepare` encodes with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrepareTokenizer {
+    /// One token per character, the vocabulary scanned from the inputs first.
+    Char,
+    Gpt2,
+    /// A file `gpt tokenizer train` wrote.
+    Bpe(BpeTokenizer),
+}
+
+impl PrepareTokenizer {
+    pub fn kind(&self) -> TokenizerKind {
+        match self {
+            PrepareTokenizer::Char => TokenizerKind::Char,
+            PrepareTokenizer::Gpt2 => TokenizerKind::Gpt2,
+            PrepareTokenizer::Bpe(_) => TokenizerKind::Bpe,
+        }
+    }
+
+    /// Whether data prepared with `tokenizer` was prepared with this one (a BPE: the same
+    /// file).
+    pub fn made(&self, tokenizer: &TextTokenizer) -> bool {
+        match (self, tokenizer.base()) {
+            (PrepareTokenizer::Bpe(ours), BaseTokenizer::Bpe(theirs)) => ours == theirs,
+            _ => self.kind() == tokenizer.kind(),
+        }
+    }
+}
+
 /// What `gpt prepare` was asked for.
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
-    pub tokenizer: TokenizerKind,
+    pub tokenizer: PrepareTokenizer,
     /// Files (`.txt`, `.jsonl`) and directories of them.
     pub inputs: Vec<PathBuf>,
     pub out: PathBuf,
@@ -119,9 +150,10 @@ pub(super) fn prepare_with(
         rule,
         val_fraction: f,
     };
-    let (tokenizer, scanned) = match opts.tokenizer {
-        TokenizerKind::Gpt2 => (TextTokenizer::gpt2(), None),
-        TokenizerKind::Char => {
+    let (tokenizer, scanned) = match &opts.tokenizer {
+        PrepareTokenizer::Gpt2 => (TextTokenizer::gpt2(), None),
+        PrepareTokenizer::Bpe(bpe) => (TextTokenizer::bpe(bpe.clone()), None),
+        PrepareTokenizer::Char => {
             progress.begin("scanning", total);
             let (chars, hashes) = scan_chars(reader(files.clone()), progress)?;
             (TextTokenizer::char(chars), Some(hashes))
@@ -130,7 +162,11 @@ pub(super) fn prepare_with(
     let vocab_size = tokenizer.vocab_size();
     let dtype = Dtype::for_vocab(vocab_size);
     let width = dtype.width();
-    let eot = (opts.tokenizer == TokenizerKind::Gpt2).then_some(GPT2_EOT);
+    let eot = match &opts.tokenizer {
+        PrepareTokenizer::Gpt2 => Some(GPT2_EOT),
+        PrepareTokenizer::Bpe(bpe) => Some(bpe.end_of_text()),
+        PrepareTokenizer::Char => None,
+    };
     let mut train = TokenFile::create(out, TRAIN_BIN)?;
     let mut val = TokenFile::create(out, VAL_BIN)?;
     let mut records: Vec<InputRecord> = Vec::new();
