@@ -4,7 +4,7 @@
 use crate::backend::{self, Inner};
 use crate::prompt::RunArg;
 use anyhow::{Result, bail};
-use data::generator::held_out_set;
+use data::generator::Cell;
 use data::{Corpus, Split};
 use std::path::PathBuf;
 use training::eval::{estimate_loss, full_split_loss};
@@ -32,8 +32,9 @@ pub struct Args {
     /// Random batches per split (default: the run's eval_iters).
     #[arg(long)]
     eval_iters: Option<usize>,
-    /// Held-out problems to draw (arithmetic runs); a problem drawn twice is scored once.
-    #[arg(long, default_value_t = 3000)]
+    /// Held-out problems per cell (arithmetic runs: operator × digits of a × digits of
+    /// b), distinct; all of a cell's when it has fewer.
+    #[arg(long, default_value_t = 200)]
     problems: usize,
     #[arg(long, default_value_t = 1337)]
     seed: u64,
@@ -86,35 +87,51 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         }
     )];
     if let Some(task) = config.task() {
-        let problems = held_out_set(task, args.problems, args.seed);
-        let cases = exact_match(&model, task, &problems, &device)?;
-        let share = |solved: usize, total: usize| solved as f64 / total.max(1) as f64;
-        let solved = cases.iter().map(|c| c.solved).sum();
+        let problems: Vec<_> = Cell::all(task)
+            .iter()
+            .flat_map(|cell| cell.held_out(args.problems, args.seed))
+            .collect();
+        let cells = exact_match(&model, task, &problems, &device)?;
+        let share = |k: usize, n: usize| k as f64 / n.max(1) as f64;
+        let solved = cells.iter().map(|c| c.solved).sum();
+        let traced = cells.iter().map(|c| c.traced).sum();
         json["exact_match"] = share(solved, problems.len()).into();
+        json["trace_exact"] = share(traced, problems.len()).into();
         json["problems"] = problems.len().into();
-        json["cases"] = cases
+        json["cells"] = cells
             .iter()
             .map(|c| {
                 serde_json::json!({
-                    "op": c.op.to_string(),
-                    "digits": c.digits,
-                    "exact_match": share(c.solved, c.total),
+                    "op": c.cell.op.to_string(),
+                    "digits_a": c.cell.digits_a,
+                    "digits_b": c.cell.digits_b,
                     "problems": c.total,
+                    "exact_match": c.exact_match(),
+                    "lower_95": c.lower_95(),
+                    "trace_exact": c.trace_exact(),
                 })
             })
             .collect();
         lines.push(format!(
-            "exact match on {} held-out problems: {:.2} %",
+            "exact match on {} held-out problems: {:.2} % (whole answer, trace included: {:.2} %)",
             problems.len(),
-            100.0 * share(solved, problems.len())
+            100.0 * share(solved, problems.len()),
+            100.0 * share(traced, problems.len()),
         ));
-        lines.extend(cases.iter().map(|c| {
+        lines.push(
+            "  cell (a op b digits)  problems  exact match  95 % lower bound  trace exact".into(),
+        );
+        lines.extend(cells.iter().map(|c| {
             format!(
-                "  {} with {} digits: {:.2} % of {}",
-                c.op,
-                c.digits,
-                100.0 * share(c.solved, c.total),
-                c.total
+                "  {}{}{}{:>17}{:>10}{:>12.2} %{:>16.2} %{:>12.2} %",
+                c.cell.digits_a,
+                c.cell.op,
+                c.cell.digits_b,
+                "",
+                c.total,
+                100.0 * c.exact_match(),
+                100.0 * c.lower_95(),
+                100.0 * c.trace_exact(),
             )
         }));
     } else if args.full {

@@ -37,7 +37,7 @@ pub fn solve<B: Backend>(
         Some(reading) => format!(
             "{problem}={}\n  trace: {}",
             reading.result,
-            reading.trace.join(", ")
+            reading.trace.join("; ")
         ),
         None => format!("{problem}=? (the model wrote {answer:?})"),
     })

@@ -59,7 +59,10 @@ fn plot_draws_one_run_with_its_training_log() {
         .skip(1)
         .map(|l| l.split(',').next().unwrap())
         .collect();
-    assert_eq!(log.lines().next(), Some("iter,loss,grad_norm"));
+    assert_eq!(
+        log.lines().next(),
+        Some("iter,loss,grad_norm,reward,pass_at_k")
+    );
     assert_eq!(iters, ["5", "10", "15", "20"], "{log}");
     let out = dir.join("chart.png");
     let stdout = ok(&[

@@ -15,19 +15,33 @@
 //! digits already written. Long division runs the other way, from the most significant
 //! digit, so its results are written in the usual order.
 //!
-//! With `trace`, `*` and `/` first write the steps a person would (`+` and `-` have none:
-//! their reversed digits already are the steps), each ending in `|`:
+//! With `trace`, `-`, `*` and `/` first write the steps a person would, as in the
+//! detailed scratchpads of Lee et al. 2023 ("Teaching Arithmetic to Small Transformers")
+//! and Goat's division, each step ending in `|`. Every character of a step then depends
+//! on a few characters at fixed distances before it:
 //!
 //! ```text
-//! 012*034=8400|6300|0000|804000    a × each digit of b, least significant first,
-//!                                   each reversed and n_digits+1 wide
-//! 123/007=0001|1005|7004|017r004    long division: after bringing down each digit of a,
-//!                                   the quotient digit and the remainder (n_digits wide)
+//! 178-523=50|50|61|-|51|41|31|-543
+//!     a - b column by column, least significant first: the digit and whether the column
+//!     borrowed (8-3=5, 7-2=5, 11-5=6 with a borrow); the last borrow is the sign, so
+//!     no comparison of a and b is needed. Then |a-b|: when negative, 0 minus those
+//!     digits with their borrows (10-5=5, 10-6=4, 10-7=3), else a copy; then the result
+//! 123*456=8370|5160|88860|2940|880650
+//!     the rows of written multiplication and their running sums, least significant
+//!     digit first: 123·6 = 738 (n_digits+1 wide), 123·5 = 615, 738 + 6150 = 6888,
+//!     123·4 = 492; the last sum, 6888 + 49200, is the product
+//! 123/007=000100000100|001217000500|005379400400|017r004
+//!     long division: after bringing down each digit of a, the part divided
+//!     (n_digits+1 wide, most significant first, as b is written), the quotient digit,
+//!     then the multiple of b subtracted (n_digits+1 wide) and the remainder
+//!     (n_digits wide), both least significant first, the order the subtraction's
+//!     borrows run in: 1 - 0 = 1, 12 - 7 = 5, 53 - 49 = 4; only the quotient digit is
+//!     a choice
 //! ```
 //!
 //! The loss scores the answer only, trace included; exact match scores the final result.
 
-use crate::problem::{Op, Problem};
+use crate::problem::{Op, Problem, digit_of};
 use crate::{CharTokenizer, DataError, Result, Tokenizer};
 use serde::{Deserialize, Serialize};
 
@@ -42,9 +56,12 @@ const PAD: char = '.';
 pub struct TaskConfig {
     /// Operands have up to this many digits (1 to 9, so that products fit in 64 bits).
     pub n_digits: usize,
-    /// Problems are drawn with these operators, each equally often.
+    /// Problems are drawn with these operators.
     pub ops: Vec<Op>,
-    /// Write the intermediate steps of `*` and `/` before the result.
+    /// How often each of `ops` is drawn, relative to the others (empty: equally often), so
+    /// that an operator learned early does not take the budget of a harder one.
+    pub op_weights: Vec<f64>,
+    /// Write the intermediate steps of `-`, `*` and `/` before the result.
     pub trace: bool,
 }
 
@@ -53,6 +70,7 @@ impl Default for TaskConfig {
         Self {
             n_digits: 3,
             ops: vec![Op::Add],
+            op_weights: Vec::new(),
             trace: false,
         }
     }
@@ -63,7 +81,7 @@ impl Default for TaskConfig {
 pub struct Reading {
     /// `579`, `-7`, `3r2`.
     pub result: String,
-    /// The written steps (`123*6=738`, `12/7=1r5`); empty without a trace.
+    /// The written steps (`13-8=5`, `123*6=738`, `53/7: 53-49=4`); empty without a trace.
     pub trace: Vec<String>,
 }
 
@@ -81,7 +99,22 @@ impl TaskConfig {
         if self.ops.is_empty() {
             return bad("ops must name at least one of \"+\", \"-\", \"*\", \"/\"");
         }
+        if !self.op_weights.is_empty() && self.op_weights.len() != self.ops.len() {
+            return bad("op_weights must have one weight for each of ops, or be left out");
+        }
+        if self.op_weights.iter().any(|w| !w.is_finite() || *w <= 0.0) {
+            return bad("op_weights must be positive numbers");
+        }
         Ok(())
+    }
+
+    /// The weight of each of `ops`, as drawn.
+    pub fn weights(&self) -> Vec<f64> {
+        if self.op_weights.is_empty() {
+            vec![1.0; self.ops.len()]
+        } else {
+            self.op_weights.clone()
+        }
     }
 
     /// The fixed vocabulary, the same for every task.
@@ -104,16 +137,20 @@ impl TaskConfig {
 
     /// Characters of [`answer`](Self::answer) for problems with `op`.
     pub fn answer_len(&self, op: Op) -> usize {
-        let n = self.n_digits;
-        let trace = if self.trace { self.step_len(op) * n } else { 0 };
+        let trace: usize = self.step_widths(op).iter().map(|w| w + 1).sum();
         trace + self.result_len(op)
+    }
+
+    /// Characters of the prompt `a op b =`.
+    pub fn prompt_len(&self) -> usize {
+        2 * self.n_digits + 2
     }
 
     /// The longest prompt + answer among the task's operators; a model's `block_size`
     /// must be at least this minus one (the last character is never an input).
     pub fn example_len(&self) -> usize {
         let longest = self.ops.iter().map(|&op| self.answer_len(op)).max();
-        2 * self.n_digits + 2 + longest.unwrap_or(0)
+        self.prompt_len() + longest.unwrap_or(0)
     }
 
     /// Whether `answer` (as the model wrote it) ends in the right result; the trace is
@@ -123,8 +160,9 @@ impl TaskConfig {
     }
 
     /// Reads an answer the model wrote back into a person's notation: digits in the usual
-    /// order, padding dropped. `None` when a digit, sign or separator is not where the
-    /// layout puts one.
+    /// order, padding dropped, each step as the arithmetic it writes down (with the
+    /// model's own numbers, right or wrong). `None` when a digit, sign or separator is not
+    /// where the layout puts one.
     pub fn read(&self, p: &Problem, answer: &str) -> Option<Reading> {
         if answer.len() != self.answer_len(p.op) || !answer.is_ascii() {
             return None;
@@ -132,11 +170,15 @@ impl TaskConfig {
         let n = self.n_digits;
         let (trace, result) = answer.split_at(answer.len() - self.result_len(p.op));
         let steps: Vec<&str> = trace.split_terminator('|').collect();
-        if steps.len() != trace.matches('|').count()
-            || steps.iter().any(|s| s.len() + 1 != self.step_len(p.op))
+        let widths = self.step_widths(p.op);
+        if steps.len() != widths.len()
+            || trace.matches('|').count() != widths.len()
+            || steps.iter().zip(&widths).any(|(s, &w)| s.len() != w)
         {
             return None;
         }
+        // A number the model wrote, least significant digit first.
+        let value = |digits: &str| -> Option<u64> { number(digits, true)?.parse().ok() };
         let (trace, result) = match p.op {
             Op::Add => (Vec::new(), number(result, true)?),
             Op::Sub => {
@@ -145,24 +187,87 @@ impl TaskConfig {
                     "+" => "",
                     _ => return None,
                 };
-                (Vec::new(), format!("{sign}{}", number(&result[1..], true)?))
+                let trace = if steps.is_empty() {
+                    Vec::new()
+                } else {
+                    // Each column as the subtraction it writes: top (plus 10 when it
+                    // borrowed) minus bottom (plus the borrow it owes).
+                    let column = |c: &str, top: u64, bottom: u64, owed: &mut u64| {
+                        let d = number(&c[..1], false)?;
+                        let borrow = match &c[1..] {
+                            "1" => 1,
+                            "0" => 0,
+                            _ => return None,
+                        };
+                        let (x, y) = (top + 10 * borrow, bottom + *owed);
+                        *owed = borrow;
+                        Some(format!("{x}-{y}={d}"))
+                    };
+                    let (first, rest) = steps.split_at(n);
+                    let mut owed = 0;
+                    let mut trace: Vec<String> = first
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| column(c, digit_of(p.a, i), digit_of(p.b, i), &mut owed))
+                        .collect::<Option<_>>()?;
+                    // A negative difference is 0 minus the first pass's digits, as written.
+                    if rest[0] == "-" {
+                        let mut owed = 0;
+                        for (c, d) in rest[1..].iter().zip(first) {
+                            trace.push(column(
+                                c,
+                                0,
+                                number(&d[..1], false)?.parse().ok()?,
+                                &mut owed,
+                            )?);
+                        }
+                    } else if rest[0] != "+" {
+                        return None;
+                    }
+                    trace
+                };
+                (trace, format!("{sign}{}", number(&result[1..], true)?))
             }
             Op::Mul => {
-                let trace = steps.iter().enumerate().map(|(i, s)| {
-                    let product = number(s, true)?;
-                    Some(format!("{}*{}={product}", p.a, digit_of(p.b, i)))
-                });
-                (trace.collect::<Option<_>>()?, number(result, true)?)
+                // Rows (a × digit i of b) and, between them, the sums so far.
+                let mut trace = Vec::new();
+                let mut sum = None;
+                let mut rows = 0;
+                let mut lines = steps.iter().map(|s| value(s));
+                while let Some(row) = lines.next() {
+                    let row = row?;
+                    let shift = 10u64.pow(rows as u32);
+                    trace.push(format!(
+                        "{}*{}={}",
+                        p.a,
+                        digit_of(p.b, rows) * shift,
+                        row * shift
+                    ));
+                    let total = match sum {
+                        None => row,
+                        Some(before) => {
+                            let total = match lines.next() {
+                                Some(written) => written?,
+                                None => value(result)?,
+                            };
+                            trace.push(format!("{before}+{}={total}", row * shift));
+                            total
+                        }
+                    };
+                    sum = Some(total);
+                    rows += 1;
+                }
+                (trace, number(result, true)?)
             }
             Op::Div => {
-                // Each step divides the previous remainder (as the model wrote it) with
-                // the next digit of a brought down.
-                let mut rem = 0;
-                let trace = steps.iter().enumerate().map(|(i, s)| {
-                    let part = rem * 10 + digit_of(p.a, n - 1 - i);
-                    let (q, r) = (number(&s[..1], false)?, number(&s[1..], false)?);
-                    rem = r.parse().ok()?;
-                    Some(format!("{part}/{}={q}r{r}", p.b))
+                // Each step as the model wrote it: the part, its quotient digit, and
+                // the subtraction of the multiple.
+                let trace = steps.iter().map(|s| {
+                    let part = number(&s[..n + 1], false)?;
+                    let q = number(&s[n + 1..n + 2], false)?;
+                    let multiple = value(&s[n + 2..2 * n + 3])?;
+                    let rem = value(&s[2 * n + 3..])?;
+                    Some(format!("{part}/{}: {q}, {part}-{multiple}={rem}", p.b))
                 });
                 let trace = trace.collect::<Option<_>>()?;
                 let (q, r) = result.split_at(n);
@@ -201,10 +306,7 @@ impl TaskConfig {
         let n = self.n_digits;
         match p.op {
             Op::Add => reversed(p.a + p.b, n + 1),
-            Op::Sub => {
-                let sign = if p.a < p.b { '-' } else { '+' };
-                format!("{sign}{}", reversed(p.a.abs_diff(p.b), n))
-            }
+            Op::Sub => format!("{}{}", sign(p), reversed(p.a.abs_diff(p.b), n)),
             Op::Mul => reversed(p.a * p.b, 2 * n),
             Op::Div => format!("{:0n$}r{:0n$}", p.a / p.b, p.a % p.b),
         }
@@ -222,29 +324,71 @@ impl TaskConfig {
     /// The trace's steps, without their `|`.
     fn steps(&self, p: &Problem) -> Vec<String> {
         let n = self.n_digits;
+        if !self.trace {
+            return Vec::new();
+        }
         match p.op {
-            _ if !self.trace => Vec::new(),
-            Op::Add | Op::Sub => Vec::new(),
-            Op::Mul => p
-                .partial_products(n)
-                .into_iter()
-                .map(|pp| reversed(pp, n + 1))
-                .collect(),
+            Op::Add => Vec::new(),
+            Op::Sub => {
+                let column = |(d, borrow): (u64, bool)| format!("{d}{}", u8::from(borrow));
+                let first = p.borrows(n).into_iter().map(column);
+                let second = p.magnitude(n).into_iter().map(column);
+                first
+                    .chain(std::iter::once(sign(p).to_string()))
+                    .chain(second)
+                    .collect()
+            }
+            Op::Mul => {
+                let rows = p.partial_products(n);
+                let sums = p.running_sums(n);
+                let mut steps = vec![reversed(rows[0], n + 1)];
+                for i in 1..n {
+                    steps.push(reversed(rows[i], n + 1));
+                    if i + 1 < n {
+                        steps.push(reversed(sums[i], n + i + 1));
+                    }
+                }
+                steps
+            }
             Op::Div => p
                 .long_division(n)
                 .into_iter()
-                .map(|(q, r)| format!("{q}{r:0n$}"))
+                .map(|s| {
+                    let part = format!("{:0w$}", s.part, w = n + 1);
+                    let (multiple, rem) = (reversed(s.multiple, n + 1), reversed(s.rem, n));
+                    format!("{part}{}{multiple}{rem}", s.q)
+                })
                 .collect(),
         }
     }
 
-    /// Characters of one trace step, its `|` included (0: the operator has no trace).
-    fn step_len(&self, op: Op) -> usize {
+    /// Characters of each trace step, its `|` not included (none: no trace).
+    fn step_widths(&self, op: Op) -> Vec<usize> {
+        let n = self.n_digits;
+        if !self.trace {
+            return Vec::new();
+        }
         match op {
-            Op::Add | Op::Sub => 0,
-            Op::Mul | Op::Div => self.n_digits + 2,
+            Op::Add => Vec::new(),
+            Op::Sub => [vec![2; n], vec![1], vec![2; n]].concat(),
+            Op::Mul => {
+                let mut widths = vec![n + 1];
+                for i in 1..n {
+                    widths.push(n + 1);
+                    if i + 1 < n {
+                        widths.push(n + i + 1);
+                    }
+                }
+                widths
+            }
+            Op::Div => vec![3 * n + 3; n],
         }
     }
+}
+
+/// The sign of `a - b`, as the layout writes it.
+fn sign(p: &Problem) -> char {
+    if p.a < p.b { '-' } else { '+' }
 }
 
 /// `value` zero-padded to `width` digits, least significant first.
@@ -252,15 +396,10 @@ fn reversed(value: u64, width: usize) -> String {
     format!("{value:0width$}").chars().rev().collect()
 }
 
-/// Digit `i` of `value`, counting from the least significant.
-fn digit_of(value: u64, i: usize) -> u64 {
-    value / 10u64.pow(i as u32) % 10
-}
-
 /// Fixed-width digits (least significant first when `reversed`) as a person writes the
 /// number: usual order, no leading zeros. `None` if any is not a digit.
 fn number(digits: &str, reversed: bool) -> Option<String> {
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let ordered: String = if reversed {
@@ -283,6 +422,7 @@ mod tests {
             n_digits: 3,
             ops: Op::ALL.to_vec(),
             trace,
+            ..TaskConfig::default()
         }
     }
 
@@ -305,71 +445,125 @@ mod tests {
         let t = task(true);
         assert_eq!(written(&t, &problem(Op::Add, 123, 456)), "123+456=9750");
         assert_eq!(
-            written(&t, &problem(Op::Mul, 12, 34)),
-            "012*034=8400|6300|0000|804000"
+            written(&t, &problem(Op::Sub, 178, 523)),
+            "178-523=50|50|61|-|51|41|31|-543"
+        );
+        assert_eq!(
+            written(&t, &problem(Op::Sub, 523, 178)),
+            "523-178=51|41|30|+|50|40|30|+543"
+        );
+        assert_eq!(
+            written(&t, &problem(Op::Mul, 123, 456)),
+            "123*456=8370|5160|88860|2940|880650"
         );
         assert_eq!(
             written(&t, &problem(Op::Div, 123, 7)),
-            "123/007=0001|1005|7004|017r004"
+            "123/007=000100000100|001217000500|005379400400|017r004"
         );
-        assert_eq!(t.example_len(), 8 + 15 + 7);
+        assert_eq!(t.example_len(), 8 + 39 + 7);
+        for op in Op::ALL {
+            let p = problem(op, 999, 999);
+            assert_eq!(t.answer(&p).len(), t.answer_len(op), "{op}");
+        }
     }
 
-    /// Random problems of every operator: the answer has its operator's fixed width, and
-    /// reading it back (un-reversing, un-padding) gives the true result.
+    /// Random problems of every operator and size, with and without the trace, and
+    /// n_digits 1 to 4: the answer has its operator's fixed width, and reading it back
+    /// (un-reversing, un-padding) gives the true result.
     #[test]
     fn answers_read_back_to_the_true_result() {
         let mut rng = StdRng::seed_from_u64(3);
-        for trace in [false, true] {
-            let t = task(trace);
-            for _ in 0..2000 {
-                let op = Op::ALL[rng.random_range(0..4)];
-                let a = rng.random_range(0..1000);
-                let b = rng.random_range(1..1000);
-                let p = problem(op, a, b);
-                let answer = t.answer(&p);
-                assert_eq!(t.prompt(&p).len(), 8);
-                assert_eq!(answer.len(), t.answer_len(op));
-                let expected = match op {
-                    Op::Add => (a + b).to_string(),
-                    Op::Sub => (a as i64 - b as i64).to_string(),
-                    Op::Mul => (a * b).to_string(),
-                    Op::Div => format!("{}r{}", a / b, a % b),
+        for n in 1..=4 {
+            for trace in [false, true] {
+                let t = TaskConfig {
+                    n_digits: n,
+                    ..task(trace)
                 };
-                let reading = t.read(&p, &answer).unwrap();
-                assert_eq!(reading.result, expected, "{p} as {answer}");
-                let steps = if trace && matches!(op, Op::Mul | Op::Div) {
-                    3
-                } else {
-                    0
-                };
-                assert_eq!(reading.trace.len(), steps);
-                assert!(t.is_exact(&p, &answer));
+                let top = 10u64.pow(n as u32);
+                for _ in 0..2000 {
+                    let op = Op::ALL[rng.random_range(0..4)];
+                    let a = rng.random_range(0..top);
+                    let b = rng.random_range(1..top);
+                    let p = problem(op, a, b);
+                    let answer = t.answer(&p);
+                    assert_eq!(t.prompt(&p).len(), t.prompt_len());
+                    assert_eq!(answer.len(), t.answer_len(op), "{p} as {answer}");
+                    let expected = match op {
+                        Op::Add => (a + b).to_string(),
+                        Op::Sub => (a as i64 - b as i64).to_string(),
+                        Op::Mul => (a * b).to_string(),
+                        Op::Div => format!("{}r{}", a / b, a % b),
+                    };
+                    let reading = t.read(&p, &answer).unwrap();
+                    assert_eq!(reading.result, expected, "{p} as {answer}");
+                    let steps = match op {
+                        _ if !trace => 0,
+                        Op::Add => 0,
+                        Op::Sub if a < b => 2 * n,
+                        Op::Sub | Op::Div => n,
+                        Op::Mul => 2 * n - 1,
+                    };
+                    assert_eq!(reading.trace.len(), steps, "{p} as {answer}");
+                    assert!(t.is_exact(&p, &answer));
+                }
             }
         }
     }
 
+    /// Each step of a right trace reads as true arithmetic.
     #[test]
     fn traces_read_as_written_steps() {
         let t = task(true);
+        let sub = problem(Op::Sub, 178, 523);
+        let r = t.read(&sub, &t.answer(&sub)).unwrap();
+        assert_eq!(
+            r.trace,
+            ["8-3=5", "7-2=5", "11-5=6", "10-5=5", "10-6=4", "10-7=3"]
+        );
+        assert_eq!(r.result, "-345");
+        let sub = problem(Op::Sub, 523, 178);
+        let r = t.read(&sub, &t.answer(&sub)).unwrap();
+        assert_eq!(r.trace, ["13-8=5", "12-8=4", "5-2=3"]);
+        assert_eq!(r.result, "345");
         let mul = problem(Op::Mul, 123, 456);
         let r = t.read(&mul, &t.answer(&mul)).unwrap();
-        assert_eq!(r.trace, ["123*6=738", "123*5=615", "123*4=492"]);
+        assert_eq!(
+            r.trace,
+            [
+                "123*6=738",
+                "123*50=6150",
+                "738+6150=6888",
+                "123*400=49200",
+                "6888+49200=56088"
+            ]
+        );
         assert_eq!(r.result, "56088");
         let div = problem(Op::Div, 123, 7);
         let r = t.read(&div, &t.answer(&div)).unwrap();
-        assert_eq!(r.trace, ["1/7=0r1", "12/7=1r5", "53/7=7r4"]);
+        assert_eq!(
+            r.trace,
+            ["1/7: 0, 1-0=1", "12/7: 1, 12-7=5", "53/7: 7, 53-49=4"]
+        );
         assert_eq!(r.result, "17r4");
+        // A wrong quotient digit shows in the step it was chosen in.
+        let wrong = "123/007=000100000100|001217000500|005386500300|018r003";
+        assert_eq!(
+            t.read(&div, &wrong[8..]).unwrap().trace[2],
+            "53/7: 8, 53-56=3"
+        );
     }
 
     #[test]
     fn exact_match_scores_the_result_only() {
         let t = task(true);
         let p = problem(Op::Mul, 12, 34);
-        assert!(t.is_exact(&p, "8400|6300|0000|804000"));
+        let right = t.answer(&p);
+        assert!(t.is_exact(&p, &right));
         // A wrong step, but the right result: still exact.
-        assert!(t.is_exact(&p, "9999|6300|0000|804000"));
-        assert!(!t.is_exact(&p, "8400|6300|0000|804001"));
+        let wrong_step = format!("9{}", &right[1..]);
+        assert!(t.is_exact(&p, &wrong_step));
+        let wrong_result = format!("{}1", &right[..right.len() - 1]);
+        assert!(!t.is_exact(&p, &wrong_result));
         assert!(!t.is_exact(&p, "804000"));
         let add = problem(Op::Add, 7, 45);
         assert!(t.is_exact(&add, "2500") && !t.is_exact(&add, "0520"));
@@ -385,12 +579,22 @@ mod tests {
             assert_eq!(t.read(&add, bad), None, "{bad}");
         }
         let sub = problem(Op::Sub, 5, 12);
-        assert_eq!(t.read(&sub, "-700").unwrap().result, "-7");
-        assert_eq!(t.read(&sub, "7000"), None);
+        let right = t.answer(&sub);
+        assert_eq!(right, "30|91|91|-|71|01|01|-700");
+        assert_eq!(t.read(&sub, &right).unwrap().result, "-7");
+        assert_eq!(
+            t.read(&sub, &right.replacen("30", "32", 1)),
+            None,
+            "a borrow of 2"
+        );
+        assert_eq!(t.read(&sub, &right.replace("-|", "*|")), None, "no sign");
+        assert_eq!(t.read(&sub, &right.replace("|-7", "|77")), None, "no sign");
         let mul = problem(Op::Mul, 12, 34);
-        assert_eq!(t.read(&mul, "8400|630000000|804000"), None);
+        let right = t.answer(&mul);
+        assert_eq!(t.read(&mul, &right.replacen('|', "0", 1)), None);
         let div = problem(Op::Div, 17, 5);
-        assert_eq!(t.read(&div, "0000|0001|3002|003+002"), None);
+        let right = t.answer(&div);
+        assert_eq!(t.read(&div, &right.replace('r', "+")), None);
     }
 
     #[test]
@@ -423,6 +627,20 @@ mod tests {
                 ..ok.clone()
             })
             .contains("n_digits")
+        );
+        assert!(
+            bad(TaskConfig {
+                op_weights: vec![1.0, 2.0],
+                ..ok.clone()
+            })
+            .contains("one weight for each")
+        );
+        assert!(
+            bad(TaskConfig {
+                op_weights: vec![0.0],
+                ..ok.clone()
+            })
+            .contains("positive")
         );
         assert!(bad(TaskConfig { ops: vec![], ..ok }).contains("ops"));
     }

@@ -134,32 +134,50 @@ pub struct LmBatch<B: Backend> {
 }
 
 /// Stacks [`Chunk`]s into an [`LmBatch`] on the requested device.
+///
+/// Positions after the last scored target of every row are cut off: they cost a forward
+/// and backward pass and teach nothing. A batch of short problems (or short
+/// conversations) padded to `block_size` is then only as long as its longest answer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LmBatcher;
 
 impl<B: Backend> Batcher<B, Chunk, LmBatch<B>> for LmBatcher {
     fn batch(&self, items: Vec<Chunk>, device: &Device<B>) -> LmBatch<B> {
         let batch_size = items.len();
-        let block_size = items[0].tokens.len() - 1;
+        // Chunks of one source are all scored or all plain.
+        let scored = items[0].scored.is_some().then(|| {
+            items
+                .iter()
+                .map(|c| {
+                    c.scored
+                        .as_deref()
+                        .expect("a batch mixes scored and plain chunks")
+                })
+                .collect::<Vec<_>>()
+        });
+        let block_size = match &scored {
+            None => items[0].tokens.len() - 1,
+            Some(rows) => rows
+                .iter()
+                .map(|r| r.iter().rposition(|&s| s).map_or(0, |last| last + 1))
+                .max()
+                .unwrap_or(0)
+                .max(1),
+        };
         let mut inputs = Vec::with_capacity(batch_size * block_size);
         let mut targets = Vec::with_capacity(batch_size * block_size);
         for chunk in &items {
             inputs.extend(chunk.tokens[..block_size].iter().map(|&t| t as i64));
-            targets.extend(chunk.tokens[1..].iter().map(|&t| t as i64));
+            targets.extend(chunk.tokens[1..=block_size].iter().map(|&t| t as i64));
         }
         let tensor = |ids: Vec<i64>| {
             let data = TensorData::new(ids, [batch_size, block_size]).convert::<B::IntElem>();
             Tensor::from_data(data, device)
         };
-        // Chunks of one source are all scored or all plain.
-        let scored = items[0].scored.is_some().then(|| {
-            let mask: Vec<bool> = items
+        let scored = scored.map(|rows| {
+            let mask: Vec<bool> = rows
                 .iter()
-                .flat_map(|c| {
-                    c.scored
-                        .clone()
-                        .expect("a batch mixes scored and plain chunks")
-                })
+                .flat_map(|r| r[..block_size].iter().copied())
                 .collect();
             Tensor::from_bool(TensorData::new(mask, [batch_size, block_size]), device)
         });
@@ -217,6 +235,21 @@ mod tests {
         let batch: LmBatch<Flex> = LmBatcher.batch(items, &Default::default());
         let mask: Vec<bool> = batch.scored.unwrap().into_data().iter::<bool>().collect();
         assert_eq!(mask, [false, true, true, true]);
+        // Positions after every row's last scored target are cut.
+        let items = vec![
+            Chunk {
+                tokens: vec![1, 2, 3, 4, 5],
+                scored: Some(vec![false, true, false, false]),
+            },
+            Chunk {
+                tokens: vec![6, 7, 8, 9, 10],
+                scored: Some(vec![true, false, false, false]),
+            },
+        ];
+        let batch: LmBatch<Flex> = LmBatcher.batch(items, &Default::default());
+        assert_eq!(batch.inputs.dims(), [2, 2]);
+        let targets: Vec<i64> = batch.targets.into_data().convert::<i64>().to_vec().unwrap();
+        assert_eq!(targets, [2, 3, 7, 8]);
         let plain: LmBatch<Flex> =
             LmBatcher.batch(vec![Chunk::text(vec![1, 2, 3])], &Default::default());
         assert!(plain.scored.is_none());

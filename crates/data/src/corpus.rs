@@ -17,11 +17,13 @@ pub enum Corpus {
 
 impl Corpus {
     /// `len` random chunks of `block_size + 1` tokens from `split`; item `i` depends only
-    /// on `(seed, i)`.
+    /// on `(seed, i)`. Items `batch_size · k .. batch_size · (k + 1)` make one batch:
+    /// generated problems share one operator in each.
     pub fn random_chunks(
         &self,
         split: Split,
         block_size: usize,
+        batch_size: usize,
         len: usize,
         seed: u64,
     ) -> Arc<dyn Dataset<Chunk>> {
@@ -39,6 +41,7 @@ impl Corpus {
                 task.clone(),
                 split,
                 block_size,
+                batch_size,
                 len,
                 seed,
             )),

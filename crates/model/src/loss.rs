@@ -1,5 +1,6 @@
 //! The training objective: cross-entropy of the next token, averaged over every position
-//! (text), or over the scored positions only (a problem's answer, not its prompt).
+//! (text), or over the scored positions only (a problem's answer, not its prompt); and
+//! reinforcement learning's policy-gradient loss on answers the model sampled itself.
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -26,6 +27,27 @@ pub fn masked_cross_entropy<B: Backend>(
     // At least 1, so a batch with nothing scored has loss 0 rather than 0/0.
     let count = weights.clone().sum().clamp_min(1.0);
     (token_losses(logits, targets) * weights).sum() / count
+}
+
+/// REINFORCE's loss on sampled answers: minus the mean over the scored positions of
+/// `advantage × log p(sampled token)`, each row (one sample) weighted by its advantage (B)
+/// (its reward minus the mean reward of its problem's samples; see `training::rl`).
+///
+/// Its gradient raises the log-probability of every token of an answer that did better
+/// than its group and lowers it for one that did worse, in proportion to the difference:
+/// for logits z of one position, `∂/∂z = -A (onehot(token) - softmax(z)) / n`. Averaged
+/// over the scored tokens of the whole batch (`count`, at least 1), as nanochat's RL
+/// step does, so a micro-batch passes the total.
+pub fn policy_gradient_loss<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+    scored: Tensor<B, 2, Bool>,
+    advantages: Tensor<B, 1>,
+    count: usize,
+) -> Tensor<B, 1> {
+    let [b, t] = scored.dims();
+    let weights = scored.float() * advantages.reshape([b, 1]); // (B, T)
+    (token_losses(logits, targets) * weights.reshape([b * t])).sum() / count.max(1) as f64
 }
 
 /// The negative log-likelihood of each target, flattened to (B*T).
@@ -83,5 +105,47 @@ mod tests {
         let got = loss(None);
         assert!((got - expected).abs() < 1e-4, "{got} vs {expected}");
         assert_eq!(loss(Some([[false; 3]])), 0.0);
+    }
+
+    /// The gradient of the policy-gradient loss with respect to the logits is
+    /// `-A (onehot(token) - softmax(z)) / n` at each scored position, 0 elsewhere.
+    #[test]
+    fn policy_gradient_matches_hand_computed_gradient() {
+        use crate::test_util::TestAutodiff as A;
+        let device = Default::default();
+        let z = [
+            [[0.5f32, -1.0, 2.0], [0.0, 0.3, -0.2]],
+            [[1.0, 1.0, 0.0], [-0.7, 0.1, 0.4]],
+        ];
+        let logits = Tensor::<A, 3>::from_data(z, &device).require_grad();
+        let targets = Tensor::<A, 2, Int>::from_data([[2, 0], [1, 1]], &device);
+        let scored = Tensor::<A, 2, Bool>::from_bool([[false, true], [true, true]].into(), &device);
+        let advantages = Tensor::<A, 1>::from_data([0.5f32, -0.25], &device);
+        let loss = policy_gradient_loss(logits.clone(), targets, scored, advantages, 3);
+        let grads = loss.backward();
+        let got: Vec<f32> = logits.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let (tokens, mask, adv) = ([[2, 0], [1, 1]], [[0.0, 1.0], [1.0, 1.0]], [0.5, -0.25]);
+        let mut expected = Vec::new();
+        for b in 0..2 {
+            for t in 0..2 {
+                let exp: Vec<f32> = z[b][t].iter().map(|x| x.exp()).collect();
+                let sum: f32 = exp.iter().sum();
+                for (v, e) in exp.iter().enumerate() {
+                    let onehot = if v == tokens[b][t] { 1.0 } else { 0.0 };
+                    expected.push(-adv[b] * mask[b][t] * (onehot - e / sum) / 3.0);
+                }
+            }
+        }
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() < 1e-6, "{got:?} vs {expected:?}");
+        }
+        // The loss itself: -Σ A·log p over the scored positions, over 3.
+        let log_p = |b: usize, t: usize| {
+            let sum: f32 = z[b][t].iter().map(|x| x.exp()).sum();
+            z[b][t][tokens[b][t]] - sum.ln()
+        };
+        let want = -(0.5 * log_p(0, 1) - 0.25 * (log_p(1, 0) + log_p(1, 1))) / 3.0;
+        let loss: f32 = loss.into_scalar().elem();
+        assert!((loss - want).abs() < 1e-6, "{loss} vs {want}");
     }
 }

@@ -8,11 +8,14 @@
 //! max_iters = 2000
 //! [task]             # data::TaskConfig, read when dataset = "arithmetic"
 //! ops = ["+"]
+//! [rl]               # rl::RlConfig: learn from the model's own sampled answers
+//! samples = 16
 //! ```
 //! `--set max_iters=3000` or `--set train.max_iters=3000` changes one key; a bare key is
 //! looked up in whichever section has it.
 
 use crate::TrainError;
+use crate::rl::RlConfig;
 use crate::step::OnNonFinite;
 use data::{Dataset, TaskConfig};
 use model::GptConfig;
@@ -102,6 +105,7 @@ pub struct RunConfig {
     pub model: GptConfig,
     pub train: TrainConfig,
     pub task: TaskConfig,
+    pub rl: RlConfig,
 }
 
 impl RunConfig {
@@ -244,6 +248,7 @@ impl RunConfig {
                 ));
             }
         }
+        self.rl.validate(self.task())?;
         let mut model = self.model.clone();
         model.vocab_size = model.vocab_size.max(1); // not known until the text is read
         model

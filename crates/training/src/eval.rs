@@ -21,6 +21,7 @@ pub fn estimate_loss<B: Backend>(
     let chunks = corpus.random_chunks(
         split,
         block_size,
+        batch_size,
         eval_iters * batch_size,
         mix_seed(seed, split as u64),
     );

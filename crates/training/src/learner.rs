@@ -5,12 +5,13 @@
 use crate::host_record::{HostCheckpointed, HostOptimizer};
 use crate::loader::{EpochLoader, Pass};
 use crate::log::{History, RunLog};
-use crate::logged::STEP_VALUES;
+use crate::logged::{RL_VALUES, STEP_VALUES};
 use crate::loss_scale::LossScaler;
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
 use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::{Dashboard, Iterations, PlainRenderer};
+use crate::rl::{ExactResult, Rl};
 use crate::run::RunWriter;
 use crate::schedule::NanoGptSchedule;
 use crate::step::{HostReads, NonFiniteWatch, OnNonFinite, StepPolicy, TrainingModel};
@@ -107,6 +108,14 @@ pub(crate) fn launch<B: AutodiffBackend>(
         } else {
             HostReads::EVERY_STEP
         },
+        rl: match (config.rl.enabled(), config.task()) {
+            (true, Some(task)) => Some(Arc::new(Rl {
+                config: config.rl.clone(),
+                reward: Arc::new(ExactResult::new(task.clone())),
+                seed: mix_seed(t.seed, rank as u64),
+            })),
+            _ => None,
+        },
     };
     let scaler = policy.loss_scale.clone();
     let watch = policy.watch.clone();
@@ -134,8 +143,10 @@ pub(crate) fn launch<B: AutodiffBackend>(
     )
     .with_log_interval(t.log_interval);
     let training = SupervisedTraining::new(run.path(), Arc::new(train_dl), Arc::new(valid_dl));
+    let rl = config.rl.enabled();
     let mut training = STEP_VALUES
         .iter()
+        .filter(|v| rl || !RL_VALUES.contains(v))
         .fold(training, |t, v| t.metric_train_numeric(SplitMean::step(v)))
         .metric_train_numeric(Perplexity::default())
         .metric_train_numeric(LearningRateMetric::new())

@@ -4,6 +4,7 @@
 //! - [`loader`]: nanoGPT's iterations and evaluations expressed as burn-train epochs.
 //! - [`step`]: the training recipe, one iteration in nanoGPT's order (micro-batches, loss
 //!   scaling, all-reduce, clipping; the Learner then steps the optimizer), and the eval step.
+//! - [`rl`]: reinforcement learning with a verifiable reward, one more kind of step.
 //! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping;
 //!   [`optim`]: AdamW decaying matrices only, as nanoGPT.
 //! - [`logged`]: the values a step logs, each declared once; [`metrics`], [`log`],
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod optim;
 pub mod recorder;
 pub mod renderer;
+pub mod rl;
 pub mod run;
 pub mod schedule;
 pub mod setup;

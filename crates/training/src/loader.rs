@@ -133,9 +133,13 @@ impl<B: Backend> DataLoader<B, SplitBatch<B>> for EpochLoader<B> {
             .map(|&split| {
                 let seed = mix_seed(mix_seed(stream, epoch as u64), split as u64);
                 let global = n * self.batch_size * self.shard.1;
-                let chunks = self
-                    .corpus
-                    .random_chunks(split, self.block_size, global, seed);
+                let chunks = self.corpus.random_chunks(
+                    split,
+                    self.block_size,
+                    self.batch_size,
+                    global,
+                    seed,
+                );
                 (split, chunks)
             })
             .collect();

@@ -51,8 +51,31 @@ pub const GRAD_NORM: StepValue = StepValue {
     plot: Plot::OwnChart,
 };
 
+/// Reinforcement learning's mean reward over the step's sampled answers (see `rl`): the
+/// number it exists to raise.
+pub const REWARD: StepValue = StepValue {
+    name: "reward",
+    about: "mean reward of the sampled answers",
+    precision: 4,
+    plot: Plot::OwnChart,
+};
+
+/// Reinforcement learning's pass@k: the share of the step's problems with at least one
+/// of their k sampled answers right. Above the mean reward, it is what sampling more
+/// would find, and so how much room the step has to learn from.
+pub const PASS_AT_K: StepValue = StepValue {
+    name: "pass_at_k",
+    about: "share of problems with a right answer among their samples",
+    precision: 4,
+    plot: Plot::OwnChart,
+};
+
 /// Every step value, in `train_log.csv`'s column order; append only.
-pub const STEP_VALUES: &[StepValue] = &[LOSS, GRAD_NORM];
+pub const STEP_VALUES: &[StepValue] = &[LOSS, GRAD_NORM, REWARD, PASS_AT_K];
+
+/// The step values only reinforcement learning measures: a supervised run leaves them
+/// out of its dashboard and log lines.
+pub const RL_VALUES: &[StepValue] = &[REWARD, PASS_AT_K];
 
 /// One number per step value, in the order of [`STEP_VALUES`].
 pub type PerValue<T> = [T; STEP_VALUES.len()];

@@ -11,7 +11,7 @@
 
 use crate::TrainConfig;
 use crate::log::TrainPoint;
-use crate::logged::STEP_VALUES;
+use crate::logged::{RL_VALUES, STEP_VALUES};
 use crate::metrics::names;
 use burn::data::dataloader::Progress;
 use burn::train::metric::{MetricDefinition, MetricEntry, MetricId};
@@ -111,11 +111,13 @@ impl Iterations {
         ]
     }
 
-    /// nanoGPT's line every `log_interval` iterations, with every step value:
+    /// nanoGPT's line every `log_interval` iterations, with every step value (those of
+    /// reinforcement learning where measured):
     /// `iter 81/300: loss 2.3012, grad_norm 0.8123 | 1234 tok/s | 2 min 10 s left`.
     pub fn step_line(&self, point: &TrainPoint, tokens_per_s: f64) -> String {
         let values: Vec<String> = STEP_VALUES
             .iter()
+            .filter(|v| !(RL_VALUES.contains(v) && point.values[v.slot()].is_nan()))
             .map(|v| format!("{} {:.*}", v.name, v.precision, point.values[v.slot()]))
             .collect();
         let mut line = format!(

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub struct TrainingModel<B: Backend> {
     pub model: Model<B>,
     #[module(skip)]
-    policy: StepPolicy,
+    pub(crate) policy: StepPolicy,
 }
 
 /// What a training step does besides forward/backward: accumulate micro-batches, clip
@@ -44,6 +44,9 @@ pub struct StepPolicy {
     pub loss_scale: Option<Arc<LossScaler>>,
     /// The iterations that read the loss back to the host.
     pub host_reads: HostReads,
+    /// Reinforcement learning: the step trains on answers it samples (see [`crate::rl`])
+    /// instead of the batch's.
+    pub rl: Option<Arc<crate::rl::Rl>>,
 }
 
 /// Which training iterations read the loss back to the host, for the metrics and the
@@ -196,7 +199,10 @@ impl<B: AutodiffBackend> TrainStep for TrainingModel<B> {
         let iter = policy.watch.iter.fetch_add(1, Ordering::SeqCst) + 1;
         // 1. Gradient accumulation (and float16's loss scaling).
         let loss_scale = policy.loss_scale.as_ref().map_or(1.0, |s| s.scale());
-        let (mut output, mut grads) = self.micro_batches(batch, loss_scale);
+        let (mut output, mut grads) = match &policy.rl {
+            Some(rl) => self.rl_step(rl, batch, iter, loss_scale),
+            None => self.micro_batches(batch, loss_scale),
+        };
 
         // Reading the loss waits for the step's work (see `HostReads`); data-parallel
         // steps move their gradients through the host anyway.
@@ -263,7 +269,7 @@ fn no_update<B: AutodiffBackend>(output: StepOutput<B>) -> TrainOutput<StepOutpu
 }
 
 /// `loss` × the loss scale (float16's, see [`LossScaler`]), for `backward`.
-fn scaled<B: Backend>(loss: Tensor<B, 1>, loss_scale: f64) -> Tensor<B, 1> {
+pub(crate) fn scaled<B: Backend>(loss: Tensor<B, 1>, loss_scale: f64) -> Tensor<B, 1> {
     if loss_scale == 1.0 {
         loss
     } else {

@@ -139,6 +139,17 @@ pub(super) fn init_weights<B: AutodiffBackend>(
             differs.join(", ")
         )));
     }
+    // Arithmetic shares one character set whatever the layout: the layout itself (the
+    // operands' width, the trace) must be the base's, or its answers mean something else.
+    let base = source.config()?;
+    if let (Some(there), Some(here)) = (base.task(), config.task())
+        && (there.n_digits, there.trace) != (here.n_digits, here.trace)
+    {
+        return Err(TrainError::Config(format!(
+            "--init-from {name}: the task's layout differs: n_digits = {}, trace = {} there, n_digits = {}, trace = {} here",
+            there.n_digits, there.trace, here.n_digits, here.trace
+        )));
+    }
     let (path, weights) = if init.best {
         (source.best_path(), "best")
     } else {
