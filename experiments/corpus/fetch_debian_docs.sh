@@ -11,13 +11,15 @@
 #   postgresql-doc-15   the PostgreSQL 15 manual, HTML (tags stripped)
 #
 # About 55 MB of text in about 7,000 documents, shuffled with a fixed seed so that
-# gpt prepare's document split draws val from every package.
+# gpt prepare's document split draws val from every package. The packages are fetched
+# at the versions RESULTS.md's Exercise 3 was measured on.
 #
 # Usage: experiments/corpus/fetch_debian_docs.sh [OUT_DIR]   (default data/debian_docs;
 # data/ is git-ignored). Needs apt-get (Debian 12 package lists: run apt-get update once).
 set -euo pipefail
 out=${1:-data/debian_docs}
-packages=(linux-doc-6.12 python3.11-doc perl-doc git-doc postgresql-doc-15)
+packages=(linux-doc-6.12=6.12.117-1~deb12u1 python3.11-doc=3.11.2-6+deb12u9
+    perl-doc=5.36.0-7+deb12u4 git-doc=1:2.39.5-0+deb12u3 postgresql-doc-15=15.20-0+deb12u1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$out"

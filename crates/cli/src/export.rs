@@ -4,8 +4,9 @@
 //! Writes `config.json` and `model.safetensors` (see `model::hf`), and for a run on
 //! GPT-2's BPE the tokenizer files `transformers` reads (`vocab.json`, `merges.txt`,
 //! `tokenizer_config.json`, `special_tokens_map.json`), made from the same r50k ranks the
-//! run tokenized with. A character-level run exports its weights with its own
-//! `vocab_size`; its characters are in the run's `tokenizer.json`.
+//! run tokenized with; for a run on a BPE that `gpt tokenizer train` wrote, that file as
+//! `tokenizer.json` and its `tokenizer_config.json`. A character-level run exports its
+//! weights with its own `vocab_size`; its characters are in the run's `tokenizer.json`.
 
 use crate::backend::{self, Inner};
 use crate::prompt::RunArg;
@@ -73,7 +74,11 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         files.extend(gpt2_tokenizer_files(&tokenizer, config.model.block_size)?);
     }
     if let BaseTokenizer::Bpe(bpe) = tokenizer.base() {
-        files.extend(bpe_tokenizer_files(bpe, config.model.block_size));
+        files.extend(bpe_tokenizer_files(
+            bpe,
+            tokenizer.is_chat(),
+            config.model.block_size,
+        ));
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -85,10 +90,10 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
     println!(
         "wrote {} (config.json, model.safetensors{}) from {}",
         args.out.display(),
-        if gpt2 {
-            ", vocab.json, merges.txt, tokenizer_config.json"
-        } else {
-            "; character vocabulary: see the run's tokenizer.json"
+        match tokenizer.base() {
+            BaseTokenizer::Gpt2 => ", vocab.json, merges.txt, tokenizer_config.json",
+            BaseTokenizer::Bpe(_) => ", tokenizer.json, tokenizer_config.json",
+            BaseTokenizer::Char(_) => "; character vocabulary: see the run's tokenizer.json",
         },
         run.path().display()
     );
@@ -105,6 +110,7 @@ const EXPORT: data::files::Folder = data::files::Folder {
             model::hf::WEIGHTS_FILE,
             "vocab.json",
             "merges.txt",
+            "tokenizer.json",
             "tokenizer_config.json",
             "special_tokens_map.json",
         ]
@@ -114,17 +120,32 @@ const EXPORT: data::files::Folder = data::files::Folder {
 };
 
 /// A trained BPE's files for `transformers`: its own `tokenizer.json`, as trained, and a
-/// `tokenizer_config.json` that names the fast tokenizer class and `<|endoftext|>`, and
-/// keeps a special's text in a prompt plain text, as `gpt` encodes it.
-fn bpe_tokenizer_files(bpe: &BpeTokenizer, block_size: usize) -> Vec<(&'static str, Vec<u8>)> {
-    let config = serde_json::json!({
+/// `tokenizer_config.json` that names the fast tokenizer class and the ends of a text.
+/// A base model's text ends at `<|endoftext|>`, and a special's text in a prompt stays
+/// plain text, as `gpt` encodes it (`split_special_tokens`). A chat model's begins at
+/// `<|bos|>` and a reply ends at `<|assistant_end|>`, with the chat template for
+/// `apply_chat_template`, whose specials must then be read as tokens (as in every chat
+/// model's files), so `split_special_tokens` stays off.
+fn bpe_tokenizer_files(
+    bpe: &BpeTokenizer,
+    chat: bool,
+    block_size: usize,
+) -> Vec<(&'static str, Vec<u8>)> {
+    let mut config = serde_json::json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "bos_token": data::bpe::END_OF_TEXT,
-        "eos_token": data::bpe::END_OF_TEXT,
         "model_max_length": block_size,
-        "split_special_tokens": true,
         "clean_up_tokenization_spaces": false,
     });
+    let map = config.as_object_mut().expect("an object");
+    if chat {
+        map.insert("bos_token".into(), Special::Bos.text().into());
+        map.insert("eos_token".into(), Special::AssistantEnd.text().into());
+        map.insert("chat_template".into(), CHAT_TEMPLATE.into());
+    } else {
+        map.insert("bos_token".into(), data::bpe::END_OF_TEXT.into());
+        map.insert("eos_token".into(), data::bpe::END_OF_TEXT.into());
+        map.insert("split_special_tokens".into(), true.into());
+    }
     vec![
         ("tokenizer.json", bpe.json().as_bytes().to_vec()),
         (

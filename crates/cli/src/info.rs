@@ -40,6 +40,7 @@ pub fn run(args: Args) -> Result<()> {
             "checkpoints": checkpoints,
             "data": data,
             "tokenizer": tokenizer.kind().name(),
+            "tokenizer_sha256": tokenizer.bpe_sha256(),
             "chat": tokenizer.is_chat(),
             "init_from": init_from,
             "tokens_per_iter": config.train.batch_size
@@ -82,8 +83,12 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         String::new()
     };
+    let file = tokenizer
+        .bpe_sha256()
+        .map(|sha| format!(", file sha256 {sha}"))
+        .unwrap_or_default();
     println!(
-        "tokenizer: {} ({} tokens{chat}); {} tokens per iteration (batch_size × block_size × gradient_accumulation_steps)",
+        "tokenizer: {} ({} tokens{chat}{file}); {} tokens per iteration (batch_size × block_size × gradient_accumulation_steps)",
         tokenizer.kind().name(),
         tokenizer.base_vocab_size(),
         config.train.batch_size

@@ -320,6 +320,15 @@ impl TextTokenizer {
         }
     }
 
+    /// A trained BPE's file's SHA-256 (see [`BpeTokenizer::sha256`]); `None` for the
+    /// others, which have no file.
+    pub fn bpe_sha256(&self) -> Option<String> {
+        match &self.base {
+            BaseTokenizer::Bpe(b) => Some(b.sha256()),
+            _ => None,
+        }
+    }
+
     /// The id of a chat token; `None` when this tokenizer has none.
     pub fn special_id(&self, special: Special) -> Option<u32> {
         let index = Special::ALL.iter().position(|&s| s == special)?;

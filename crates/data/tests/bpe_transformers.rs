@@ -1,5 +1,5 @@
 //! A trained tokenizer.json encodes as transformers encodes it: the fixture's ids were
-//! written by `transformers.PreTrainedTokenizerFast` (experiments/tokenizer_fixture.py)
+//! written by `transformers.PreTrainedTokenizerFast` (experiments/tokenizer/fixture.py)
 //! from the same file, on a text it was not trained on (several scripts, an emoji,
 //! specials written as text, runs of spaces and a tab).
 

@@ -28,6 +28,10 @@ pub struct RunMarker {
     /// them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub chat_tokens: bool,
+    /// A trained BPE's file (`gpt tokenizer train`'s tokenizer.json), by its SHA-256:
+    /// the run reads its tokens with that file only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_sha256: Option<String>,
     /// Where the weights came from when the run started from another run's
     /// (`--init-from`); `None` for a run from random weights.
     #[serde(default)]
@@ -65,6 +69,7 @@ impl RunMarker {
             resumes: Vec::new(),
             tokenizer: None,
             chat_tokens: false,
+            tokenizer_sha256: None,
             init_from: None,
         }
     }

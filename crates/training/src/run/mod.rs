@@ -198,6 +198,16 @@ impl RunDir {
                 tokenizer.vocab_size()
             )));
         }
+        if let Some(pinned) = self.marker()?.and_then(|m| m.tokenizer_sha256)
+            && tokenizer.bpe_sha256().as_ref() != Some(&pinned)
+        {
+            return Err(TrainError::Run(format!(
+                "{} holds {}, but run.json pins the tokenizer file with sha256 {}: the run's files disagree (edited?)",
+                path.display(),
+                tokenizer.describe(),
+                &pinned[..pinned.len().min(12)]
+            )));
+        }
         Ok(tokenizer)
     }
 

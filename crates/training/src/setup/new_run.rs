@@ -53,6 +53,7 @@ pub(super) fn set_up<B: AutodiffBackend>(
     let mut marker = RunMarker::new(record);
     marker.tokenizer = Some(tokenizer.kind());
     marker.chat_tokens = tokenizer.is_chat();
+    marker.tokenizer_sha256 = tokenizer.bpe_sha256();
     let (init_weights, init_record) = init.unzip();
     marker.init_from = init_record;
     writer.begin(&marker, &config, &tokenizer)?;

@@ -2,7 +2,7 @@
 the tokenizer.json beside it (`gpt tokenizer train --input tinyshakespeare --vocab-size 512`),
 as ids.json: the data crate's test checks that burngpt's encoding gives the same ids.
 
-    python experiments/tokenizer_fixture.py      (a venv with `pip install transformers`)
+    python experiments/tokenizer/fixture.py      (a venv with `pip install transformers`)
 """
 
 import json
@@ -10,7 +10,7 @@ import pathlib
 
 from transformers import PreTrainedTokenizerFast
 
-here = pathlib.Path(__file__).resolve().parent.parent / "crates/data/tests/fixtures/bpe"
+here = pathlib.Path(__file__).resolve().parent.parent.parent / "crates/data/tests/fixtures/bpe"
 # split_special_tokens: a special's text in a document is text, as `gpt` encodes it.
 tok = PreTrainedTokenizerFast(tokenizer_file=str(here / "tokenizer.json"), split_special_tokens=True)
 text = (here / "held_out.txt").read_text(encoding="utf-8")
