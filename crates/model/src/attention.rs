@@ -199,12 +199,12 @@ impl<B: Backend> CausalSelfAttention<B> {
             .zip(pasts.iter_mut())
             .map(|(qkv, past)| {
                 let start = past.as_ref().map_or(0, |p| p.k.dims()[2]);
-                let qkv = self.position_qk(qkv, start);
                 let call = Call::Cached {
                     tq: 1,
                     tk: start + 1,
                 };
                 let path = AttentionPath::pick::<B>(&qkv.device(), qkv.dtype(), call);
+                let qkv = self.position_qk(qkv, start, path);
                 self.attention(path, qkv, Some(&mut **past), None)
             })
             .collect();
@@ -225,7 +225,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             .as_ref()
             .and_then(|p| p.as_ref())
             .map_or(0, |p| p.k.dims()[2]);
-        let qkv = self.position_qk(per_token(&self.c_attn, x, self.precision), start); // (B, T, C + 2·n_kv·hs)
+        let qkv = per_token(&self.c_attn, x, self.precision); // (B, T, C + 2·n_kv·hs)
         let t = qkv.dims()[1];
         let call = match (&past, &record) {
             (Some(_), _) => Call::Cached {
@@ -236,6 +236,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             (None, None) => Call::Full,
         };
         let path = AttentionPath::pick::<B>(&qkv.device(), qkv.dtype(), call);
+        let qkv = self.position_qk(qkv, start, path);
         let y = self.attention(path, qkv, past, record);
         (
             self.resid_dropout
@@ -292,12 +293,27 @@ impl<B: Backend> CausalSelfAttention<B> {
     /// as Gemma 3 and OLMo 2: the rotation keeps the norm); v untouched.
     ///
     /// Both work on rows as the projection lays them out, each head's hs numbers side by
-    /// side: RMSNorm over the last dimension of q (B, T, nh, hs) and k (B, T, n_kv, hs),
-    /// RoPE over the whole row (see [`crate::rope`]). Splitting into (B, heads, T, hs)
-    /// first would make every step run on strided views, several times slower on the CPU.
-    fn position_qk(&self, qkv: Tensor<B, 3>, start: usize) -> Tensor<B, 3> {
+    /// side, RoPE over the whole row (see [`crate::rope`]). Splitting into (B, heads, T,
+    /// hs) first would make every step run on strided views, several times slower on the
+    /// CPU. QK-norm on the fused kernel's path is one kernel over the rows
+    /// (`crate::qk_norm`); on the others (the reference it is tested against) RMSNorm
+    /// over the last dimension of q (B, T, nh, hs) and k (B, T, n_kv, hs), cut out of the
+    /// row and put back.
+    fn position_qk(&self, qkv: Tensor<B, 3>, start: usize, path: AttentionPath) -> Tensor<B, 3> {
         let qkv =
             match (&self.q_norm, &self.k_norm) {
+                #[cfg(feature = "fused")]
+                (Some(q_norm), Some(k_norm)) if path == AttentionPath::FusedCpu => {
+                    let width = qkv.dims()[2];
+                    let (nh, kv) = (self.n_head, self.n_kv_head);
+                    let heads = crate::qk_norm::Heads {
+                        nh,
+                        kv,
+                        hs: width / (nh + 2 * kv),
+                        eps: q_norm.epsilon as f32,
+                    };
+                    crate::qk_norm::qk_norm_rows(qkv, q_norm.gamma.val(), k_norm.gamma.val(), heads)
+                }
                 (Some(q_norm), Some(k_norm)) => {
                     let [b, t, width] = qkv.dims();
                     let (nh, kv) = (self.n_head, self.n_kv_head);
@@ -484,7 +500,8 @@ mod tests {
                     } else {
                         AttentionPath::Explicit
                     };
-                    let y = attn.attention(path, attn.position_qk(qkv.clone(), 0), None, None);
+                    let y =
+                        attn.attention(path, attn.position_qk(qkv.clone(), 0, path), None, None);
                     let grads = (y.clone() * weights.clone()).sum().backward();
                     let norm_grad = attn
                         .q_norm
@@ -591,8 +608,8 @@ mod tests {
         let attn = CausalSelfAttention::<B>::new(&config, &device);
         let qkv = Tensor::<B, 3>::random([1, 1, 48], Distribution::Normal(0.0, 1.0), &device);
         let scores = |m: usize, n: usize| -> Vec<f32> {
-            let (q, _, _) = attn.heads(attn.position_qk(qkv.clone(), m));
-            let (_, k, _) = attn.heads(attn.position_qk(qkv.clone(), n));
+            let (q, _, _) = attn.heads(attn.position_qk(qkv.clone(), m, AttentionPath::Explicit));
+            let (_, k, _) = attn.heads(attn.position_qk(qkv.clone(), n, AttentionPath::Explicit));
             (q * k).sum_dim(3).into_data().to_vec().unwrap() // one per head
         };
         let (near, shifted, far) = (scores(5, 3), scores(25, 23), scores(25, 3));
@@ -612,12 +629,12 @@ mod tests {
             vec![head.clone(), head, qkv.clone().slice([0..1, 0..1, 16..48])],
             2,
         );
-        let (q, _, _) = attn.heads(attn.position_qk(twins, 7));
+        let (q, _, _) = attn.heads(attn.position_qk(twins, 7, AttentionPath::Explicit));
         let (h0, h1) = (q.clone().slice([0..1, 0..1]), q.slice([0..1, 1..2]));
         h0.into_data()
             .assert_approx_eq::<f32>(&h1.into_data(), Default::default());
         // At position 0 nothing turns: RoPE leaves q and k as they are.
-        let (q0, _, _) = attn.heads(attn.position_qk(qkv.clone(), 0));
+        let (q0, _, _) = attn.heads(attn.position_qk(qkv.clone(), 0, AttentionPath::Explicit));
         let (q, _, _) = attn.heads(qkv);
         q0.into_data()
             .assert_approx_eq::<f32>(&q.into_data(), Default::default());

@@ -28,7 +28,10 @@ pub mod mlp;
 pub mod norm;
 mod per_token;
 pub mod precision;
+#[cfg(feature = "fused")]
+mod qk_norm;
 pub mod rope;
+mod swiglu;
 #[cfg(feature = "fused")]
 mod view;
 
