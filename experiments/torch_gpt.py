@@ -452,6 +452,7 @@ def main(argv=None):
     final = estimate_loss(model, text, a) if a.final_eval else None
     if final:
         print(f"final: train loss {final['train']:.4f}, val loss {final['val']:.4f}", flush=True)
+    train_wall = time.perf_counter() - start  # training and its evaluations, not --full_val
     full_val = full_split_loss(model, text.val, a.block_size, max(a.batch_size, 64)) if a.full_val else None
     if a.sample_chars:
         print(text.decode(sample(model, a.sample_chars, torch.Generator().manual_seed(a.seed))))
@@ -478,6 +479,7 @@ def main(argv=None):
         "mean_ms_per_iter": round(statistics.fmean(timed), 3) if timed else None,
         "tokens_per_s": round(tokens_per_iter / median * 1000.0, 1) if timed else None,
         "wall_s": round(wall, 2),
+        "train_wall_s": round(train_wall, 2),
         "cpu_per_wall": round((time.process_time() - cpu_start) / wall, 2) if wall > 0 else None,
         "peak_rss_mib": round(peak_rss_mib(), 1) if peak_rss_mib() is not None else None,
     }
