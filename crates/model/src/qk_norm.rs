@@ -182,7 +182,9 @@ fn backward(saved: &Saved, dy: &FlexTensor) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (w, hs, normed) = (s.width(), s.hs, s.normed());
     let mut dx = vec![0.0f32; x.len()];
     let zeros = || (vec![0.0f32; hs], vec![0.0f32; hs]);
-    let (dgq, dgk) = dx
+    // Each task's share of the gains' gradients, summed below in the tasks' order, so a
+    // run gives the same sums whatever thread took which task.
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(ROWS * w)
         .zip(x.par_chunks(ROWS * w))
         .zip(dy.par_chunks(ROWS * w))
@@ -214,7 +216,10 @@ fn backward(saved: &Saved, dy: &FlexTensor) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
             }
             (dgq, dgk)
         })
-        .reduce(zeros, |(mut a, mut b), (c, d)| {
+        .collect();
+    let (dgq, dgk) = partials
+        .into_iter()
+        .fold(zeros(), |(mut a, mut b), (c, d)| {
             a.iter_mut().zip(c).for_each(|(a, c)| *a += c);
             b.iter_mut().zip(d).for_each(|(b, d)| *b += d);
             (a, b)

@@ -510,6 +510,7 @@ mod tests {
             "bigram.toml",
             "shakespeare_char.toml",
             "shakespeare_char_cpu.toml",
+            "shakespeare_char_speedrun.toml",
             "addition.toml",
             "calculator.toml",
             "pretrain_docs.toml",
