@@ -7,15 +7,18 @@
 #   experiments/speedrun.sh [SEEDS...]          (default seeds: 1337 1 2)
 #
 # Wall time: `gpt train` from start to exit (its evaluations included); for PyTorch its
-# `train_wall_s` (training and its evaluations, without the interpreter's start-up and the
-# whole-val pass). Whole-val: `gpt eval --full`, torch_gpt.py's `--full_val 1` (the mean
+# `train_wall_s` (2 threads, OMP_WAIT_POLICY=PASSIVE as xtask runs it; training and its
+# evaluations, without the interpreter's start-up and the whole-val pass). Whole-val: `gpt eval --full`, torch_gpt.py's `--full_val 1` (the mean
 # loss over every consecutive block_size window of the val split), not timed.
 # Prints the table for RESULTS.md and writes every number to runs/speedrun/results.tsv.
 #
 # GPT=path to gpt (default: $CARGO_TARGET_DIR or target, debug/gpt; build it with
 # `cargo build -p cli`); PYTHON=a python with torch (default ~/.cache/burngpt/venv/bin/python;
 # NO_TORCH=1 skips PyTorch); SPEEDRUN=another config for the speedrun column; SETS="k=v ..."
-# extra --set overrides for it (a sweep); OUT=another runs directory.
+# extra --set overrides for it (a sweep); OUT=another runs directory. MEANS=1 then trains
+# the speedrun once more per seed with each of its means taken away alone (AdamW instead
+# of Muon, the cosine instead of warmup-stable-decay, no QK-norm, ReLU instead of ReLU²)
+# and prints a second table: what each means is worth inside the recipe.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 gpt=${GPT:-${CARGO_TARGET_DIR:-$here/../target}/debug/gpt}
@@ -44,7 +47,8 @@ train() {
 
 torch() {
   local seed=$1 log=$out/torch-$1.log
-  "$python" "$here/torch_gpt.py" --config "$preset" --seed "$seed" --full_val 1 > "$log" 2>&1
+  OMP_WAIT_POLICY=PASSIVE "$python" "$here/torch_gpt.py" --config "$preset" --seed "$seed" --full_val 1 \
+    > "$log" 2>&1
   local result; result=$(grep '^RESULT ' "$log" | sed 's/^RESULT //')
   printf 'torch\t%s\t%s\t%s\n' "$seed" "$(echo "$result" | json '["train_wall_s"]')" \
     "$(echo "$result" | json '["full_val_loss"]')" | tee -a "$out/results.tsv"
@@ -82,3 +86,39 @@ line("mean", mean)
 worst = max(r["speedrun"][1] for r in rows.values())
 print(f"\nspeedrun: worst whole-val {worst:.4f} (target ≤ 1.78 for every seed)")
 PY
+
+[ -n "${MEANS:-}" ] || exit 0
+# name|--set overrides that take one means away from the speedrun
+means=(
+  "adamw|optimizer=adamw"
+  "cosine|lr_schedule=cosine"
+  "no-qk-norm|qk_norm=false"
+  "relu|activation=relu"
+)
+: > "$out/means.tsv"
+for m in "${means[@]}"; do
+  name=${m%%|*}; more=(); for kv in ${m#*|}; do more+=(--set "$kv"); done
+  for seed in "${seeds[@]}"; do
+    train "means-$name" "$speedrun" "$seed" "${sets[@]}" "${more[@]}" >> "$out/means.tsv"
+  done
+done
+python3 - "$out/results.tsv" <<'PY'
+import sys, collections
+by = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    name, seed, wall, loss = line.split("\t")
+    if name == "speedrun" or name.startswith("means-"):
+        by.setdefault(name, []).append((float(wall), float(loss)))
+base = by["speedrun"]
+mean = lambda xs: sum(xs) / len(xs)
+label = {"speedrun": "the speedrun", "means-adamw": "AdamW instead of Muon",
+         "means-cosine": "cosine instead of warmup-stable-decay",
+         "means-no-qk-norm": "no QK-norm", "means-relu": "ReLU instead of ReLU²"}
+print("| recipe | whole-val (mean ± half-range) | Δ vs speedrun | wall s (mean) |")
+print("|---|---|---|---|")
+for name, rs in by.items():
+    ls = [r[1] for r in rs]
+    print(f"| {label[name]} | {mean(ls):.4f} ± {(max(ls) - min(ls)) / 2:.4f} (n={len(ls)}) "
+          f"| {mean(ls) - mean([r[1] for r in base]):+.4f} | {mean([r[0] for r in rs]):.1f} |")
+PY
+
