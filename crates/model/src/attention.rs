@@ -293,31 +293,36 @@ impl<B: Backend> CausalSelfAttention<B> {
     /// as Gemma 3 and OLMo 2: the rotation keeps the norm); v untouched.
     ///
     /// Both work on rows as the projection lays them out, each head's hs numbers side by
-    /// side, RoPE over the whole row (see [`crate::rope`]). Splitting into (B, heads, T,
-    /// hs) first would make every step run on strided views, several times slower on the
-    /// CPU. QK-norm on the fused kernel's path is one kernel over the rows
-    /// (`crate::qk_norm`); on the others (the reference it is tested against) RMSNorm
-    /// over the last dimension of q (B, T, nh, hs) and k (B, T, n_kv, hs), cut out of the
-    /// row and put back.
+    /// side. Splitting into (B, heads, T, hs) first would make every step run on strided
+    /// views, several times slower on the CPU. On the fused kernel's path both are one
+    /// kernel over the rows (`crate::position_qk`); on the others (the reference it is
+    /// tested against) QK-norm is RMSNorm over the last dimension of q (B, T, nh, hs) and
+    /// k (B, T, n_kv, hs), cut out of the row and put back, and RoPE turns the whole row
+    /// (see [`crate::rope`]).
     fn position_qk(&self, qkv: Tensor<B, 3>, start: usize, path: AttentionPath) -> Tensor<B, 3> {
+        let [b, t, width] = qkv.dims();
+        let (nh, kv) = (self.n_head, self.n_kv_head);
+        let hs = width / (nh + 2 * kv);
+        #[cfg(feature = "fused")]
+        if path == AttentionPath::FusedCpu && (self.q_norm.is_some() || self.rope.is_some()) {
+            use crate::position_qk::{Heads, Norm, position_rows};
+            let norm = self
+                .q_norm
+                .as_ref()
+                .zip(self.k_norm.as_ref())
+                .map(|(q, k)| Norm {
+                    q_gain: q.gamma.val(),
+                    k_gain: k.gamma.val(),
+                    eps: q.epsilon as f32,
+                });
+            let rotation = self.rope.as_ref().map(|rope| rope.rotation(start, t));
+            return position_rows(qkv, norm, rotation, Heads { nh, kv, hs });
+        }
+        #[cfg(not(feature = "fused"))]
+        let _ = path;
         let qkv =
             match (&self.q_norm, &self.k_norm) {
-                #[cfg(feature = "fused")]
-                (Some(q_norm), Some(k_norm)) if path == AttentionPath::FusedCpu => {
-                    let width = qkv.dims()[2];
-                    let (nh, kv) = (self.n_head, self.n_kv_head);
-                    let heads = crate::qk_norm::Heads {
-                        nh,
-                        kv,
-                        hs: width / (nh + 2 * kv),
-                        eps: q_norm.epsilon as f32,
-                    };
-                    crate::qk_norm::qk_norm_rows(qkv, q_norm.gamma.val(), k_norm.gamma.val(), heads)
-                }
                 (Some(q_norm), Some(k_norm)) => {
-                    let [b, t, width] = qkv.dims();
-                    let (nh, kv) = (self.n_head, self.n_kv_head);
-                    let hs = width / (nh + 2 * kv);
                     let norm =
                         |norm: &RmsNorm<B>, x: Tensor<B, 3>, heads: usize| {
                             norm_in_f32(x.reshape([b, t, heads, hs]), |x| norm.forward(x))
@@ -437,8 +442,8 @@ mod tests {
     use crate::test_util::{TestBackend as B, small_config};
     use burn::tensor::Distribution;
 
-    /// The attention variants of the modern switches, on a base config: grouped-query
-    /// (two groups, and multi-query), QK-norm, RoPE, and all of them together.
+    /// The attention variants of the modern switches, on a base config: QK-norm, RoPE,
+    /// both, grouped-query (two groups, and multi-query), and all of them together.
     fn variants(base: &GptConfig) -> Vec<GptConfig> {
         let with = |f: &dyn Fn(&mut GptConfig)| {
             let mut c = base.clone();
@@ -449,6 +454,10 @@ mod tests {
             base.clone(),
             with(&|c| c.qk_norm = true),
             with(&|c| c.rope = true),
+            with(&|c| {
+                c.qk_norm = true;
+                c.rope = true;
+            }),
         ];
         for kv in [base.n_head / 2, 1] {
             if kv >= 1 && base.n_head.is_multiple_of(kv) {
@@ -464,7 +473,7 @@ mod tests {
     }
 
     /// The fused kernel against the explicit path: same output and same gradients with
-    /// respect to qkv and the layer's own parameters (QK-norm's scales), for head sizes
+    /// respect to qkv and the layer's own parameters (QK-norm's gains), for head sizes
     /// that are and are not a multiple of the SIMD width, sequences longer than one block
     /// of queries, and every attention switch (grouped-query heads read in place by the
     /// kernel, repeated by the explicit path; RoPE and QK-norm before either).
@@ -503,10 +512,10 @@ mod tests {
                     let y =
                         attn.attention(path, attn.position_qk(qkv.clone(), 0, path), None, None);
                     let grads = (y.clone() * weights.clone()).sum().backward();
-                    let norm_grad = attn
-                        .q_norm
-                        .as_ref()
-                        .map(|n| n.gamma.val().grad(&grads).expect("a gradient").into_data());
+                    let norm_grad = [&attn.q_norm, &attn.k_norm].map(|norm| {
+                        norm.as_ref()
+                            .map(|n| n.gamma.val().grad(&grads).expect("a gradient").into_data())
+                    });
                     (
                         y.inner().into_data(),
                         qkv.grad(&grads).expect("a gradient").into_data(),
@@ -517,8 +526,10 @@ mod tests {
                 let tolerance = burn::tensor::Tolerance::absolute(1e-5);
                 fused.0.assert_approx_eq::<f32>(&explicit.0, tolerance);
                 fused.1.assert_approx_eq::<f32>(&explicit.1, tolerance);
-                if let (Some(f), Some(e)) = (fused.2, explicit.2) {
-                    f.assert_approx_eq::<f32>(&e, burn::tensor::Tolerance::absolute(1e-4));
+                for (f, e) in fused.2.into_iter().zip(explicit.2) {
+                    if let (Some(f), Some(e)) = (f, e) {
+                        f.assert_approx_eq::<f32>(&e, burn::tensor::Tolerance::absolute(1e-4));
+                    }
                 }
             }
         }

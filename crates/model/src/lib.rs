@@ -27,9 +27,9 @@ pub mod loss;
 pub mod mlp;
 pub mod norm;
 mod per_token;
-pub mod precision;
 #[cfg(feature = "fused")]
-mod qk_norm;
+mod position_qk;
+pub mod precision;
 pub mod rope;
 mod swiglu;
 #[cfg(feature = "fused")]
