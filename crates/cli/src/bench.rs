@@ -162,6 +162,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "params": n_params,
             "grad_clip": config.train.grad_clip,
             "optimizer": config.train.optimizer,
+            "muon_ns_steps": config.train.muon_ns_steps,
             "steps": args.steps,
             "warmup": args.warmup,
             "ms_per_step": median * 1e3,
