@@ -21,10 +21,21 @@ The same model and recipe as the Rust code (crates/model, crates/training):
 --model bigram is the lecture's bigram: one Embedding(vocab, vocab) table.
 
 GPT-2's switches, as crates/model/src/config.rs: --qkv_bias 1 (a bias on c_attn),
---tie_weights 1 (lm_head is wte, no lm_head bias), --activation relu|gelu|gelu_tanh,
+--tie_weights 1 (lm_head is wte, no lm_head bias), --activation relu|relu2|gelu|gelu_tanh,
 --layer_norm_eps, --scaled_init 1 (c_proj weights N(0, 0.02/sqrt(2 n_layer))). With
 --vocab_size above the text's characters (GPT-2's 50257) batches are random ids, as
 `gpt bench`'s are.
+
+The modern switches the CPU speedrun uses (experiments/shakespeare_char_speedrun.toml), as
+crates/model and crates/training: --rope 1 (rotary embeddings on q and k, pairs (2i, 2i+1),
+--rope_theta; no wpe), --norm rmsnorm (nn.RMSNorm, no shift), --qk_norm 1 (RMSNorm over each
+head's q and k, before RoPE), --lr_schedule wsd (warmup, the peak, a straight line to min_lr
+over the last --warmdown_iters), and --optimizer muon: PyTorch's own torch.optim.Muon
+(torch >= 2.9; Keller Jordan's shape rule, decay at the unscaled rate, as burngpt's) for the
+blocks' matrices at --muon_lr (--muon_momentum, --muon_ns_steps, --muon_weight_decay), the
+schedule scaling it as it scales AdamW's rate, AdamW for the rest. One difference:
+torch.optim.Muon runs its Newton-Schulz iteration in bfloat16 (on the CPU too), burngpt in
+float32. SwiGLU, grouped-query attention and the logit soft-cap are not here.
 
 --hf_dir DIR --sample_tokens N: no training; times Hugging Face's GPT2LMHeadModel
 (`from_pretrained(DIR)`) sampling N tokens after a one-token prompt with
@@ -70,9 +81,13 @@ FLAGS = [
     ("bias", int, 1, "1: biases in the projections, lm_head and LayerNorms"),
     ("qkv_bias", int, 0, "1: a bias on the q/k/v projection too"),
     ("tie_weights", int, 0, "1: lm_head shares wte's matrix"),
-    ("activation", str, "relu", "relu, gelu or gelu_tanh"),
+    ("activation", str, "relu", "relu, relu2, gelu or gelu_tanh"),
     ("layer_norm_eps", float, 1e-5, "LayerNorm epsilon"),
     ("scaled_init", int, 0, "1: residual projections at std 0.02/sqrt(2 n_layer)"),
+    ("rope", int, 0, "1: rotary position embeddings on q and k instead of wpe"),
+    ("rope_theta", float, 10000.0, "RoPE's base"),
+    ("norm", str, "layernorm", "layernorm or rmsnorm"),
+    ("qk_norm", int, 0, "1: RMSNorm over each head's queries and keys"),
     ("hf_dir", str, "", "time Hugging Face sampling from this GPT-2 directory instead"),
     ("sample_tokens", int, 0, "tokens to sample with --hf_dir"),
     ("batch_size", int, 64, "sequences per step"),
@@ -83,6 +98,8 @@ FLAGS = [
     ("full_val", int, 0, "1: also the loss over every consecutive window of val"),
     ("learning_rate", float, 3e-4, "(peak) learning rate"),
     ("decay_lr", int, 0, "1: warmup then cosine decay to min_lr"),
+    ("lr_schedule", str, "cosine", "cosine, or wsd: the peak, then linear over warmdown_iters"),
+    ("warmdown_iters", int, 0, "wsd: the final steps of linear decay to min_lr"),
     ("warmup_iters", int, 0, "linear warmup steps (with decay_lr)"),
     ("lr_decay_iters", int, 0, "cosine length (0: max_iters)"),
     ("min_lr", float, 3e-5, "lr at the end of the cosine"),
@@ -92,6 +109,11 @@ FLAGS = [
     ("weight_decay", float, 0.01, "AdamW weight decay"),
     ("decay_all", int, 0, "0: decay matrices only (burngpt, nanoGPT); 1: every parameter"),
     ("grad_clip", float, 0.0, "clip the global gradient norm to this (0: off)"),
+    ("optimizer", str, "adamw", "adamw, or muon: torch.optim.Muon for the blocks' matrices"),
+    ("muon_lr", float, 0.02, "Muon's peak rate"),
+    ("muon_momentum", float, 0.95, "Muon's Nesterov momentum"),
+    ("muon_ns_steps", int, 5, "Muon's Newton-Schulz steps"),
+    ("muon_weight_decay", float, 0.0, "Muon's decoupled weight decay"),
     ("train_frac", float, 0.9, "share of the text used for training"),
     ("seed", int, 1337, "torch.manual_seed"),
     ("sdpa", int, 0, "1: F.scaled_dot_product_attention instead of explicit attention"),
@@ -120,8 +142,16 @@ def parse_args(argv=None):
             setattr(args, name, int(value) if kind is int and isinstance(value, bool) else kind(value))
         elif kind is int and isinstance(getattr(args, name), bool):
             setattr(args, name, int(getattr(args, name)))
-    if args.activation not in ("relu", "gelu", "gelu_tanh"):
-        p.error("--activation is relu, gelu or gelu_tanh")
+    if args.activation not in ("relu", "relu2", "gelu", "gelu_tanh"):
+        p.error("--activation is relu, relu2, gelu or gelu_tanh")
+    for name, allowed in (("norm", ("layernorm", "rmsnorm")), ("lr_schedule", ("cosine", "wsd")),
+                          ("optimizer", ("adamw", "muon"))):
+        if getattr(args, name) not in allowed:
+            p.error(f"--{name} is " + " or ".join(allowed))
+    if args.optimizer == "muon" and not hasattr(torch.optim, "Muon"):
+        p.error(f"--optimizer muon needs torch.optim.Muon (torch >= 2.9), this is {torch.__version__}")
+    if args.rope and (args.n_embd // args.n_head) % 2:
+        p.error("--rope needs an even head size")
     if args.model not in ("gpt", "bigram"):
         p.error("--model is gpt or bigram")
     if args.model == "gpt" and args.n_embd % args.n_head:
@@ -223,6 +253,31 @@ class Text:
 
 # ----------------------------------------------------------------------------- model
 
+def norm_layer(a, width):
+    if a.norm == "rmsnorm":
+        return nn.RMSNorm(width, eps=a.layer_norm_eps)
+    return nn.LayerNorm(width, eps=a.layer_norm_eps, bias=bool(a.bias))
+
+
+class Rope(nn.Module):
+    """Pair i = (2i, 2i+1) of every head turned by position * rope_theta**(-2i/hs), as
+    crates/model/src/rope.rs."""
+
+    def __init__(self, a):
+        super().__init__()
+        hs = a.n_embd // a.n_head
+        pairs = torch.arange(hs // 2, dtype=torch.float64)
+        angle = torch.arange(a.block_size, dtype=torch.float64)[:, None] * a.rope_theta ** (-2 * pairs / hs)
+        self.register_buffer("cos", angle.cos().float(), persistent=False)  # (block_size, hs/2)
+        self.register_buffer("sin", angle.sin().float(), persistent=False)
+
+    def forward(self, x):  # (B, nh, T, hs)
+        T = x.shape[2]
+        a, b = x.unflatten(-1, (-1, 2)).unbind(-1)
+        cos, sin = self.cos[:T], self.sin[:T]
+        return torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)
+
+
 class Attention(nn.Module):
     def __init__(self, a):
         super().__init__()
@@ -231,6 +286,10 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(a.n_embd, a.n_embd, bias=bool(a.bias))
         self.attn_dropout = nn.Dropout(a.dropout)
         self.resid_dropout = nn.Dropout(a.dropout)
+        hs = a.n_embd // a.n_head
+        self.q_norm = nn.RMSNorm(hs, eps=a.layer_norm_eps) if a.qk_norm else None
+        self.k_norm = nn.RMSNorm(hs, eps=a.layer_norm_eps) if a.qk_norm else None
+        self.rope = Rope(a) if a.rope else None
         mask = torch.tril(torch.ones(a.block_size, a.block_size, dtype=torch.bool))
         self.register_buffer("mask", mask, persistent=False)
 
@@ -239,6 +298,10 @@ class Attention(nn.Module):
         hs = C // self.n_head
         # (B, T, 3C) -> three (B, nh, T, hs)
         q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, hs).permute(2, 0, 3, 1, 4)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if self.rope is not None:
+            q, k = self.rope(q), self.rope(k)
         if self.sdpa:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                                dropout_p=self.p if self.training else 0.0)
@@ -256,7 +319,7 @@ class Mlp(nn.Module):
         self.c_fc = nn.Linear(a.n_embd, 4 * a.n_embd, bias=bool(a.bias))
         self.c_proj = nn.Linear(4 * a.n_embd, a.n_embd, bias=bool(a.bias))
         self.dropout = nn.Dropout(a.dropout)
-        self.act = {"relu": F.relu, "gelu": F.gelu,
+        self.act = {"relu": F.relu, "relu2": lambda x: F.relu(x).square(), "gelu": F.gelu,
                     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}[a.activation]
 
     def forward(self, x):
@@ -266,9 +329,9 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     def __init__(self, a):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(a.n_embd, eps=a.layer_norm_eps, bias=bool(a.bias))
+        self.ln_1 = norm_layer(a, a.n_embd)
         self.attn = Attention(a)
-        self.ln_2 = nn.LayerNorm(a.n_embd, eps=a.layer_norm_eps, bias=bool(a.bias))
+        self.ln_2 = norm_layer(a, a.n_embd)
         self.mlp = Mlp(a)
 
     def forward(self, x):
@@ -281,9 +344,9 @@ class Gpt(nn.Module):
         super().__init__()
         self.block_size = a.block_size
         self.wte = nn.Embedding(a.vocab_size, a.n_embd)
-        self.wpe = nn.Embedding(a.block_size, a.n_embd)
+        self.wpe = None if a.rope else nn.Embedding(a.block_size, a.n_embd)
         self.blocks = nn.ModuleList(Block(a) for _ in range(a.n_layer))
-        self.ln_f = nn.LayerNorm(a.n_embd, eps=a.layer_norm_eps, bias=bool(a.bias))
+        self.ln_f = norm_layer(a, a.n_embd)
         self.lm_head = nn.Linear(a.n_embd, a.vocab_size, bias=bool(a.bias) and not a.tie_weights)
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -299,7 +362,9 @@ class Gpt(nn.Module):
 
     def forward(self, idx):
         T = idx.shape[1]
-        x = self.wte(idx) + self.wpe(torch.arange(T, device=idx.device))
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, device=idx.device))
         for block in self.blocks:
             x = block(x)
         return self.lm_head(self.ln_f(x))
@@ -343,18 +408,35 @@ def lr_at(it, a):
     decay_iters = a.lr_decay_iters or a.max_iters
     if it > decay_iters:
         return a.min_lr
+    if a.lr_schedule == "wsd":
+        if it < decay_iters - a.warmdown_iters:
+            return a.learning_rate
+        left = (decay_iters - it) / max(1, a.warmdown_iters)  # 1 -> 0
+        return a.min_lr + left * (a.learning_rate - a.min_lr)
     ratio = (it - a.warmup_iters) / max(1, decay_iters - a.warmup_iters)
     return a.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (a.learning_rate - a.min_lr)
 
 
 def optimizer(model, a):
+    """AdamW's groups, and with --optimizer muon torch.optim.Muon for the blocks' matrices
+    (crates/training/src/muon.rs's `is_hidden`). Returns the optimizers and, for each, the
+    factor its rate is to the schedule's."""
     params = list(model.parameters())
+    optimizers = []
+    if a.optimizer == "muon":
+        hidden = [p for name, p in model.named_parameters() if name.startswith("blocks.") and p.dim() == 2]
+        ids = {id(p) for p in hidden}
+        params = [p for p in params if id(p) not in ids]
+        muon = torch.optim.Muon(hidden, lr=a.muon_lr, weight_decay=a.muon_weight_decay,
+                                momentum=a.muon_momentum, nesterov=True, ns_steps=a.muon_ns_steps)
+        optimizers.append((muon, a.muon_lr / a.learning_rate))
     if a.decay_all:
         groups = [{"params": params, "weight_decay": a.weight_decay}]
     else:
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": a.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=a.learning_rate, betas=(a.beta1, a.beta2), eps=a.eps)
+    adamw = torch.optim.AdamW(groups, lr=a.learning_rate, betas=(a.beta1, a.beta2), eps=a.eps)
+    return optimizers + [(adamw, 1.0)]
 
 
 @torch.no_grad()
@@ -420,12 +502,12 @@ def main(argv=None):
         text = RandomIds(a.vocab_size)
     a.vocab_size = a.vocab_size or len(text.chars)
     model = (Gpt if a.model == "gpt" else Bigram)(a)
-    opt = optimizer(model, a)
+    opts = optimizer(model, a)
     n_params = sum(p.numel() for p in model.parameters())
     tokens_per_iter = a.batch_size * a.block_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, python {platform.python_version()}")
     print(f"{a.model}: {n_params} parameters, vocab {a.vocab_size}, {tokens_per_iter} tokens per step, "
-          f"attention {'sdpa' if a.sdpa else 'explicit'}, {a.dtype}", flush=True)
+          f"attention {'sdpa' if a.sdpa else 'explicit'}, {a.dtype}, optimizer {a.optimizer}", flush=True)
 
     evals, step_ms = [], []
     for it in range(a.max_iters):
@@ -435,15 +517,17 @@ def main(argv=None):
             print(f"iter {it}: train loss {e['train']:.4f}, val loss {e['val']:.4f}", flush=True)
         t0 = time.perf_counter()
         lr = lr_at(it, a)
-        for group in opt.param_groups:
-            group["lr"] = lr
+        for opt, factor in opts:
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
         with autocast(a):
             loss = loss_of(model, *text.batch("train", a.batch_size, a.block_size))
-        opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         loss.backward()
         if a.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
-        opt.step()
+        for opt, _ in opts:
+            opt.step()
         loss = loss.item()  # waits for the step to finish
         step_ms.append((time.perf_counter() - t0) * 1000.0)
         if a.log_interval and (it % a.log_interval == 0 or it == a.max_iters - 1):
@@ -452,6 +536,7 @@ def main(argv=None):
     final = estimate_loss(model, text, a) if a.final_eval else None
     if final:
         print(f"final: train loss {final['train']:.4f}, val loss {final['val']:.4f}", flush=True)
+    train_wall = time.perf_counter() - start  # training and its evaluations, not --full_val
     full_val = full_split_loss(model, text.val, a.block_size, max(a.batch_size, 64)) if a.full_val else None
     if a.sample_chars:
         print(text.decode(sample(model, a.sample_chars, torch.Generator().manual_seed(a.seed))))
@@ -461,6 +546,7 @@ def main(argv=None):
     wall = time.perf_counter() - start
     result = {
         "model": a.model,
+        "optimizer": a.optimizer,
         "config": {k: v for k, v in vars(a).items() if k != "config"},
         "params": n_params,
         "vocab_size": a.vocab_size,
@@ -478,6 +564,7 @@ def main(argv=None):
         "mean_ms_per_iter": round(statistics.fmean(timed), 3) if timed else None,
         "tokens_per_s": round(tokens_per_iter / median * 1000.0, 1) if timed else None,
         "wall_s": round(wall, 2),
+        "train_wall_s": round(train_wall, 2),
         "cpu_per_wall": round((time.process_time() - cpu_start) / wall, 2) if wall > 0 else None,
         "peak_rss_mib": round(peak_rss_mib(), 1) if peak_rss_mib() is not None else None,
     }

@@ -172,7 +172,14 @@ fn compare_torch(
         let b: serde_json::Value = serde_json::from_str(out.lines().last().unwrap_or_default())
             .context("parsing `gpt bench --json`")?;
         let get = |k: &str| b[k].to_string();
+        let text = |k: &str| b[k].as_str().unwrap_or_default().to_string();
         let flag = |k: &str| if b[k] == true { "1" } else { "0" }.to_string();
+        if b["n_kv_head"] != b["n_head"] || b["logit_softcap"].as_f64().unwrap_or(0.0) != 0.0 {
+            bail!(
+                "the PyTorch reference has no grouped-query attention and no logit soft-cap: \
+                 compare with n_kv_head = 0 and logit_softcap = 0"
+            );
+        }
         let steps = b["steps"].as_u64().unwrap_or(0) + b["warmup"].as_u64().unwrap_or(0);
         let out = output(
             Command::new(python)
@@ -195,7 +202,12 @@ fn compare_torch(
                     &flag("tie_weights"),
                 ])
                 .args(["--scaled_init", &flag("scaled_init")])
-                .args(["--activation", b["activation"].as_str().unwrap_or("relu")])
+                .args(["--activation", &text("activation")])
+                // The modern switches, and the optimizer (Muon's cost is its iterations).
+                .args(["--rope", &flag("rope"), "--rope_theta", &get("rope_theta")])
+                .args(["--norm", &text("norm"), "--qk_norm", &flag("qk_norm")])
+                .args(["--optimizer", &text("optimizer")])
+                .args(["--muon_ns_steps", &get("muon_ns_steps")])
                 .args(["--layer_norm_eps", &get("layer_norm_eps")])
                 .args(["--sdpa", sdpa])
                 .args(["--dtype", b["dtype"].as_str().unwrap_or("float32")])
@@ -224,7 +236,11 @@ fn compare_torch(
             b["ms_per_step"].as_f64().unwrap_or(f64::NAN),
             t["median_ms_per_iter"].as_f64().unwrap_or(f64::NAN),
         );
-        println!("round {round}: burn {bm:.1} ms/step, PyTorch {tm:.1} ms/step");
+        println!(
+            "round {round}: burn {bm:.1} ms/step ({}), PyTorch {tm:.1} ms/step ({})",
+            text("optimizer"),
+            t["optimizer"].as_str().unwrap_or("adamw")
+        );
         burn_ms.push(bm);
         torch_ms.push(tm);
     }

@@ -1,10 +1,10 @@
 //! `gpt bench`: how fast this build trains and samples — nanoGPT's `bench.py`, plus
 //! sampling with and without the KV cache.
 //!
-//! Training steps are timed one by one (forward, backward, gradient clipping, AdamW) on
-//! random token batches of the config's shape, after warmup steps that are not counted,
-//! each step waiting for the device and reading its loss back (as a training step that
-//! logs). Then as many steps again with no read until the last: on a GPU the host queues
+//! Training steps are timed one by one (forward, backward, gradient clipping, the config's
+//! optimizer: AdamW, or Muon beside AdamW) on random token batches of the config's shape,
+//! after warmup steps that are not counted, each step waiting for the device and reading
+//! its loss back (as a training step that logs). Then as many steps again with no read until the last: on a GPU the host queues
 //! the next step while the device works, and the difference is what a per-step read
 //! costs (why training reads the loss only every `log_interval` on the GPU backends).
 //! Model FLOPs follow nanoGPT's `estimate_mfu`: 6N per token for the matmuls of forward and
@@ -25,7 +25,6 @@ use rand::{Rng, SeedableRng};
 use std::time::Instant;
 use training::RunConfig;
 use training::loader::SplitBatch;
-use training::optim::MatrixDecayAdamW;
 use training::step::{StepPolicy, TrainingModel};
 
 #[derive(clap::Args)]
@@ -82,7 +81,7 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         ..StepPolicy::default()
     };
     let mut training_model = TrainingModel::new(model, policy);
-    let mut optim = MatrixDecayAdamW::init::<Train, TrainingModel<Train>>(&config);
+    let mut optim = training::optim::init::<Train, TrainingModel<Train>>(&config);
     let mut rng = rand::rngs::StdRng::seed_from_u64(config.train.seed);
     let mut times = Vec::with_capacity(args.steps);
     let mut peak_device = backend::device_memory(&device);
@@ -162,6 +161,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
             "batch_size": b,
             "params": n_params,
             "grad_clip": config.train.grad_clip,
+            "optimizer": config.train.optimizer,
+            "muon_ns_steps": config.train.muon_ns_steps,
             "steps": args.steps,
             "warmup": args.warmup,
             "ms_per_step": median * 1e3,
@@ -207,7 +208,8 @@ pub fn run(args: Args, device: Option<usize>) -> Result<()> {
         n_params as f64 / 1e6
     );
     println!(
-        "training: {:.1} ms/step median, {:.1} ms min over {} steps; {:.0} tokens/s",
+        "training ({}): {:.1} ms/step median, {:.1} ms min over {} steps; {:.0} tokens/s",
+        optimizer_note(&config.train),
         median * 1e3,
         min * 1e3,
         args.steps,
@@ -387,5 +389,14 @@ mod tests {
     fn flex_build_takes_the_fused_attention_kernel() {
         assert_eq!(attention_path::<Train>(), AttentionPath::FusedCpu);
         assert_eq!(attention_path::<Inner>(), AttentionPath::FusedCpu);
+    }
+}
+
+/// The optimizer a step ran, as the config names it: `adamw`, or `muon` with its
+/// iterations (`muon (5 Newton–Schulz steps) + adamw`).
+fn optimizer_note(t: &training::TrainConfig) -> String {
+    match t.optimizer {
+        training::optim::OptimizerKind::AdamW => "adamw".into(),
+        muon => format!("{muon} ({} Newton–Schulz steps) + adamw", t.muon_ns_steps),
     }
 }

@@ -123,6 +123,63 @@ fn resume_continues_the_iteration_count_and_same_seed_gives_same_losses() {
     assert_eq!(losses(&dir), losses(&again));
 }
 
+/// A Muon run stopped at iteration 20 and resumed to 30 logs the losses of the same run
+/// uninterrupted, to the last digit (dropout off, so only the data, the weights and the
+/// optimizer's state decide them): Muon's momentum comes back from the checkpoint with
+/// AdamW's. `gpt bench` names the optimizer it ran.
+#[test]
+fn a_muon_run_resumes_exactly() {
+    let muon = ["--set", "optimizer=muon", "--set", "dropout=0.0"];
+    let dir = tmp("muon-resume");
+    let d = dir.to_str().unwrap();
+    assert!(train_tiny(&dir, &muon).status.success());
+    ok(&[
+        "train",
+        "--resume",
+        "--out-dir",
+        d,
+        "--set",
+        "max_iters=30",
+        "--sample-tokens",
+        "0",
+    ]);
+    let whole = tmp("muon-whole");
+    let mut thirty = muon.to_vec();
+    thirty.extend(["--set", "max_iters=30"]);
+    assert!(train_tiny(&whole, &thirty).status.success());
+    let rows = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').skip(1).take(3).collect::<Vec<_>>().join(","))
+            .collect()
+    };
+    assert_eq!(rows(&dir).len(), 3);
+    assert_eq!(rows(&dir), rows(&whole));
+    let bench = json(&ok(&[
+        "bench",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--sample-tokens",
+        "0",
+        "--json",
+        "--set",
+        "n_layer=1",
+        "--set",
+        "n_embd=16",
+        "--set",
+        "n_head=2",
+        "--set",
+        "block_size=8",
+        "--set",
+        "optimizer=muon",
+    ]));
+    assert_eq!(bench["optimizer"], "muon");
+}
+
 /// Each user mistake: non-zero exit, one `error:` line naming the problem, no panic.
 #[test]
 fn bad_input_gets_one_clear_error_line() {

@@ -199,12 +199,12 @@ impl<B: Backend> CausalSelfAttention<B> {
             .zip(pasts.iter_mut())
             .map(|(qkv, past)| {
                 let start = past.as_ref().map_or(0, |p| p.k.dims()[2]);
-                let qkv = self.position_qk(qkv, start);
                 let call = Call::Cached {
                     tq: 1,
                     tk: start + 1,
                 };
                 let path = AttentionPath::pick::<B>(&qkv.device(), qkv.dtype(), call);
+                let qkv = self.position_qk(qkv, start, path);
                 self.attention(path, qkv, Some(&mut **past), None)
             })
             .collect();
@@ -225,7 +225,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             .as_ref()
             .and_then(|p| p.as_ref())
             .map_or(0, |p| p.k.dims()[2]);
-        let qkv = self.position_qk(per_token(&self.c_attn, x, self.precision), start); // (B, T, C + 2·n_kv·hs)
+        let qkv = per_token(&self.c_attn, x, self.precision); // (B, T, C + 2·n_kv·hs)
         let t = qkv.dims()[1];
         let call = match (&past, &record) {
             (Some(_), _) => Call::Cached {
@@ -236,6 +236,7 @@ impl<B: Backend> CausalSelfAttention<B> {
             (None, None) => Call::Full,
         };
         let path = AttentionPath::pick::<B>(&qkv.device(), qkv.dtype(), call);
+        let qkv = self.position_qk(qkv, start, path);
         let y = self.attention(path, qkv, past, record);
         (
             self.resid_dropout
@@ -292,16 +293,36 @@ impl<B: Backend> CausalSelfAttention<B> {
     /// as Gemma 3 and OLMo 2: the rotation keeps the norm); v untouched.
     ///
     /// Both work on rows as the projection lays them out, each head's hs numbers side by
-    /// side: RMSNorm over the last dimension of q (B, T, nh, hs) and k (B, T, n_kv, hs),
-    /// RoPE over the whole row (see [`crate::rope`]). Splitting into (B, heads, T, hs)
-    /// first would make every step run on strided views, several times slower on the CPU.
-    fn position_qk(&self, qkv: Tensor<B, 3>, start: usize) -> Tensor<B, 3> {
+    /// side. Splitting into (B, heads, T, hs) first would make every step run on strided
+    /// views, several times slower on the CPU. On the fused kernel's path both are one
+    /// kernel over the rows (`crate::position_qk`); on the others (the reference it is
+    /// tested against) QK-norm is RMSNorm over the last dimension of q (B, T, nh, hs) and
+    /// k (B, T, n_kv, hs), cut out of the row and put back, and RoPE turns the whole row
+    /// (see [`crate::rope`]).
+    fn position_qk(&self, qkv: Tensor<B, 3>, start: usize, path: AttentionPath) -> Tensor<B, 3> {
+        let [b, t, width] = qkv.dims();
+        let (nh, kv) = (self.n_head, self.n_kv_head);
+        let hs = width / (nh + 2 * kv);
+        #[cfg(feature = "fused")]
+        if path == AttentionPath::FusedCpu && (self.q_norm.is_some() || self.rope.is_some()) {
+            use crate::position_qk::{Heads, Norm, position_rows};
+            let norm = self
+                .q_norm
+                .as_ref()
+                .zip(self.k_norm.as_ref())
+                .map(|(q, k)| Norm {
+                    q_gain: q.gamma.val(),
+                    k_gain: k.gamma.val(),
+                    eps: q.epsilon as f32,
+                });
+            let rotation = self.rope.as_ref().map(|rope| rope.rotation(start, t));
+            return position_rows(qkv, norm, rotation, Heads { nh, kv, hs });
+        }
+        #[cfg(not(feature = "fused"))]
+        let _ = path;
         let qkv =
             match (&self.q_norm, &self.k_norm) {
                 (Some(q_norm), Some(k_norm)) => {
-                    let [b, t, width] = qkv.dims();
-                    let (nh, kv) = (self.n_head, self.n_kv_head);
-                    let hs = width / (nh + 2 * kv);
                     let norm =
                         |norm: &RmsNorm<B>, x: Tensor<B, 3>, heads: usize| {
                             norm_in_f32(x.reshape([b, t, heads, hs]), |x| norm.forward(x))
@@ -421,8 +442,8 @@ mod tests {
     use crate::test_util::{TestBackend as B, small_config};
     use burn::tensor::Distribution;
 
-    /// The attention variants of the modern switches, on a base config: grouped-query
-    /// (two groups, and multi-query), QK-norm, RoPE, and all of them together.
+    /// The attention variants of the modern switches, on a base config: QK-norm, RoPE,
+    /// both, grouped-query (two groups, and multi-query), and all of them together.
     fn variants(base: &GptConfig) -> Vec<GptConfig> {
         let with = |f: &dyn Fn(&mut GptConfig)| {
             let mut c = base.clone();
@@ -433,6 +454,10 @@ mod tests {
             base.clone(),
             with(&|c| c.qk_norm = true),
             with(&|c| c.rope = true),
+            with(&|c| {
+                c.qk_norm = true;
+                c.rope = true;
+            }),
         ];
         for kv in [base.n_head / 2, 1] {
             if kv >= 1 && base.n_head.is_multiple_of(kv) {
@@ -448,7 +473,7 @@ mod tests {
     }
 
     /// The fused kernel against the explicit path: same output and same gradients with
-    /// respect to qkv and the layer's own parameters (QK-norm's scales), for head sizes
+    /// respect to qkv and the layer's own parameters (QK-norm's gains), for head sizes
     /// that are and are not a multiple of the SIMD width, sequences longer than one block
     /// of queries, and every attention switch (grouped-query heads read in place by the
     /// kernel, repeated by the explicit path; RoPE and QK-norm before either).
@@ -484,12 +509,13 @@ mod tests {
                     } else {
                         AttentionPath::Explicit
                     };
-                    let y = attn.attention(path, attn.position_qk(qkv.clone(), 0), None, None);
+                    let y =
+                        attn.attention(path, attn.position_qk(qkv.clone(), 0, path), None, None);
                     let grads = (y.clone() * weights.clone()).sum().backward();
-                    let norm_grad = attn
-                        .q_norm
-                        .as_ref()
-                        .map(|n| n.gamma.val().grad(&grads).expect("a gradient").into_data());
+                    let norm_grad = [&attn.q_norm, &attn.k_norm].map(|norm| {
+                        norm.as_ref()
+                            .map(|n| n.gamma.val().grad(&grads).expect("a gradient").into_data())
+                    });
                     (
                         y.inner().into_data(),
                         qkv.grad(&grads).expect("a gradient").into_data(),
@@ -500,8 +526,10 @@ mod tests {
                 let tolerance = burn::tensor::Tolerance::absolute(1e-5);
                 fused.0.assert_approx_eq::<f32>(&explicit.0, tolerance);
                 fused.1.assert_approx_eq::<f32>(&explicit.1, tolerance);
-                if let (Some(f), Some(e)) = (fused.2, explicit.2) {
-                    f.assert_approx_eq::<f32>(&e, burn::tensor::Tolerance::absolute(1e-4));
+                for (f, e) in fused.2.into_iter().zip(explicit.2) {
+                    if let (Some(f), Some(e)) = (f, e) {
+                        f.assert_approx_eq::<f32>(&e, burn::tensor::Tolerance::absolute(1e-4));
+                    }
                 }
             }
         }
@@ -591,8 +619,8 @@ mod tests {
         let attn = CausalSelfAttention::<B>::new(&config, &device);
         let qkv = Tensor::<B, 3>::random([1, 1, 48], Distribution::Normal(0.0, 1.0), &device);
         let scores = |m: usize, n: usize| -> Vec<f32> {
-            let (q, _, _) = attn.heads(attn.position_qk(qkv.clone(), m));
-            let (_, k, _) = attn.heads(attn.position_qk(qkv.clone(), n));
+            let (q, _, _) = attn.heads(attn.position_qk(qkv.clone(), m, AttentionPath::Explicit));
+            let (_, k, _) = attn.heads(attn.position_qk(qkv.clone(), n, AttentionPath::Explicit));
             (q * k).sum_dim(3).into_data().to_vec().unwrap() // one per head
         };
         let (near, shifted, far) = (scores(5, 3), scores(25, 23), scores(25, 3));
@@ -612,12 +640,12 @@ mod tests {
             vec![head.clone(), head, qkv.clone().slice([0..1, 0..1, 16..48])],
             2,
         );
-        let (q, _, _) = attn.heads(attn.position_qk(twins, 7));
+        let (q, _, _) = attn.heads(attn.position_qk(twins, 7, AttentionPath::Explicit));
         let (h0, h1) = (q.clone().slice([0..1, 0..1]), q.slice([0..1, 1..2]));
         h0.into_data()
             .assert_approx_eq::<f32>(&h1.into_data(), Default::default());
         // At position 0 nothing turns: RoPE leaves q and k as they are.
-        let (q0, _, _) = attn.heads(attn.position_qk(qkv.clone(), 0));
+        let (q0, _, _) = attn.heads(attn.position_qk(qkv.clone(), 0, AttentionPath::Explicit));
         let (q, _, _) = attn.heads(qkv);
         q0.into_data()
             .assert_approx_eq::<f32>(&q.into_data(), Default::default());

@@ -27,8 +27,11 @@ pub mod loss;
 pub mod mlp;
 pub mod norm;
 mod per_token;
+#[cfg(feature = "fused")]
+mod position_qk;
 pub mod precision;
 pub mod rope;
+mod swiglu;
 #[cfg(feature = "fused")]
 mod view;
 

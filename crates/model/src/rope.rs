@@ -36,6 +36,14 @@ pub struct Rope<B: Backend> {
     sin: Tensor<B, 2>,
     /// (hs, hs): x·swap turns each pair (a, b) of a head into (-b, a).
     swap: Tensor<B, 2>,
+    /// rope_theta, for the fused path's kernel, which turns rows without the tables.
+    theta: f64,
+}
+
+/// The angle by which pair `pair` of a head of `head_size` turns at `position`:
+/// position·θ_i with θ_i = theta^(-2i/head_size).
+pub(crate) fn angle(position: usize, pair: usize, head_size: usize, theta: f64) -> f64 {
+    position as f64 * theta.powf(-2.0 * pair as f64 / head_size as f64)
 }
 
 impl<B: Backend> Rope<B> {
@@ -53,8 +61,7 @@ impl<B: Backend> Rope<B> {
         for t in 0..block_size {
             for _ in 0..heads {
                 for j in 0..hs {
-                    let frequency = theta.powf(-2.0 * (j / 2) as f64 / hs as f64);
-                    let angle = t as f64 * frequency;
+                    let angle = angle(t, j / 2, hs, theta);
                     cos.push(angle.cos() as f32);
                     sin.push(angle.sin() as f32);
                 }
@@ -74,7 +81,15 @@ impl<B: Backend> Rope<B> {
             cos: table(cos, [block_size, width]),
             sin: table(sin, [block_size, width]),
             swap: table(swap, [hs, hs]),
+            theta,
         }
+    }
+
+    /// The angles the fused path's kernel turns rows of `t` tokens at positions
+    /// start..start + t by (see [`crate::position_qk`]).
+    #[cfg(feature = "fused")]
+    pub(crate) fn rotation(&self, start: usize, t: usize) -> crate::position_qk::Rotation {
+        crate::position_qk::Rotation::new(start, t, self.swap.dims()[0], self.theta)
     }
 
     /// `x` (B, T, (heads + plain)·hs) of tokens at positions start..start+T, the rotated

@@ -15,7 +15,9 @@
 //! looked up in whichever section has it.
 
 use crate::TrainError;
+use crate::optim::OptimizerKind;
 use crate::rl::RlConfig;
+use crate::schedule::LrSchedule;
 use crate::step::OnNonFinite;
 use data::{Dataset, TaskConfig};
 use model::GptConfig;
@@ -46,10 +48,16 @@ pub struct TrainConfig {
     pub log_interval: usize,
     /// Peak learning rate.
     pub learning_rate: f64,
-    /// Warmup then cosine decay to `min_lr` (nanoGPT's `get_lr`); false = constant lr.
+    /// Warmup then decay to `min_lr` as `lr_schedule` says; false = constant lr.
     pub decay_lr: bool,
+    /// After the warmup: `cosine` (nanoGPT's `get_lr`), or `wsd`, warmup–stable–decay
+    /// (trapezoidal): the peak rate held, then a straight line down to `min_lr` over the
+    /// last `warmdown_iters` (see `schedule`).
+    pub lr_schedule: LrSchedule,
     pub warmup_iters: usize,
-    /// Iterations over which the cosine runs; 0 means `max_iters`.
+    /// With `lr_schedule = "wsd"`: the iterations of the final straight decay.
+    pub warmdown_iters: usize,
+    /// Iterations over which the schedule decays; 0 means `max_iters`.
     pub lr_decay_iters: usize,
     pub min_lr: f64,
     pub beta1: f64,
@@ -57,6 +65,17 @@ pub struct TrainConfig {
     pub eps: f64,
     /// AdamW's decoupled weight decay, on matrices only (see `optim`).
     pub weight_decay: f64,
+    /// `adamw` (nanoGPT's), or `muon`: Muon for the blocks' matrices, AdamW (with the
+    /// settings above) for embeddings, head, gains and biases (see `muon`).
+    pub optimizer: OptimizerKind,
+    /// Muon's peak learning rate; the schedule scales it as it scales `learning_rate`.
+    pub muon_lr: f64,
+    /// Muon's (Nesterov) momentum.
+    pub muon_momentum: f64,
+    /// Newton–Schulz iterations that orthogonalise each Muon update.
+    pub muon_ns_steps: usize,
+    /// Muon's decoupled weight decay (at `muon_lr`).
+    pub muon_weight_decay: f64,
     /// Clip the global gradient norm to this; 0 disables clipping.
     pub grad_clip: f64,
     /// A NaN or infinite training loss: `stop` the run (keeping the last checkpoint) or
@@ -80,13 +99,21 @@ impl Default for TrainConfig {
             log_interval: 10,
             learning_rate: 3e-4,
             decay_lr: false,
+            lr_schedule: LrSchedule::Cosine,
             warmup_iters: 0,
+            warmdown_iters: 0,
             lr_decay_iters: 0,
             min_lr: 3e-5,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            optimizer: OptimizerKind::AdamW,
+            // Keller Jordan's defaults.
+            muon_lr: 0.02,
+            muon_momentum: 0.95,
+            muon_ns_steps: 5,
+            muon_weight_decay: 0.0,
             grad_clip: 0.0,
             on_nonfinite_loss: OnNonFinite::Stop,
             seed: 1337,
@@ -237,6 +264,16 @@ impl RunConfig {
         if t.weight_decay < 0.0 || t.grad_clip < 0.0 || t.eps <= 0.0 {
             return bad("weight_decay and grad_clip must be ≥ 0, eps > 0".into());
         }
+        if t.decay_lr && t.lr_schedule == LrSchedule::Wsd {
+            let decay = self.lr_decay_iters();
+            if t.warmdown_iters == 0 || t.warmup_iters + t.warmdown_iters > decay {
+                return bad(format!(
+                    "lr_schedule = \"wsd\" needs warmdown_iters > 0 and warmup_iters + warmdown_iters ≤ lr_decay_iters ({decay}), got warmup_iters {} and warmdown_iters {}",
+                    t.warmup_iters, t.warmdown_iters
+                ));
+            }
+        }
+        self.validate_muon()?;
         if let Some(task) = self.task() {
             task.validate()?;
             let needed = task.example_len() - 1;
@@ -254,6 +291,40 @@ impl RunConfig {
         model
             .validate()
             .map_err(|e| TrainError::Config(e.to_string()))
+    }
+
+    /// Muon's settings (checked whichever optimizer runs, so a resumed run cannot switch
+    /// to a bad one).
+    fn validate_muon(&self) -> Result<(), TrainError> {
+        let t = &self.train;
+        let bad = |m: String| Err(TrainError::Config(m));
+        if t.muon_lr <= 0.0 {
+            return bad(format!("muon_lr must be > 0, got {}", t.muon_lr));
+        }
+        if !(0.0..1.0).contains(&t.muon_momentum) {
+            return bad(format!(
+                "muon_momentum must be in [0, 1), got {}",
+                t.muon_momentum
+            ));
+        }
+        if !(1..=100).contains(&t.muon_ns_steps) {
+            return bad(format!(
+                "muon_ns_steps must be in 1..=100, got {}",
+                t.muon_ns_steps
+            ));
+        }
+        if !(0.0..1.0).contains(&(t.muon_lr * t.muon_weight_decay)) {
+            return bad(format!(
+                "muon_weight_decay must be ≥ 0 and muon_lr × muon_weight_decay < 1 (each step multiplies the matrices by 1 − their product), got {} × {}",
+                t.muon_lr, t.muon_weight_decay
+            ));
+        }
+        if t.optimizer == OptimizerKind::Muon && self.model.model == model::ModelKind::Bigram {
+            return bad(
+                "optimizer = \"muon\" updates the hidden matrices of a GPT's blocks; the bigram model has none: use optimizer = \"adamw\"".into(),
+            );
+        }
+        Ok(())
     }
 
     /// The arithmetic task, when the run trains on generated problems.
@@ -406,6 +477,22 @@ mod tests {
         assert!(msg(&["log_interval=0"]).contains("log_interval must be > 0"));
         assert!(msg(&["eval_iters=9223372036854775807"]).contains("too large to count"));
         assert!(msg(&["dataset=a/b.txt"]).contains("file:a/b.txt"));
+        assert!(msg(&["optimizer=sgd"]).contains("unknown variant"));
+        assert!(msg(&["muon_lr=0"]).contains("muon_lr must be > 0"));
+        assert!(msg(&["muon_momentum=1"]).contains("muon_momentum must be in [0, 1)"));
+        assert!(msg(&["muon_ns_steps=0"]).contains("muon_ns_steps"));
+        assert!(msg(&["muon_weight_decay=-1"]).contains("muon_weight_decay"));
+        assert!(msg(&["muon_weight_decay=50"]).contains("muon_lr × muon_weight_decay"));
+        let bigram = msg(&["optimizer=muon", "model=bigram"]);
+        assert!(bigram.contains("bigram model has none"), "{bigram}");
+        let wsd = msg(&["decay_lr=true", "lr_schedule=wsd"]);
+        assert!(wsd.contains("warmdown_iters > 0"), "{wsd}");
+        let c = load(&["optimizer=muon", "muon_lr=0.05", "lr_schedule=wsd"]).unwrap();
+        assert_eq!(c.train.optimizer, OptimizerKind::Muon);
+        assert_eq!(
+            (c.train.muon_lr, c.train.lr_schedule),
+            (0.05, LrSchedule::Wsd)
+        );
     }
 
     #[test]
@@ -428,6 +515,7 @@ mod tests {
             "bigram.toml",
             "shakespeare_char.toml",
             "shakespeare_char_cpu.toml",
+            "shakespeare_char_speedrun.toml",
             "addition.toml",
             "calculator.toml",
             "pretrain_docs.toml",

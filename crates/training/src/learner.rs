@@ -1,4 +1,4 @@
-//! The Learner's assembly: the model (fresh, or the `--init-from` weights), AdamW, the
+//! The Learner's assembly: the model (fresh, or the `--init-from` weights), the optimizer, the
 //! schedule, the loaders, metrics, log, checkpointer and renderer, handed to burn-train
 //! and run; then the final and best models saved.
 
@@ -8,7 +8,6 @@ use crate::log::{History, RunLog};
 use crate::logged::{RL_VALUES, STEP_VALUES};
 use crate::loss_scale::LossScaler;
 use crate::metrics::{Perplexity, SplitMean, TokensPerSecond};
-use crate::optim::MatrixDecayAdamW;
 use crate::recorder::AtomicRecorder;
 use crate::renderer::{Dashboard, Iterations, PlainRenderer};
 use crate::rl::{ExactResult, Rl};
@@ -91,7 +90,7 @@ pub(crate) fn launch<B: AutodiffBackend>(
             mix_seed(mix_seed(t.seed, start_epoch as u64), rank as u64),
         );
     }
-    let optim = MatrixDecayAdamW::init(config);
+    let optim = crate::optim::init(config);
     let start_iter = history.rows().last().map_or(0, |r| r.iter);
     let policy = StepPolicy {
         accumulation: t.gradient_accumulation_steps,

@@ -5,8 +5,9 @@
 //! - [`step`]: the training recipe, one iteration in nanoGPT's order (micro-batches, loss
 //!   scaling, all-reduce, clipping; the Learner then steps the optimizer), and the eval step.
 //! - [`rl`]: reinforcement learning with a verifiable reward, one more kind of step.
-//! - [`schedule`]: warmup + cosine learning rate; [`clip`]: global gradient-norm clipping;
-//!   [`optim`]: AdamW decaying matrices only, as nanoGPT.
+//! - [`schedule`]: warmup + cosine or warmup–stable–decay learning rate; [`clip`]: global
+//!   gradient-norm clipping; [`optim`]: AdamW decaying matrices only, as nanoGPT, or
+//!   [`muon`] for the hidden matrices beside it.
 //! - [`logged`]: the values a step logs, each declared once; [`metrics`], [`log`],
 //!   [`renderer`]: what is measured, logged and shown.
 //! - [`run`], [`recorder`]: the run directory (read, written by one locked writer) and
@@ -30,6 +31,7 @@ pub mod log;
 pub mod logged;
 pub mod loss_scale;
 pub mod metrics;
+pub mod muon;
 pub mod optim;
 pub mod recorder;
 pub mod renderer;

@@ -8,11 +8,15 @@
 //! Full precision matters: half-precision records round AdamW's second moments to zero
 //! and a resumed run's first step then blows up.
 //!
-//! Every record is read here, so this is also where the one other layout of a model file
-//! is read: either/or layers written as two optional fields, `ln_1`/`rms_1` (likewise
-//! `ln_2`, `ln_f`) and `c_fc`/`swiglu`, where the model now has one enum field tagged with
-//! its variant ([`model::norm::NormLayer`], [`model::mlp::Up`]). [`tag_either_or_layers`]
-//! moves the present layer under its tag; its numbers are untouched.
+//! Every record is read here, so this is also where older layouts are read:
+//! - a model file's either/or layers written as two optional fields, `ln_1`/`rms_1`
+//!   (likewise `ln_2`, `ln_f`) and `c_fc`/`swiglu`, where the model now has one enum field
+//!   tagged with its variant ([`model::norm::NormLayer`], [`model::mlp::Up`]).
+//!   [`tag_either_or_layers`] moves the present layer under its tag;
+//! - an optimizer file of AdamW's states alone, from before Muon: [`group_optimizer_states`]
+//!   makes it the AdamW group beside an empty Muon one (`optim::OptimizerRecord`).
+//!
+//! Their numbers are untouched.
 
 use burn::prelude::*;
 use burn::record::{FileRecorder, FullPrecisionSettings, Recorder, RecorderError};
@@ -67,7 +71,7 @@ impl<B: Backend> Recorder<B> for AtomicRecorder {
         let Ok(mut value) = rmpv::decode::read_value(&mut &bytes[..]) else {
             return Err(error);
         };
-        if !tag_either_or_layers(&mut value) {
+        if !(tag_either_or_layers(&mut value) | group_optimizer_states(&mut value)) {
             return Err(error);
         }
         let mut tagged = Vec::with_capacity(bytes.len());
@@ -117,6 +121,31 @@ fn tag_either_or_layers(value: &mut Value) -> bool {
             .fold(false, |changed, v| tag_either_or_layers(v) | changed),
         _ => false,
     }
+}
+
+/// Rewrites an optimizer record whose item is one map of states by parameter id (AdamW's,
+/// before Muon) as the pair (that map, no Muon states). Whether it was one.
+fn group_optimizer_states(value: &mut Value) -> bool {
+    let Value::Map(entries) = value else {
+        return false;
+    };
+    let Some((_, item)) = entries.iter_mut().find(|(k, _)| k.as_str() == Some("item")) else {
+        return false;
+    };
+    let states = match item {
+        Value::Map(states) => states,
+        _ => return false,
+    };
+    let by_id = states.iter().all(|(k, _)| {
+        k.as_str()
+            .is_some_and(crate::run::checkpoint::param_id_parses)
+    });
+    if !by_id {
+        return false;
+    }
+    let adamw = std::mem::replace(item, Value::Nil);
+    *item = Value::Array(vec![adamw, Value::Map(Vec::new())]);
+    true
 }
 
 fn tag(variant: &str, layer: Value) -> Value {

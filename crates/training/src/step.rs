@@ -190,7 +190,7 @@ impl<B: AutodiffBackend> TrainStep for TrainingModel<B> {
     ///    loss scaler's `unscale_` and `step`);
     /// 5. the global gradient norm is clipped to `grad_clip`;
     /// 6. the optimizer step at the schedule's learning rate: burn-train's Learner takes
-    ///    it with the gradients returned here ([`MatrixDecayAdamW`](crate::optim) at
+    ///    it with the gradients returned here ([`Optim`](crate::optim::Optim) at
     ///    [`NanoGptSchedule`](crate::schedule)'s `get_lr`), once per iteration. Its own
     ///    `grads_accumulation` is not used: it would step the schedule per micro-batch
     ///    and clip each micro-batch on its own.
@@ -365,7 +365,6 @@ mod tests {
     use super::*;
     use crate::RunConfig;
     use crate::clip::global_norm;
-    use crate::optim::MatrixDecayAdamW;
     use burn::backend::{Autodiff, Flex};
     use burn::data::dataloader::batcher::Batcher;
     use burn::module::{ModuleVisitor, Param};
@@ -601,7 +600,7 @@ mod tests {
         assert!((clipped - clip).abs() < 1e-3 * clip, "{clipped} vs {clip}");
         // One AdamW step (with weight decay) from each: the same weights.
         let step = |t: TrainingModel<B>, g: GradientsParams| {
-            let mut optim = MatrixDecayAdamW::init::<B, TrainingModel<B>>(&config);
+            let mut optim = crate::optim::init::<B, TrainingModel<B>>(&config);
             param_values(&optim.step(1e-2, t, g))
         };
         let (w1, w4) = (step(one, c1.grads), step(four, again));

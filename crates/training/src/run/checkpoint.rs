@@ -33,19 +33,42 @@ pub fn check_tensors(bytes: &[u8], expected: &[Vec<usize>]) -> Result<(), Refuse
     check_found(&found, expected).map_err(Refused::Mismatch)
 }
 
-/// Checks that the optimizer checkpoint `optim` holds AdamW's state for the parameters of
-/// the model checkpoint `model` (itself already checked): each key one of that model's
-/// parameter ids, each state tagged with that parameter's rank, each moment an f32 tensor
-/// of its shape. Burn trusts all of this: a wrong id or rank panics as the file loads, a
-/// wrong shape at the first step.
+/// Checks that the optimizer checkpoint `optim` holds the optimizer's state for the
+/// parameters of the model checkpoint `model` (itself already checked): AdamW's states,
+/// then Muon's (see `optim::OptimizerRecord`; a file written before Muon holds AdamW's
+/// alone), each key one of that model's parameter ids, each state tagged with that
+/// parameter's rank (2 for Muon's matrices), each moment an f32 tensor of its shape.
+/// Burn trusts all of this: a wrong id or rank panics as the file loads, a wrong shape at
+/// the first step.
 pub fn check_optimizer(optim: &[u8], model: &[u8]) -> Result<(), Refused> {
     let model = read(model)?;
     let mut params = Vec::new();
     param_shapes(&model, &mut params);
     let optim = read(optim)?;
-    let states = field(&optim, "item")
-        .and_then(Value::as_map)
-        .ok_or_else(|| Refused::Unreadable("it holds no optimizer state".into()))?;
+    let none = || Refused::Unreadable("it holds no optimizer state".into());
+    // Each group's states, and the one rank it takes (Muon's matrices).
+    type Group<'a> = (&'a [(Value, Value)], Option<usize>);
+    let groups: Vec<Group> = match field(&optim, "item") {
+        Some(Value::Array(groups)) if groups.len() == 2 => vec![
+            (groups[0].as_map().ok_or_else(none)?, None),
+            (groups[1].as_map().ok_or_else(none)?, Some(2)),
+        ],
+        Some(Value::Map(states)) => vec![(states, None)],
+        _ => return Err(none()),
+    };
+    for (states, rank) in groups {
+        check_states(states, rank, &params)?;
+    }
+    Ok(())
+}
+
+/// One optimizer group's states (see [`check_optimizer`]); `rank`: the only rank the
+/// group takes.
+fn check_states(
+    states: &[(Value, Value)],
+    rank: Option<usize>,
+    params: &[(String, Vec<usize>)],
+) -> Result<(), Refused> {
     for (key, state) in states {
         let id = key
             .as_str()
@@ -61,10 +84,10 @@ pub fn check_optimizer(optim: &[u8], model: &[u8]) -> Result<(), Refused> {
                 ))
             })?;
         match rank_tag(state) {
-            Some(rank) if rank == shape.len() => {}
+            Some(r) if r == shape.len() && rank.is_none_or(|rank| rank == r) => {}
             _ => {
                 return Err(Refused::Mismatch(format!(
-                    "the state of parameter {id} is not tagged with its rank, {}",
+                    "the state of parameter {id} is not tagged with its rank, {}, or its optimizer does not take that rank",
                     shape.len()
                 )));
             }
@@ -177,7 +200,7 @@ fn collect(value: &Value, found: &mut Vec<(Vec<usize>, String)>) -> Result<(), S
 /// Whether Burn reads `id` as a parameter's id: its `ParamId::deserialize` panics on an
 /// id it cannot parse, and on a base-32 one of more than its 8 bytes (13 characters). An
 /// older Burn's UUIDs (with their hyphens, which base 32 lacks) still parse.
-fn param_id_parses(id: &str) -> bool {
+pub(crate) fn param_id_parses(id: &str) -> bool {
     (id.len() <= 13 || id.contains('-')) && ParamId::try_deserialize(id).is_some()
 }
 

@@ -390,9 +390,8 @@ pub(crate) fn io(path: &Path, e: std::io::Error) -> TrainError {
 mod tests {
     use super::*;
     use crate::loader::SplitBatch;
-    use crate::optim::MatrixDecayAdamW;
     use burn::backend::Flex;
-    use burn::module::Module;
+    use burn::module::{AutodiffModule, Module};
     use burn::train::TrainStep;
     use model::GptConfig;
 
@@ -552,10 +551,16 @@ mod tests {
     }
 
     fn tiny_run(tag: &str) -> RunDir {
+        tiny_run_with(tag, crate::optim::OptimizerKind::AdamW)
+    }
+
+    fn tiny_run_with(tag: &str, optimizer: crate::optim::OptimizerKind) -> RunDir {
         let dir = std::env::temp_dir().join(format!("burngpt-fuzz-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let run = RunDir::new(&dir);
         let mut config = RunConfig::default();
+        config.train.optimizer = optimizer;
+        config.model.dropout = 0.0;
         config.model.n_layer = 1;
         config.model.n_embd = 8;
         config.model.n_head = 2;
@@ -569,9 +574,17 @@ mod tests {
     /// [`tiny_run`] holding checkpoint 1 after one AdamW step (model, optimizer and
     /// scheduler files, as burn-train writes them); the model and a batch to step with.
     fn checkpointed_run(tag: &str) -> (RunDir, TrainingModel<AB>, impl Fn() -> SplitBatch<AB>) {
+        checkpointed_run_with(tag, crate::optim::OptimizerKind::AdamW)
+    }
+
+    /// [`checkpointed_run`] with `optimizer`.
+    fn checkpointed_run_with(
+        tag: &str,
+        optimizer: crate::optim::OptimizerKind,
+    ) -> (RunDir, TrainingModel<AB>, impl Fn() -> SplitBatch<AB>) {
         use burn::data::dataloader::batcher::Batcher;
         use burn::optim::Optimizer;
-        let run = tiny_run(tag);
+        let run = tiny_run_with(tag, optimizer);
         let config = run.config().unwrap();
         let device = Default::default();
         let training_model = TrainingModel::new(
@@ -585,7 +598,7 @@ mod tests {
             split: data::Split::Train,
             batch: data::LmBatcher.batch(chunks.clone(), &Default::default()),
         };
-        let mut optim = MatrixDecayAdamW::init::<AB, TrainingModel<AB>>(&config);
+        let mut optim = crate::optim::init::<AB, TrainingModel<AB>>(&config);
         let grads = TrainStep::step(&training_model, batch()).grads;
         let training_model = optim.step(1e-3, training_model, grads);
         std::fs::create_dir_all(run.checkpoint_dir()).unwrap();
@@ -610,6 +623,76 @@ mod tests {
         let err = run.check_training_state::<AB>(1, &device).unwrap_err();
         assert!(err.to_string().contains("the model lacks"), "{err}");
         for run in [run, other] {
+            std::fs::remove_dir_all(run.path()).unwrap();
+        }
+    }
+
+    /// With Muon the checkpoint holds both groups' state: it passes the check, and an
+    /// optimizer loaded from it takes the next step exactly as the one that wrote it.
+    /// Muon's state under a vector's id, or AdamW's states alone (a file from before
+    /// Muon, for an AdamW run), are told apart.
+    #[test]
+    fn muon_training_state_round_trips_and_is_checked() {
+        use crate::optim::OptimizerKind;
+        use burn::optim::Optimizer;
+        let (run, model, batch) = checkpointed_run_with("muon-state", OptimizerKind::Muon);
+        let device = Default::default();
+        run.check_training_state::<AB>(1, &device).unwrap();
+        let config = run.config().unwrap();
+        let path = run.checkpoint_dir().join("optim-1.mpk");
+        let record: OptimizerRecord<AB> =
+            Recorder::<AB>::load(&AtomicRecorder, path.clone(), &device).unwrap();
+        assert_eq!(record.1.len(), 4, "c_attn, attn.c_proj, c_fc, mlp.c_proj");
+        let step = |record: OptimizerRecord<AB>| {
+            let mut optim =
+                crate::optim::init::<AB, TrainingModel<AB>>(&config).load_record(record);
+            let grads = TrainStep::step(&model, batch()).grads;
+            params(&optim.step(1e-3, model.clone(), grads).model.valid())
+        };
+        let again: OptimizerRecord<AB> =
+            Recorder::<AB>::load(&AtomicRecorder, path.clone(), &device).unwrap();
+        assert_eq!(step(record), step(again));
+
+        // AdamW's group alone, as written before Muon: checked and loaded as the pair.
+        let (adamw_run, _, _) = checkpointed_run("adamw-alone");
+        let adamw_path = adamw_run.checkpoint_dir().join("optim-1.mpk");
+        let pair: OptimizerRecord<AB> =
+            Recorder::<AB>::load(&AtomicRecorder, adamw_path.clone(), &device).unwrap();
+        let (adamw, muon) = pair;
+        assert!(muon.is_empty());
+        Recorder::<AB>::record(&AtomicRecorder, adamw, adamw_path.clone()).unwrap();
+        adamw_run.check_training_state::<AB>(1, &device).unwrap();
+        let old: OptimizerRecord<AB> =
+            Recorder::<AB>::load(&AtomicRecorder, adamw_path, &device).unwrap();
+        assert!(!old.0.is_empty() && old.1.is_empty());
+
+        // Muon's group holding a state of rank 1 (a vector's) is refused.
+        let bytes = std::fs::read(&path).unwrap();
+        let mut value = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let rmpv::Value::Map(root) = &mut value else {
+            panic!("a map")
+        };
+        let item = root.iter_mut().find(|(k, _)| k.as_str() == Some("item"));
+        let Some((_, rmpv::Value::Array(groups))) = item else {
+            panic!("a pair")
+        };
+        let vector = groups[0]
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|(_, state)| format!("{state}").contains("Rank1"))
+            .unwrap()
+            .clone();
+        let rmpv::Value::Map(muon) = &mut groups[1] else {
+            panic!("Muon's states")
+        };
+        muon.push(vector);
+        let mut edited = Vec::new();
+        rmpv::encode::write_value(&mut edited, &value).unwrap();
+        std::fs::write(&path, edited).unwrap();
+        let err = run.check_training_state::<AB>(1, &device).unwrap_err();
+        assert!(err.to_string().contains("rank"), "{err}");
+        for run in [run, adamw_run] {
             std::fs::remove_dir_all(run.path()).unwrap();
         }
     }
@@ -671,7 +754,7 @@ mod tests {
                     Recorder::<AB>::load(&AtomicRecorder, path, &device).unwrap();
                 let config = run.config().unwrap();
                 let mut optim =
-                    MatrixDecayAdamW::init::<AB, TrainingModel<AB>>(&config).load_record(record);
+                    crate::optim::init::<AB, TrainingModel<AB>>(&config).load_record(record);
                 let grads = TrainStep::step(&training_model, batch()).grads;
                 optim.step(1e-3, training_model, grads);
             }
