@@ -17,7 +17,7 @@
 # NO_TORCH=1 skips PyTorch); SPEEDRUN=another config for the speedrun column; SETS="k=v ..."
 # extra --set overrides for it (a sweep); OUT=another runs directory. MEANS=1 then trains
 # the speedrun once more per seed with each of its means taken away alone (AdamW instead
-# of Muon, the cosine instead of warmup-stable-decay, no QK-norm, ReLU instead of ReLU²)
+# of Muon, the cosine instead of warmup-stable-decay, no QK-norm, ReLU² instead of ReLU)
 # and prints a second table: what each means is worth inside the recipe.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -93,7 +93,7 @@ means=(
   "adamw|optimizer=adamw"
   "cosine|lr_schedule=cosine"
   "no-qk-norm|qk_norm=false"
-  "relu|activation=relu"
+  "relu2|activation=relu2"
 )
 : > "$out/means.tsv"
 for m in "${means[@]}"; do
@@ -113,7 +113,7 @@ base = by["speedrun"]
 mean = lambda xs: sum(xs) / len(xs)
 label = {"speedrun": "the speedrun", "means-adamw": "AdamW instead of Muon",
          "means-cosine": "cosine instead of warmup-stable-decay",
-         "means-no-qk-norm": "no QK-norm", "means-relu": "ReLU instead of ReLU²"}
+         "means-no-qk-norm": "no QK-norm", "means-relu2": "ReLU² instead of ReLU"}
 print("| recipe | whole-val (mean ± half-range) | Δ vs speedrun | wall s (mean) |")
 print("|---|---|---|---|")
 for name, rs in by.items():

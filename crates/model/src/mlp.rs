@@ -76,7 +76,12 @@ fn nonlinearity<B: Backend, const D: usize>(
     match activation {
         Activation::Relu => relu(h),
         // As sparse as ReLU, smoother above zero; it trained better in Primer's search.
-        Activation::Relu2 => relu(h).powi_scalar(2),
+        // A product, not a power: one multiply each way, where a power's backward runs
+        // through the general pow.
+        Activation::Relu2 => {
+            let r = relu(h);
+            r.clone() * r
+        }
         Activation::Gelu => gelu(h),
         // 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GPT-2's `gelu_new`.
         Activation::GeluTanh => gelu_tanh(h),
