@@ -244,7 +244,7 @@ fn reinforcement_learning_starts_from_a_run_and_logs_its_reward() {
     assert!(lines[0].starts_with("456/7="), "{line}");
     match lines[..] {
         [answer] => assert!(answer.contains("=? (the model wrote"), "{line}"),
-        [_, trace] => assert!(trace.starts_with("  trace: 4/7: "), "{line}"),
+        [_, trace] => assert!(trace.starts_with("  trace: 7 × 1 to 9: 7 14 21 "), "{line}"),
         _ => panic!("{line}"),
     }
 

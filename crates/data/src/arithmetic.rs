@@ -30,13 +30,17 @@
 //!     the rows of written multiplication and their running sums, least significant
 //!     digit first: 123·6 = 738 (n_digits+1 wide), 123·5 = 615, 738 + 6150 = 6888,
 //!     123·4 = 492; the last sum, 6888 + 49200, is the product
-//! 123/007=000100000100|001217000500|005379400400|017r004
-//!     long division: after bringing down each digit of a, the part divided
-//!     (n_digits+1 wide, most significant first, as b is written), the quotient digit,
-//!     then the multiple of b subtracted (n_digits+1 wide) and the remainder
-//!     (n_digits wide), both least significant first, the order the subtraction's
-//!     borrows run in: 1 - 0 = 1, 12 - 7 = 5, 53 - 49 = 4; only the quotient digit is
-//!     a choice
+//! 123/007=7000|4100|1200|8200|5300|2400|9400|6500|3600|100000000100|210017000500|350079400400|017r004
+//!     long division: first the table of b's multiples, 1·b to 9·b (n_digits+1 wide),
+//!     each the one before plus b, as addition writes it; then, after bringing down
+//!     each digit of a, the part divided (n_digits+1 wide), the quotient digit, the
+//!     multiple of b subtracted (n_digits+1 wide) and the remainder (n_digits wide). All
+//!     are least significant first, so that the digits a subtraction pairs sit at the
+//!     same offsets of their numbers, the order its borrows run in (1 - 0 = 1,
+//!     12 - 7 = 5, 53 - 49 = 4), and bringing down a digit writes it in front of the
+//!     remainder's. The quotient digit is the number of multiples in the table not
+//!     above the part: a comparison with numbers already written rather than an
+//!     estimate of part / b, and the multiple a copy of one of them
 //! ```
 //!
 //! The loss scores the answer only, trace included; exact match scores the final result.
@@ -49,6 +53,9 @@ use serde::{Deserialize, Serialize};
 pub const VOCAB: &str = "0123456789+-*/=r|.";
 
 const PAD: char = '.';
+
+/// Long division's table holds b's multiples 1·b to this · b: every quotient digit's.
+const MULTIPLES: usize = 9;
 
 /// The `[task]` section of a run config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,16 +267,23 @@ impl TaskConfig {
                 (trace, number(result, true)?)
             }
             Op::Div => {
-                // Each step as the model wrote it: the part, its quotient digit, and
-                // the subtraction of the multiple.
-                let trace = steps.iter().map(|s| {
-                    let part = number(&s[..n + 1], false)?;
+                // The table as the model wrote it, then each step: the part, its
+                // quotient digit, and the subtraction of the multiple.
+                let (table, steps) = steps.split_at(MULTIPLES.min(steps.len()));
+                let table = table.iter().map(|s| value(s)).collect::<Option<Vec<_>>>()?;
+                let table = table.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+                let mut trace = Vec::new();
+                if !table.is_empty() {
+                    trace.push(format!("{} × 1 to 9: {}", p.b, table.join(" ")));
+                }
+                let steps = steps.iter().map(|s| {
+                    let part = number(&s[..n + 1], true)?;
                     let q = number(&s[n + 1..n + 2], false)?;
                     let multiple = value(&s[n + 2..2 * n + 3])?;
                     let rem = value(&s[2 * n + 3..])?;
                     Some(format!("{part}/{}: {q}, {part}-{multiple}={rem}", p.b))
                 });
-                let trace = trace.collect::<Option<_>>()?;
+                trace.extend(steps.collect::<Option<Vec<_>>>()?);
                 let (q, r) = result.split_at(n);
                 let r = r.strip_prefix('r')?;
                 (
@@ -350,15 +364,15 @@ impl TaskConfig {
                 }
                 steps
             }
-            Op::Div => p
-                .long_division(n)
-                .into_iter()
-                .map(|s| {
-                    let part = format!("{:0w$}", s.part, w = n + 1);
-                    let (multiple, rem) = (reversed(s.multiple, n + 1), reversed(s.rem, n));
+            Op::Div => {
+                let table = (1..=MULTIPLES as u64).map(|k| reversed(k * p.b, n + 1));
+                let steps = p.long_division(n).into_iter().map(|s| {
+                    let (part, multiple) = (reversed(s.part, n + 1), reversed(s.multiple, n + 1));
+                    let rem = reversed(s.rem, n);
                     format!("{part}{}{multiple}{rem}", s.q)
-                })
-                .collect(),
+                });
+                table.chain(steps).collect()
+            }
         }
     }
 
@@ -381,7 +395,7 @@ impl TaskConfig {
                 }
                 widths
             }
-            Op::Div => vec![3 * n + 3; n],
+            Op::Div => [vec![n + 1; MULTIPLES], vec![3 * n + 3; n]].concat(),
         }
     }
 }
@@ -458,9 +472,10 @@ mod tests {
         );
         assert_eq!(
             written(&t, &problem(Op::Div, 123, 7)),
-            "123/007=000100000100|001217000500|005379400400|017r004"
+            "123/007=7000|4100|1200|8200|5300|2400|9400|6500|3600|\
+             100000000100|210017000500|350079400400|017r004"
         );
-        assert_eq!(t.example_len(), 8 + 39 + 7);
+        assert_eq!(t.example_len(), 8 + 45 + 39 + 7);
         for op in Op::ALL {
             let p = problem(op, 999, 999);
             assert_eq!(t.answer(&p).len(), t.answer_len(op), "{op}");
@@ -500,7 +515,9 @@ mod tests {
                         _ if !trace => 0,
                         Op::Add => 0,
                         Op::Sub if a < b => 2 * n,
-                        Op::Sub | Op::Div => n,
+                        Op::Sub => n,
+                        // The table, then a step per digit.
+                        Op::Div => 1 + n,
                         Op::Mul => 2 * n - 1,
                     };
                     assert_eq!(reading.trace.len(), steps, "{p} as {answer}");
@@ -542,13 +559,18 @@ mod tests {
         let r = t.read(&div, &t.answer(&div)).unwrap();
         assert_eq!(
             r.trace,
-            ["1/7: 0, 1-0=1", "12/7: 1, 12-7=5", "53/7: 7, 53-49=4"]
+            [
+                "7 × 1 to 9: 7 14 21 28 35 42 49 56 63",
+                "1/7: 0, 1-0=1",
+                "12/7: 1, 12-7=5",
+                "53/7: 7, 53-49=4"
+            ]
         );
         assert_eq!(r.result, "17r4");
         // A wrong quotient digit shows in the step it was chosen in.
-        let wrong = "123/007=000100000100|001217000500|005386500300|018r003";
+        let wrong = t.answer(&div).replace("350079400400|017r004", "350086500300|018r003");
         assert_eq!(
-            t.read(&div, &wrong[8..]).unwrap().trace[2],
+            t.read(&div, &wrong).unwrap().trace[3],
             "53/7: 8, 53-56=3"
         );
     }
