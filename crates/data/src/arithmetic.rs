@@ -568,11 +568,10 @@ mod tests {
         );
         assert_eq!(r.result, "17r4");
         // A wrong quotient digit shows in the step it was chosen in.
-        let wrong = t.answer(&div).replace("350079400400|017r004", "350086500300|018r003");
-        assert_eq!(
-            t.read(&div, &wrong).unwrap().trace[3],
-            "53/7: 8, 53-56=3"
-        );
+        let wrong = t
+            .answer(&div)
+            .replace("350079400400|017r004", "350086500300|018r003");
+        assert_eq!(t.read(&div, &wrong).unwrap().trace[3], "53/7: 8, 53-56=3");
     }
 
     #[test]

@@ -454,7 +454,6 @@ mod tests {
     mod steps {
         use super::super::*;
         use crate::RunConfig;
-        use crate::optim::MatrixDecayAdamW;
         use crate::step::StepPolicy;
         use burn::backend::{Autodiff, Flex};
         use burn::module::{ModuleVisitor, Param};
@@ -553,7 +552,7 @@ mod tests {
                 assert!(out.grads.is_empty());
                 let stats = out.item.sync();
                 assert_eq!(stats.value(&REWARD), Some(constant));
-                let mut optim = MatrixDecayAdamW::init::<B, TrainingModel<B>>(&config);
+                let mut optim = crate::optim::init::<B, TrainingModel<B>>(&config);
                 let after = optim.step(1e-2, model, out.grads);
                 assert_eq!(weights(&after), before);
             }
@@ -565,7 +564,7 @@ mod tests {
         fn a_toy_task_raises_the_mean_reward() {
             let config = config();
             let mut model = learner(|token| f64::from(u8::from(token == 7)), 8);
-            let mut optim = MatrixDecayAdamW::init::<B, TrainingModel<B>>(&config);
+            let mut optim = crate::optim::init::<B, TrainingModel<B>>(&config);
             let mut rewards = Vec::new();
             for _ in 0..40 {
                 let out = TrainStep::step(&model, batch());
