@@ -92,6 +92,24 @@ pub fn generate<B: Backend, M: LanguageModel<B>>(
     Ok(sequence.new_tokens().to_vec())
 }
 
+/// Decodes every one of `sequences` to its end, those not done yet together in each
+/// [`step`] (a batch of problems, or of samples of one prompt).
+pub fn finish<B: Backend, M: LanguageModel<B>>(
+    model: &M,
+    sequences: &mut [Sequence<B>],
+    device: &B::Device,
+) -> Result<()> {
+    loop {
+        let mut unfinished: Vec<_> = sequences.iter_mut().filter(|s| !s.is_done()).collect();
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        for next in step(model, &mut unfinished, device) {
+            next?;
+        }
+    }
+}
+
 /// A prompt being extended one token at a time, with its own decoder and random
 /// generator: [`generate`]'s one sequence, or one of several that [`step`] decodes
 /// together (a server's concurrent requests).

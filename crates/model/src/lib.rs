@@ -38,7 +38,7 @@ mod view;
 pub use attention::{AttentionPath, attention_path};
 pub use bigram::BigramLanguageModel;
 pub use config::{Activation, GptConfig, ModelKind, Norm, SWITCHES, Switch};
-pub use generate::{Decoder, Sampling, Sequence, extend, generate, step};
+pub use generate::{Decoder, Sampling, Sequence, extend, finish, generate, step};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;
 pub use lm::{LanguageModel, Model, num_params};

@@ -121,15 +121,7 @@ fn greedy_answers<B: Backend>(
                 Ok(Sequence::new(&prompt, sampling)?)
             })
             .collect::<Result<Vec<_>, TrainError>>()?;
-        loop {
-            let mut unfinished: Vec<_> = sequences.iter_mut().filter(|s| !s.is_done()).collect();
-            if unfinished.is_empty() {
-                break;
-            }
-            for next in model::step(model, &mut unfinished, device) {
-                next?;
-            }
-        }
+        model::finish(model, &mut sequences, device)?;
         for sequence in &sequences {
             answers.push(tokenizer.decode(sequence.new_tokens())?);
         }

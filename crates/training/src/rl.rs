@@ -279,15 +279,7 @@ pub fn sample<B: Backend, M: LanguageModel<B>>(
             sequences.push(Sequence::new(prompt, sampling)?);
         }
     }
-    loop {
-        let mut unfinished: Vec<_> = sequences.iter_mut().filter(|s| !s.is_done()).collect();
-        if unfinished.is_empty() {
-            break;
-        }
-        for next in model::step(model, &mut unfinished, device) {
-            next?;
-        }
-    }
+    model::finish(model, &mut sequences, device)?;
     let answers: Vec<Vec<u32>> = sequences.iter().map(|s| s.new_tokens().to_vec()).collect();
     let rewards = answers
         .iter()
