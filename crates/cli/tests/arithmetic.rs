@@ -270,19 +270,23 @@ fn reinforcement_learning_starts_from_a_run_and_logs_its_reward() {
         "--set",
         "log_interval=1",
     ];
-    let mut args = vec![
-        "train",
-        "--config",
-        CALCULATOR_RL,
-        "--init-from",
-        b,
-        "--out-dir",
-        r,
-        "--sample-tokens",
-        "0",
-    ];
-    args.extend_from_slice(&small);
-    ok(&args);
+    // `gpt train` of the RL config from the base into `out`, small.
+    let rl_train = |out| {
+        let mut args = vec![
+            "train",
+            "--config",
+            CALCULATOR_RL,
+            "--init-from",
+            b,
+            "--out-dir",
+            out,
+            "--sample-tokens",
+            "0",
+        ];
+        args.extend_from_slice(&small);
+        args
+    };
+    ok(&rl_train(r));
     let rewards = logged(&rl, "reward");
     assert_eq!(rewards.len(), 4);
     assert!(
@@ -319,18 +323,7 @@ fn reinforcement_learning_starts_from_a_run_and_logs_its_reward() {
         (vec!["--set", "trace=false"], "the task's layout differs"),
     ];
     for (extra, expected) in refused {
-        let mut args = vec![
-            "train",
-            "--config",
-            CALCULATOR_RL,
-            "--init-from",
-            b,
-            "--out-dir",
-            o,
-            "--sample-tokens",
-            "0",
-        ];
-        args.extend_from_slice(&small);
+        let mut args = rl_train(o);
         args.extend_from_slice(&extra);
         check_one_error_line(&args, &gpt(&args), expected);
         assert!(!out.exists(), "a refused run leaves no directory");

@@ -447,8 +447,8 @@ mod tests {
         use super::super::*;
         use crate::RunConfig;
         use crate::step::StepPolicy;
+        use crate::step::tests::param_values;
         use burn::backend::{Autodiff, Flex};
-        use burn::module::{ModuleVisitor, Param};
         use burn::optim::Optimizer;
         use burn::train::TrainStep;
         use burn::train::metric::ItemLazy;
@@ -519,18 +519,6 @@ mod tests {
             }
         }
 
-        fn weights(model: &TrainingModel<B>) -> Vec<f32> {
-            struct Values(Vec<f32>);
-            impl ModuleVisitor<B> for Values {
-                fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
-                    self.0.extend(p.val().into_data().to_vec::<f32>().unwrap());
-                }
-            }
-            let mut v = Values(Vec::new());
-            model.visit(&mut v);
-            v.0
-        }
-
         /// When every answer earns the same, no answer beats its baseline: no gradient,
         /// and an AdamW step (with weight decay) leaves every weight as it was.
         #[test]
@@ -539,14 +527,14 @@ mod tests {
             config.train.weight_decay = 0.1;
             for constant in [0.0, 1.0] {
                 let model = learner(if constant == 0.0 { |_| 0.0 } else { |_| 1.0 }, 4);
-                let before = weights(&model);
+                let before = param_values(&model);
                 let out = TrainStep::step(&model, batch());
                 assert!(out.grads.is_empty());
                 let stats = out.item.sync();
                 assert_eq!(stats.value(&REWARD), Some(constant));
                 let mut optim = crate::optim::init::<B, TrainingModel<B>>(&config);
                 let after = optim.step(1e-2, model, out.grads);
-                assert_eq!(weights(&after), before);
+                assert_eq!(param_values(&after), before);
             }
         }
 

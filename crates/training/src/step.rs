@@ -361,7 +361,7 @@ pub(crate) fn shapes<B: Backend, M: Module<B>>(module: &M) -> Vec<Vec<usize>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::RunConfig;
     use crate::clip::global_norm;
@@ -392,7 +392,8 @@ mod tests {
         v.1
     }
 
-    fn param_values(module: &TrainingModel<B>) -> Vec<f32> {
+    /// Every parameter's values, in the module's order.
+    pub(crate) fn param_values(module: &TrainingModel<B>) -> Vec<f32> {
         struct Values(Vec<f32>);
         impl ModuleVisitor<B> for Values {
             fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<B, D>>) {
