@@ -262,6 +262,19 @@ mod tests {
         }
     }
 
+    /// A random `rows × cols` matrix, uniform in (−1, 1), its rows scaled down
+    /// geometrically from 1 to 1/`span`: singular values that far apart.
+    fn graded(rows: usize, cols: usize, span: f64, rng: &mut rand::rngs::StdRng) -> Matrix {
+        (0..rows)
+            .map(|i| {
+                let scale = span.powf(-(i as f64) / (rows - 1) as f64);
+                (0..cols)
+                    .map(|_| scale * rng.random_range(-1.0..1.0))
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The iteration run on the small side ([`newton_schulz`]) is the iteration run on
     /// the matrix itself: on wide and tall matrices whose singular values span three
     /// orders of magnitude, five steps of each agree.
@@ -269,14 +282,7 @@ mod tests {
     fn newton_schulz_on_the_small_side_equals_the_direct_iteration() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(11);
         for (rows, cols) in [(12, 40), (40, 12), (16, 16)] {
-            let g: Matrix = (0..rows)
-                .map(|i| {
-                    let scale = 1000f64.powf(-(i as f64) / (rows - 1) as f64);
-                    (0..cols)
-                        .map(|_| scale * rng.random_range(-1.0..1.0))
-                        .collect()
-                })
-                .collect();
+            let g = graded(rows, cols, 1000.0, &mut rng);
             let ours = matrix(super::newton_schulz(tensor(&g), 5));
             let direct = newton_schulz(&g);
             for (a, b) in ours.iter().flatten().zip(direct.iter().flatten()) {
@@ -311,14 +317,7 @@ mod tests {
     fn newton_schulz_makes_a_random_matrix_near_orthogonal() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let (rows, cols) = (16, 48);
-        let g: Matrix = (0..rows)
-            .map(|i| {
-                let scale = 20f64.powf(-(i as f64) / (rows - 1) as f64);
-                (0..cols)
-                    .map(|_| scale * rng.random_range(-1.0..1.0))
-                    .collect()
-            })
-            .collect();
+        let g = graded(rows, cols, 20.0, &mut rng);
         let muon = Muon::<Flex>::new(&config(0.95, 0.0));
         // lr·√(out/in) = 1: the step subtracts the orthogonalised update itself.
         let lr = (rows as f64 / cols as f64).sqrt();
